@@ -1,0 +1,306 @@
+//! Lowering: walks `func.func @main` and its `lt2.loop` regions and emits one plan graph per
+//! region. Values get dense per-graph ids; values a loop region reads from outside become its
+//! captured inputs. The match over `Lt2Op` is exhaustive: an op without a lowering does not
+//! compile.
+
+use std::collections::HashMap;
+
+use melior::ir::attribute::{ArrayAttribute, DictionaryAttribute, StringAttribute};
+use melior::ir::block::BlockLike;
+use melior::ir::operation::{OperationLike, OperationRef};
+use melior::ir::{BlockRef, Module, RegionLike, Value, ValueLike};
+
+use lt2_ir::ops::{self, attr_bool, attr_f32, attr_i64, attr_i64s, attr_str, attr_strs, Lt2Op, LOOP_YIELD};
+use lt2_ir::{Elem, TensorType, WeightStore};
+use lt2_runtime::plan::{self, DType, Graph, Manifest, Op, Step, TensorSig, WeightEntry, ABSENT};
+
+use crate::CodegenError;
+
+fn dtype(e: Elem) -> DType {
+    match e {
+        Elem::F32 => DType::F32,
+        Elem::I64 => DType::I64,
+        Elem::I1 => DType::Bool,
+    }
+}
+
+fn key(v: Value) -> usize {
+    v.to_raw().ptr as usize
+}
+
+/// One graph under construction: MLIR value → plan value id.
+struct GraphCx {
+    ids: HashMap<usize, u32>,
+    graph: Graph,
+}
+
+impl GraphCx {
+    fn new(name: &str) -> GraphCx {
+        GraphCx { ids: HashMap::new(), graph: Graph { name: name.into(), ..Default::default() } }
+    }
+    fn define(&mut self, v: Value) -> u32 {
+        let id = self.graph.num_values;
+        self.graph.num_values += 1;
+        self.ids.insert(key(v), id);
+        id
+    }
+}
+
+struct Lowering<'w> {
+    graphs: Vec<Graph>,
+    weight_index: HashMap<&'w str, u32>,
+}
+
+/// Lowers a verified lt2 module to a plan manifest (weights listed, offsets filled by the writer).
+pub fn lower(module: &Module, weights: &WeightStore) -> Result<Manifest, CodegenError> {
+    let mut main = None;
+    let mut op = module.body().first_operation();
+    while let Some(o) = op {
+        if o.name().as_string_ref().as_str() == Ok("func.func") && ops::attr_sym_name(&o).as_deref() == Some("main") {
+            main = Some(o);
+        }
+        op = o.next_in_block();
+    }
+    let main = main.ok_or_else(|| CodegenError::Lower { op: "module".into(), origin: "module".into(), reason: "no func.func @main".into() })?;
+    let mut lw = Lowering { graphs: vec![Graph::default()], weight_index: HashMap::new() };
+    let mut entries = Vec::new();
+    for (i, w) in weights.entries().iter().enumerate() {
+        lw.weight_index.insert(w.name.as_str(), i as u32);
+        entries.push(WeightEntry { name: w.name.clone(), dtype: dtype(w.elem) as i32, shape: w.shape.iter().map(|&d| d as u64).collect(), offset: 0, nbytes: 0 });
+    }
+    let block = main.region(0).ok().and_then(|r| r.first_block()).ok_or_else(|| CodegenError::Lower { op: "func.func".into(), origin: "@main".into(), reason: "empty function".into() })?;
+    let mut cx = GraphCx::new("main");
+    for i in 0..block.argument_count() {
+        let a = block.argument(i).map_err(|e| lower_err("func.func", "@main", e.to_string()))?;
+        let id = cx.define(a.into());
+        cx.graph.inputs.push(id);
+    }
+    let rets = lw.lower_block(&mut cx, block, "func.return")?;
+    cx.graph.outputs = rets;
+    lw.graphs[0] = cx.graph;
+    let (inputs, outputs) = signature(&main, block)?;
+    Ok(Manifest { producer: format!("lt2c {}", env!("CARGO_PKG_VERSION")), inputs, outputs, weights: entries, graphs: lw.graphs })
+}
+
+fn lower_err(op: &str, origin: &str, reason: impl Into<String>) -> CodegenError {
+    CodegenError::Lower { op: op.into(), origin: origin.into(), reason: reason.into() }
+}
+
+/// Graph inputs/outputs from `lt2.name` / `lt2.dims` argument and result attributes.
+fn signature(main: &OperationRef, block: BlockRef) -> Result<(Vec<TensorSig>, Vec<TensorSig>), CodegenError> {
+    let read = |attr_name: &str, types: Vec<String>| -> Result<Vec<TensorSig>, CodegenError> {
+        let arr = main.attribute(attr_name).ok().and_then(|a| ArrayAttribute::try_from(a).ok());
+        let mut out = Vec::new();
+        for (i, ty) in types.iter().enumerate() {
+            let dict = arr.and_then(|a| a.element(i).ok()).and_then(|d| DictionaryAttribute::try_from(d).ok());
+            let name = dict
+                .and_then(|d| d.element_by_name("lt2.name"))
+                .and_then(|s| StringAttribute::try_from(s).ok())
+                .map(|s| s.value().to_string())
+                .unwrap_or_else(|| format!("{}{i}", if attr_name == "arg_attrs" { "input" } else { "output" }));
+            let t = TensorType::parse(ty).ok_or_else(|| lower_err("func.func", "@main", format!("unsupported signature type {ty}")))?;
+            let dims = match dict.and_then(|d| d.element_by_name("lt2.dims")).and_then(|a| ArrayAttribute::try_from(a).ok()) {
+                Some(a) => (0..a.len())
+                    .map(|j| a.element(j).ok().and_then(|e| StringAttribute::try_from(e).ok()).map(|s| s.value().to_string()).unwrap_or_default())
+                    .collect(),
+                None => t.dims.iter().enumerate().map(|(j, d)| d.map(|n| n.to_string()).unwrap_or_else(|| format!("{name}_d{j}"))).collect(),
+            };
+            out.push(TensorSig { name, dtype: dtype(t.elem) as i32, dims });
+        }
+        Ok(out)
+    };
+    let arg_types: Vec<String> = (0..block.argument_count()).filter_map(|i| block.argument(i).ok()).map(|a| a.r#type().to_string()).collect();
+    let ret = block.terminator().ok_or_else(|| lower_err("func.func", "@main", "no return"))?;
+    let ret_types: Vec<String> = ret.operands().map(|v| v.r#type().to_string()).collect();
+    Ok((read("arg_attrs", arg_types)?, read("res_attrs", ret_types)?))
+}
+
+impl Lowering<'_> {
+    /// Lowers the ops of a block into `cx`; returns the ids of the terminator's operands.
+    fn lower_block(&mut self, cx: &mut GraphCx, block: BlockRef, terminator: &str) -> Result<Vec<u32>, CodegenError> {
+        let mut op = block.first_operation();
+        while let Some(o) = op {
+            let name = o.name().as_string_ref().as_str().unwrap_or("?").to_string();
+            let origin = origin_of(&o);
+            if name == terminator {
+                return o.operands().map(|v| cx.ids.get(&key(v)).copied().ok_or_else(|| lower_err(&name, &origin, "returns an undefined value"))).collect();
+            }
+            let kind = ops::lt2_op(&o).ok_or_else(|| lower_err(&name, &origin, "is not an lt2 op; nothing lowers it"))?;
+            self.lower_op(cx, &o, kind, &origin)?;
+            op = o.next_in_block();
+        }
+        Err(lower_err(terminator, "block", "block has no terminator"))
+    }
+
+    fn lower_op(&mut self, cx: &mut GraphCx, o: &OperationRef, kind: Lt2Op, origin: &str) -> Result<(), CodegenError> {
+        let name = kind.name();
+        let e = |r: String| lower_err(name, origin, r);
+        let mut inputs: Vec<i64> = Vec::new();
+        // Optional operands are absent from the operand list; map them by segment sizes.
+        let segs = o.attribute("operandSegmentSizes").ok().map(|a| a.to_string());
+        let operand_ids: Vec<i64> = o
+            .operands()
+            .map(|v| cx.ids.get(&key(v)).map(|&i| i as i64).ok_or_else(|| e("uses a value defined outside what it can see".into())))
+            .collect::<Result<_, _>>()?;
+        match (&segs, kind) {
+            (Some(s), Lt2Op::CausalConv | Lt2Op::Gdn) => {
+                let sizes: Vec<usize> = s.trim_start_matches("array<i32:").trim_end_matches('>').split(',').filter_map(|x| x.trim().parse().ok()).collect();
+                let mut it = operand_ids.into_iter();
+                for sz in sizes {
+                    inputs.push(if sz == 1 { it.next().unwrap_or(ABSENT) } else { ABSENT });
+                }
+            }
+            _ => inputs = operand_ids,
+        }
+        let ierr = |err: lt2_ir::IrError| lower_err(name, origin, err.to_string());
+        let op = match kind {
+            Lt2Op::Weight => {
+                let w = attr_str(o, "name").map_err(ierr)?;
+                let index = *self.weight_index.get(w.as_str()).ok_or_else(|| e(format!("weight `{w}` has no data")))?;
+                Op::Weight(plan::Weight { index })
+            }
+            Lt2Op::Embed => Op::Embed(plan::Embed {}),
+            Lt2Op::Gather => Op::Gather(plan::Gather { axis: attr_i64(o, "axis").map_err(ierr)? }),
+            Lt2Op::RmsNorm => Op::RmsNorm(plan::RmsNorm { epsilon: attr_f32(o, "epsilon").map_err(ierr)?, axis: attr_i64(o, "axis").map_err(ierr)? }),
+            Lt2Op::Linear => Op::Linear(plan::Linear { transpose_w: attr_bool(o, "transpose_w").map_err(ierr)? }),
+            Lt2Op::MatMul => Op::MatMul(plan::MatMul {}),
+            Lt2Op::Add => binary(plan::BinaryKind::Add),
+            Lt2Op::Sub => binary(plan::BinaryKind::Sub),
+            Lt2Op::Mul => binary(plan::BinaryKind::Mul),
+            Lt2Op::Div => binary(plan::BinaryKind::Div),
+            Lt2Op::Pow => binary(plan::BinaryKind::Pow),
+            Lt2Op::Neg => unary(plan::UnaryKind::Neg),
+            Lt2Op::Exp => unary(plan::UnaryKind::Exp),
+            Lt2Op::Sigmoid => unary(plan::UnaryKind::Sigmoid),
+            Lt2Op::Softplus => unary(plan::UnaryKind::Softplus),
+            Lt2Op::Sqrt => unary(plan::UnaryKind::Sqrt),
+            Lt2Op::Silu => unary(plan::UnaryKind::Silu),
+            Lt2Op::Log => unary(plan::UnaryKind::Log),
+            Lt2Op::Tanh => unary(plan::UnaryKind::Tanh),
+            Lt2Op::Relu => unary(plan::UnaryKind::Relu),
+            Lt2Op::Reciprocal => unary(plan::UnaryKind::Reciprocal),
+            Lt2Op::Abs => unary(plan::UnaryKind::Abs),
+            Lt2Op::ReduceSum | Lt2Op::ReduceMean | Lt2Op::ReduceMax => {
+                let k = match kind {
+                    Lt2Op::ReduceSum => plan::ReduceKind::Sum,
+                    Lt2Op::ReduceMean => plan::ReduceKind::Mean,
+                    _ => plan::ReduceKind::Max,
+                };
+                Op::Reduce(plan::Reduce { kind: k as i32, axes: attr_i64s(o, "axes").map_err(ierr)?, keepdims: attr_bool(o, "keepdims").map_err(ierr)? })
+            }
+            Lt2Op::Reshape => Op::Reshape(plan::Reshape { shape: attr_strs(o, "shape").map_err(ierr)? }),
+            Lt2Op::Transpose => Op::Transpose(plan::Transpose { perm: attr_i64s(o, "perm").map_err(ierr)? }),
+            Lt2Op::Expand => Op::Expand(plan::Expand { shape: attr_strs(o, "shape").map_err(ierr)? }),
+            Lt2Op::Range => Op::Range(plan::Range { start: attr_i64(o, "start").map_err(ierr)?, delta: attr_i64(o, "delta").map_err(ierr)?, size: attr_str(o, "size").map_err(ierr)? }),
+            Lt2Op::Concat => Op::Concat(plan::Concat { axis: attr_i64(o, "axis").map_err(ierr)? }),
+            Lt2Op::Slice => Op::Slice(plan::Slice {
+                axes: attr_i64s(o, "axes").map_err(ierr)?,
+                starts: attr_i64s(o, "starts").map_err(ierr)?,
+                ends: attr_i64s(o, "ends").map_err(ierr)?,
+                steps: attr_i64s(o, "steps").map_err(ierr)?,
+            }),
+            Lt2Op::CausalConv => Op::CausalConv(plan::CausalConv { activation: attr_str(o, "activation").map_err(ierr)? }),
+            Lt2Op::Gdn => {
+                let rule = match attr_str(o, "update_rule").map_err(ierr)?.as_str() {
+                    "gated_delta" => plan::UpdateRule::GatedDelta,
+                    "linear" => plan::UpdateRule::Linear,
+                    "gated" => plan::UpdateRule::Gated,
+                    "delta" => plan::UpdateRule::Delta,
+                    other => return Err(e(format!("unknown update_rule `{other}`"))),
+                };
+                // Plan order: (q, k, v, state, decay, beta) as LinearAttention-27.
+                let (q, k, v, g, b, s) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5]);
+                inputs = vec![q, k, v, s, g, b];
+                Op::Gdn(plan::Gdn {
+                    q_heads: attr_i64(o, "q_heads").map_err(ierr)? as u32,
+                    kv_heads: attr_i64(o, "kv_heads").map_err(ierr)? as u32,
+                    scale: attr_f32(o, "scale").map_err(ierr)?,
+                    update_rule: rule as i32,
+                })
+            }
+            Lt2Op::Attention => Op::Attention(plan::Attention {
+                q_heads: attr_i64(o, "q_heads").map_err(ierr)? as u32,
+                kv_heads: attr_i64(o, "kv_heads").map_err(ierr)? as u32,
+                scale: attr_f32(o, "scale").map_err(ierr)?,
+                causal: attr_bool(o, "causal").map_err(ierr)?,
+            }),
+            Lt2Op::Rope => Op::Rope(plan::Rope {
+                num_heads: attr_i64(o, "num_heads").map_err(ierr)? as u32,
+                interleaved: attr_bool(o, "interleaved").map_err(ierr)?,
+                rotary_dim: attr_i64(o, "rotary_dim").map_err(ierr)? as u32,
+            }),
+            Lt2Op::Loop => return self.lower_loop(cx, o, inputs, origin),
+        };
+        let outputs: Vec<u32> = o.results().map(|r| cx.define(r.into())).collect();
+        cx.graph.steps.push(Step { inputs, outputs, origin: origin.to_string(), op: Some(op) });
+        Ok(())
+    }
+
+    fn lower_loop(&mut self, cx: &mut GraphCx, o: &OperationRef, carried: Vec<i64>, origin: &str) -> Result<(), CodegenError> {
+        let e = |r: String| lower_err("lt2.loop", origin, r);
+        let trip = attr_i64(o, "trip_count").map_err(|x| e(x.to_string()))?;
+        let block = o.region(0).ok().and_then(|r| r.first_block()).ok_or_else(|| e("no body".into()))?;
+        let index = self.graphs.len() as u32;
+        self.graphs.push(Graph::default());
+        let mut body = GraphCx::new(&format!("loop{index}"));
+        for i in 0..block.argument_count() {
+            let a = block.argument(i).map_err(|x| e(x.to_string()))?;
+            let id = body.define(a.into());
+            body.graph.inputs.push(id);
+        }
+        // Captures: values of the enclosing graph the region reads. Give each a body input.
+        let mut captured: Vec<i64> = Vec::new();
+        let mut seen = HashMap::new();
+        collect_captures(block, &mut |v: Value| {
+            if let Some(&outer) = cx.ids.get(&key(v)) {
+                if !seen.contains_key(&key(v)) && !body.ids.contains_key(&key(v)) {
+                    seen.insert(key(v), ());
+                    captured.push(outer as i64);
+                    let id = body.define(v);
+                    body.graph.inputs.push(id);
+                }
+            }
+        });
+        let outs = self.lower_block(&mut body, block, LOOP_YIELD)?;
+        body.graph.outputs = outs;
+        self.graphs[index as usize] = body.graph;
+        let num_carried = carried.len() as u32;
+        let mut inputs = carried;
+        inputs.extend(captured);
+        let outputs: Vec<u32> = o.results().map(|r| cx.define(r.into())).collect();
+        cx.graph.steps.push(Step { inputs, outputs, origin: origin.to_string(), op: Some(Op::Loop(plan::Loop { body: index, trip_count: trip, num_carried })) });
+        Ok(())
+    }
+}
+
+/// Calls `f` on every operand of every op in the block (recursively into nested regions).
+fn collect_captures(block: BlockRef, f: &mut dyn FnMut(Value)) {
+    let mut op = block.first_operation();
+    while let Some(o) = op {
+        for v in o.operands() {
+            f(v);
+        }
+        for r in o.regions() {
+            let mut b = r.first_block();
+            while let Some(bb) = b {
+                collect_captures(bb, f);
+                b = bb.next_in_region();
+            }
+        }
+        op = o.next_in_block();
+    }
+}
+
+fn binary(k: plan::BinaryKind) -> Op {
+    Op::Binary(plan::Binary { kind: k as i32 })
+}
+
+fn unary(k: plan::UnaryKind) -> Op {
+    Op::Unary(plan::Unary { kind: k as i32 })
+}
+
+/// The op's location as text: the ONNX node it came from.
+fn origin_of(o: &OperationRef) -> String {
+    let s = o.location().to_string();
+    s.trim_start_matches("loc(").trim_end_matches(')').trim_matches('"').to_string()
+}

@@ -1,0 +1,476 @@
+//! Shape arithmetic and data movement: Shape, Gather, Slice, Squeeze, Unsqueeze, Range,
+//! Concat, Constant, Identity, Reshape, Transpose, Expand, Cast. Evaluated at compile time
+//! whenever the inputs are known (shape values hold symbolic dims); otherwise lt2 ops with
+//! dim-expression attributes.
+
+use tract_onnx::pb::NodeProto;
+
+use lt2_ir::Elem;
+use lt2_runtime::dim::Dim;
+
+use super::ImportFn;
+use crate::attrs::{self, node_err};
+use crate::error::FrontendError;
+use crate::import::Importer;
+use crate::tensor;
+use crate::value::{norm_axis, product, tensor_type, Known, KnownData, Rt, Value};
+
+pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
+    if !domain.is_empty() {
+        return None;
+    }
+    Some(match op {
+        "Shape" => shape,
+        "Gather" => gather,
+        "Slice" => slice,
+        "Squeeze" => squeeze,
+        "Unsqueeze" => unsqueeze,
+        "Range" => range,
+        "Concat" => concat,
+        "Constant" => constant,
+        "Identity" | "Dropout" => identity,
+        "Reshape" => reshape,
+        "Transpose" => transpose,
+        "Expand" => expand,
+        "Cast" => cast,
+        _ => return None,
+    })
+}
+
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Picks elements of a known tensor by flat source index.
+fn pick(k: &Known, shape: Vec<usize>, idx: impl Iterator<Item = usize>) -> Known {
+    let data = match &k.data {
+        KnownData::F32(v) => KnownData::F32(idx.map(|i| v[i]).collect()),
+        KnownData::I64(v) => KnownData::I64(idx.map(|i| v[i].clone()).collect()),
+        KnownData::Bool(v) => KnownData::Bool(idx.map(|i| v[i]).collect()),
+    };
+    Known { shape, data, source: None }
+}
+
+fn shape(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let dims = imp.req(node, 0)?.shape();
+    let r = dims.len() as i64;
+    let clamp = |a: i64| (if a < 0 { a + r } else { a }).clamp(0, r) as usize;
+    let start = clamp(attrs::int(node, "start", 0));
+    let end = clamp(attrs::int(node, "end", r));
+    let d: Vec<Dim> = if start < end { dims[start..end].to_vec() } else { vec![] };
+    Ok(vec![Value::Known(Known::i64(vec![d.len()], d))])
+}
+
+fn gather(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let data = imp.req(node, 0)?;
+    let idx = imp.req(node, 1)?;
+    let rank = data.rank();
+    let axis = norm_axis(attrs::int(node, "axis", 0), rank).ok_or_else(|| node_err(node, "axis out of range"))?;
+    let loc = Importer::loc(node);
+    if let (Value::Known(kd), Value::Known(ki)) = (&data, &idx) {
+        let ix = ki.ints().ok_or_else(|| node_err(node, "indices must be integers"))?;
+        let dim = kd.shape[axis] as i64;
+        let ix: Vec<usize> = ix
+            .iter()
+            .map(|&i| {
+                let j = if i < 0 { i + dim } else { i };
+                (0..dim).contains(&j).then_some(j as usize).ok_or_else(|| node_err(node, format!("index {i} out of range for dim {dim}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let outer: usize = kd.shape[..axis].iter().product();
+        let inner: usize = kd.shape[axis + 1..].iter().product();
+        let mut shape = kd.shape[..axis].to_vec();
+        shape.extend(&ki.shape);
+        shape.extend(&kd.shape[axis + 1..]);
+        let mut src = Vec::new();
+        for o in 0..outer {
+            for &i in &ix {
+                for n in 0..inner {
+                    src.push((o * kd.shape[axis] + i) * inner + n);
+                }
+            }
+        }
+        return Ok(vec![Value::Known(pick(kd, shape, src.into_iter()))]);
+    }
+    let mut shape = data.shape()[..axis].to_vec();
+    shape.extend(idx.shape());
+    shape.extend(data.shape()[axis + 1..].iter().cloned());
+    let elem = data.elem();
+    let rd = imp.materialize(node, data)?;
+    let ri = imp.materialize(node, idx)?;
+    if ri.elem() != Elem::I64 {
+        return Err(node_err(node, "indices must be int64 or int32"));
+    }
+    let ty = tensor_type(&shape, elem);
+    let val = if axis == 0 { imp.b.embed(&rd.val, &ri.val, ty, &loc) } else { imp.b.gather(&rd.val, &ri.val, axis as i64, ty, &loc) };
+    Ok(vec![Value::Rt(Rt { val, shape })])
+}
+
+fn const_ints(imp: &Importer, node: &NodeProto, i: usize, what: &str) -> Result<Option<Vec<i64>>, FrontendError> {
+    match imp.input(node, i)? {
+        None => Ok(None),
+        Some(Value::Known(k)) => k.ints().map(Some).ok_or_else(|| node_err(node, format!("{what} must be constant integers"))),
+        Some(Value::Rt(_)) => Err(node_err(node, format!("{what} must be known at compile time"))),
+    }
+}
+
+fn slice(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let x = imp.req(node, 0)?;
+    let dims = x.shape();
+    let rank = dims.len();
+    let (starts, ends, axes, steps) = if imp.opset < 10 {
+        let s = attrs::ints(node, "starts").ok_or_else(|| node_err(node, "starts missing"))?;
+        let e = attrs::ints(node, "ends").ok_or_else(|| node_err(node, "ends missing"))?;
+        (s.clone(), e, attrs::ints(node, "axes").unwrap_or_else(|| (0..s.len() as i64).collect()), vec![1; s.len()])
+    } else {
+        let s = const_ints(imp, node, 1, "starts")?.ok_or_else(|| node_err(node, "starts missing"))?;
+        let e = const_ints(imp, node, 2, "ends")?.ok_or_else(|| node_err(node, "ends missing"))?;
+        let a = const_ints(imp, node, 3, "axes")?.unwrap_or_else(|| (0..s.len() as i64).collect());
+        let st = const_ints(imp, node, 4, "steps")?.unwrap_or_else(|| vec![1; s.len()]);
+        (s, e, a, st)
+    };
+    if starts.len() != ends.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err(node_err(node, "starts, ends, axes and steps differ in length"));
+    }
+    let axes: Vec<usize> = axes.iter().map(|&a| norm_axis(a, rank).ok_or_else(|| node_err(node, format!("axis {a} out of range")))).collect::<Result<_, _>>()?;
+    let mut out_shape = dims.clone();
+    let mut ranges = vec![];
+    for (j, &ax) in axes.iter().enumerate() {
+        let step = steps[j];
+        if step == 0 {
+            return Err(node_err(node, "slice step 0"));
+        }
+        // Symbolic dim: only the full-range or prefix forms are resolvable at compile time.
+        match dims[ax].as_const() {
+            Some(d) => {
+                let cl = |v: i64, lo: i64, hi: i64| (if v < 0 { v + d } else { v }).clamp(lo, hi);
+                let (s, e) = if step > 0 { (cl(starts[j], 0, d), cl(ends[j], 0, d)) } else { (cl(starts[j], -1, d - 1), cl(ends[j], -1, d - 1)) };
+                let n = if step > 0 { ((e - s).max(0) + step - 1) / step } else { ((s - e).max(0) + (-step) - 1) / (-step) };
+                out_shape[ax] = Dim::Const(n);
+                ranges.push((ax, s, step, n));
+            }
+            None => {
+                if step == 1 && starts[j] == 0 && ends[j] >= i64::MAX / 2 {
+                    ranges.push((ax, 0, 1, -1));
+                } else if step == 1 && starts[j] >= 0 && ends[j] >= 0 && ends[j] < i64::MAX / 2 {
+                    // A prefix of a symbolic dim: assume the dim is at least `end` (checked at run time by the slice op).
+                    out_shape[ax] = Dim::Const(ends[j] - starts[j]);
+                    ranges.push((ax, starts[j], 1, ends[j] - starts[j]));
+                } else {
+                    return Err(node_err(node, format!("slicing symbolic dim `{}` with starts {} ends {} is not supported", dims[ax], starts[j], ends[j])));
+                }
+            }
+        }
+    }
+    if let Value::Known(k) = &x {
+        let shape: Vec<usize> = out_shape.iter().map(|d| d.as_const().unwrap_or(0) as usize).collect();
+        let st = strides(&k.shape);
+        let n: usize = shape.iter().product();
+        let ost = strides(&shape);
+        let src = (0..n).map(|flat| {
+            let mut src = 0;
+            for ax in 0..shape.len() {
+                let mut o = (flat / ost[ax]) % shape[ax].max(1);
+                if let Some(&(_, s, step, _)) = ranges.iter().find(|r| r.0 == ax) {
+                    o = (s + o as i64 * step) as usize;
+                }
+                src += o * st[ax];
+            }
+            src
+        });
+        let k2 = pick(k, shape.clone(), src.collect::<Vec<_>>().into_iter());
+        return Ok(vec![Value::Known(k2)]);
+    }
+    let elem = x.elem();
+    let r = imp.materialize(node, x)?;
+    let (a, s, e, st): (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) = (
+        ranges.iter().map(|r| r.0 as i64).collect(),
+        starts.clone(),
+        ends.clone(),
+        steps.clone(),
+    );
+    let val = imp.b.slice(&r.val, &a, &s, &e, &st, tensor_type(&out_shape, elem), &Importer::loc(node));
+    Ok(vec![Value::Rt(Rt { val, shape: out_shape })])
+}
+
+fn axes_of(imp: &Importer, node: &NodeProto) -> Result<Option<Vec<i64>>, FrontendError> {
+    if imp.opset >= 13 {
+        const_ints(imp, node, 1, "axes")
+    } else {
+        Ok(attrs::ints(node, "axes"))
+    }
+}
+
+/// Reshape of a value to a new symbolic shape (compile-time when known).
+fn reshape_to(imp: &mut Importer, node: &NodeProto, x: Value, shape: Vec<Dim>) -> Result<Value, FrontendError> {
+    match x {
+        Value::Known(mut k) => {
+            let s: Option<Vec<usize>> = shape.iter().map(|d| d.as_const().map(|c| c as usize)).collect();
+            let s = s.ok_or_else(|| node_err(node, "reshaping a constant to a symbolic shape"))?;
+            if s.iter().product::<usize>() != k.numel() {
+                return Err(node_err(node, format!("cannot reshape {:?} to {:?}", k.shape, s)));
+            }
+            k.shape = s;
+            k.source = None;
+            Ok(Value::Known(k))
+        }
+        x => {
+            let r = imp.materialize(node, x)?;
+            let val = imp.b.reshape(&r.val, &Importer::dim_strings(&shape), tensor_type(&shape, r.elem()), &Importer::loc(node));
+            Ok(Value::Rt(Rt { val, shape }))
+        }
+    }
+}
+
+fn squeeze(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let x = imp.req(node, 0)?;
+    let dims = x.shape();
+    let axes: Vec<usize> = match axes_of(imp, node)? {
+        Some(a) => a.iter().map(|&a| norm_axis(a, dims.len()).ok_or_else(|| node_err(node, "axis out of range"))).collect::<Result<_, _>>()?,
+        None => dims.iter().enumerate().filter(|(_, d)| **d == Dim::Const(1)).map(|(i, _)| i).collect(),
+    };
+    let shape: Vec<Dim> = dims.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| d.clone()).collect();
+    Ok(vec![reshape_to(imp, node, x, shape)?])
+}
+
+fn unsqueeze(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let x = imp.req(node, 0)?;
+    let dims = x.shape();
+    let axes = axes_of(imp, node)?.ok_or_else(|| node_err(node, "axes missing"))?;
+    let out_rank = dims.len() + axes.len();
+    let mut axes: Vec<usize> = axes.iter().map(|&a| norm_axis(a, out_rank).ok_or_else(|| node_err(node, "axis out of range"))).collect::<Result<_, _>>()?;
+    axes.sort_unstable();
+    let mut it = dims.into_iter();
+    let shape: Vec<Dim> = (0..out_rank).map(|i| if axes.contains(&i) { Dim::Const(1) } else { it.next().unwrap_or(Dim::Const(1)) }).collect();
+    Ok(vec![reshape_to(imp, node, x, shape)?])
+}
+
+fn range(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let get = |i: usize, what: &str| -> Result<Dim, FrontendError> {
+        match imp.input(node, i)? {
+            Some(Value::Known(k)) if k.numel() == 1 => k.dims().map(|d| d[0].clone()).ok_or_else(|| node_err(node, format!("{what} must be an integer"))),
+            _ => Err(node_err(node, format!("{what} must be a scalar known at compile time (lt2c supports integer ranges over symbolic lengths)"))),
+        }
+    };
+    let (start, limit, delta) = (get(0, "start")?, get(1, "limit")?, get(2, "delta")?);
+    let (Some(s), Some(d)) = (start.as_const(), delta.as_const()) else {
+        return Err(node_err(node, "start and delta must be constant"));
+    };
+    if d == 0 {
+        return Err(node_err(node, "delta is 0"));
+    }
+    if let Some(l) = limit.as_const() {
+        let n = ((l - s) as f64 / d as f64).ceil().max(0.0) as i64;
+        let v: Vec<Dim> = (0..n).map(|i| Dim::Const(s + i * d)).collect();
+        return Ok(vec![Value::Known(Known::i64(vec![n as usize], v))]);
+    }
+    let size = if d == 1 { Dim::sub(limit, Dim::Const(s)) } else { Dim::div(Dim::add(Dim::sub(limit, Dim::Const(s)), Dim::Const(d - d.signum())), Dim::Const(d)) };
+    let shape = vec![size.clone()];
+    let val = imp.b.range(s, d, &size.to_string(), tensor_type(&shape, Elem::I64), &Importer::loc(node));
+    Ok(vec![Value::Rt(Rt { val, shape })])
+}
+
+fn concat(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let xs: Vec<Value> = (0..node.input.len()).map(|i| imp.req(node, i)).collect::<Result<_, _>>()?;
+    let first = xs.first().ok_or_else(|| node_err(node, "no inputs"))?;
+    let rank = first.rank();
+    let axis = norm_axis(attrs::required_int(node, "axis")?, rank).ok_or_else(|| node_err(node, "axis out of range"))?;
+    if xs.iter().all(|x| matches!(x, Value::Known(_))) {
+        let ks: Vec<&Known> = xs.iter().map(|x| if let Value::Known(k) = x { k } else { unreachable!() }).collect();
+        let mut shape = ks[0].shape.clone();
+        shape[axis] = ks.iter().map(|k| k.shape[axis]).sum();
+        let outer: usize = shape[..axis].iter().product();
+        let mut data: Option<KnownData> = None;
+        for o in 0..outer {
+            for k in &ks {
+                let inner: usize = k.shape[axis..].iter().product();
+                let part = pick(k, vec![inner], (o * inner..(o + 1) * inner).collect::<Vec<_>>().into_iter()).data;
+                data = Some(match (data.take(), part) {
+                    (None, p) => p,
+                    (Some(KnownData::F32(mut a)), KnownData::F32(b)) => {
+                        a.extend(b);
+                        KnownData::F32(a)
+                    }
+                    (Some(KnownData::I64(mut a)), KnownData::I64(b)) => {
+                        a.extend(b);
+                        KnownData::I64(a)
+                    }
+                    (Some(KnownData::Bool(mut a)), KnownData::Bool(b)) => {
+                        a.extend(b);
+                        KnownData::Bool(a)
+                    }
+                    _ => return Err(node_err(node, "inputs have different element types")),
+                });
+            }
+        }
+        let data = data.unwrap_or(KnownData::I64(vec![]));
+        return Ok(vec![Value::Known(Known { shape, data, source: None })]);
+    }
+    let mut acc = imp.materialize(node, xs[0].clone())?;
+    for x in &xs[1..] {
+        let r = imp.materialize(node, x.clone())?;
+        let mut shape = acc.shape.clone();
+        shape[axis] = Dim::add(acc.shape[axis].clone(), r.shape[axis].clone());
+        let val = imp.b.concat(&acc.val, &r.val, axis as i64, tensor_type(&shape, acc.elem()), &Importer::loc(node));
+        acc = Rt { val, shape };
+    }
+    Ok(vec![Value::Rt(acc)])
+}
+
+fn constant(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    if let Some(t) = attrs::tensor(node, "value") {
+        let k = tensor::decode(t, imp.base_dir.as_deref()).map_err(|e| node_err(node, e))?;
+        return Ok(vec![Value::Known(k)]);
+    }
+    let a = node.attribute.first().ok_or_else(|| node_err(node, "Constant without a value"))?;
+    let k = match a.name.as_str() {
+        "value_float" => Known::f32(vec![], vec![a.f]),
+        "value_floats" => Known::f32(vec![a.floats.len()], a.floats.clone()),
+        "value_int" => Known::i64(vec![], vec![Dim::Const(a.i)]),
+        "value_ints" => Known::i64(vec![a.ints.len()], a.ints.iter().map(|&i| Dim::Const(i)).collect()),
+        other => return Err(node_err(node, format!("Constant attribute `{other}` is not supported"))),
+    };
+    Ok(vec![Value::Known(k)])
+}
+
+fn identity(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    Ok(vec![imp.req(node, 0)?])
+}
+
+fn reshape(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let x = imp.req(node, 0)?;
+    let target = match imp.input(node, 1)? {
+        Some(Value::Known(k)) => k.dims().map(|d| d.to_vec()).ok_or_else(|| node_err(node, "shape must be integers"))?,
+        Some(Value::Rt(_)) => return Err(node_err(node, "the target shape must be computable at compile time (from constants and Shape ops)")),
+        None => attrs::ints(node, "shape").ok_or_else(|| node_err(node, "shape missing"))?.into_iter().map(Dim::Const).collect(),
+    };
+    let allowzero = attrs::int(node, "allowzero", 0) != 0;
+    let in_dims = x.shape();
+    let mut out: Vec<Option<Dim>> = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, d) in target.iter().enumerate() {
+        match d.as_const() {
+            Some(0) if !allowzero => out.push(Some(in_dims.get(i).cloned().ok_or_else(|| node_err(node, "0 in shape past the input's rank"))?)),
+            Some(-1) => {
+                if infer.replace(i).is_some() {
+                    return Err(node_err(node, "more than one -1 in the target shape"));
+                }
+                out.push(None);
+            }
+            Some(c) if c < -1 => return Err(node_err(node, format!("bad dim {c} in the target shape"))),
+            _ => out.push(Some(d.clone())),
+        }
+    }
+    if let Some(i) = infer {
+        let known: Vec<Dim> = out.iter().flatten().cloned().collect();
+        let total = product(&in_dims);
+        let rest = product(&known);
+        out[i] = Some(infer_dim(total, rest));
+    }
+    let shape: Vec<Dim> = out.into_iter().map(|d| d.expect("filled")).collect();
+    Ok(vec![reshape_to(imp, node, x, shape)?])
+}
+
+/// total / rest, cancelling common symbolic factors first (so `batch*seq*64 / (batch*seq)` is 64).
+fn infer_dim(total: Dim, rest: Dim) -> Dim {
+    fn factors(d: &Dim, out: &mut Vec<Dim>, c: &mut i64) {
+        match d {
+            Dim::Mul(a, b) => {
+                factors(a, out, c);
+                factors(b, out, c);
+            }
+            Dim::Const(k) => *c *= k,
+            other => out.push(other.clone()),
+        }
+    }
+    let (mut tf, mut rf, mut tc, mut rc) = (vec![], vec![], 1i64, 1i64);
+    factors(&total, &mut tf, &mut tc);
+    factors(&rest, &mut rf, &mut rc);
+    let mut rem = vec![];
+    for f in rf {
+        if let Some(p) = tf.iter().position(|t| *t == f) {
+            tf.remove(p);
+        } else {
+            rem.push(f);
+        }
+    }
+    let num = tf.into_iter().fold(Dim::Const(1), Dim::mul);
+    let den = rem.into_iter().fold(Dim::Const(1), Dim::mul);
+    if rc != 0 && tc % rc == 0 {
+        Dim::div(Dim::mul(num, Dim::Const(tc / rc)), den)
+    } else {
+        Dim::div(Dim::mul(num, Dim::Const(tc)), Dim::mul(den, Dim::Const(rc)))
+    }
+}
+
+fn transpose(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let x = imp.req(node, 0)?;
+    let rank = x.rank();
+    let perm: Vec<usize> = match attrs::ints(node, "perm") {
+        Some(p) => p.iter().map(|&a| norm_axis(a, rank).ok_or_else(|| node_err(node, "perm out of range"))).collect::<Result<_, _>>()?,
+        None => (0..rank).rev().collect(),
+    };
+    let mut seen = vec![false; rank];
+    for &p in &perm {
+        if std::mem::replace(&mut seen[p], true) {
+            return Err(node_err(node, "perm is not a permutation"));
+        }
+    }
+    if perm.len() != rank {
+        return Err(node_err(node, "perm length differs from rank"));
+    }
+    let dims = x.shape();
+    let shape: Vec<Dim> = perm.iter().map(|&p| dims[p].clone()).collect();
+    if let Value::Known(k) = &x {
+        if k.source.is_some() && perm == [1, 0] {
+            if let (Some(out), Some(src)) = (node.output.first(), node.input.first()) {
+                imp.transposed_from.insert(out.clone(), src.clone());
+            }
+        }
+        let st = strides(&k.shape);
+        let oshape: Vec<usize> = perm.iter().map(|&p| k.shape[p]).collect();
+        let ost = strides(&oshape);
+        let n = k.numel();
+        let src = (0..n).map(|flat| perm.iter().enumerate().map(|(ax, &p)| ((flat / ost[ax]) % oshape[ax].max(1)) * st[p]).sum());
+        let src: Vec<usize> = src.collect();
+        return Ok(vec![Value::Known(pick(k, oshape, src.into_iter()))]);
+    }
+    let r = imp.materialize(node, x)?;
+    let p: Vec<i64> = perm.iter().map(|&p| p as i64).collect();
+    let val = imp.b.transpose(&r.val, &p, tensor_type(&shape, r.elem()), &Importer::loc(node));
+    Ok(vec![Value::Rt(Rt { val, shape })])
+}
+
+fn expand(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let x = imp.req(node, 0)?;
+    let target = imp.known(node, 1, "shape")?;
+    let target = target.dims().ok_or_else(|| node_err(node, "shape must be integers"))?.to_vec();
+    let shape = crate::value::broadcast(&x.shape(), &target).ok_or_else(|| node_err(node, format!("cannot expand {:?} to {:?}", x.shape(), target)))?;
+    let r = imp.materialize(node, x)?;
+    let val = imp.b.expand(&r.val, &Importer::dim_strings(&shape), tensor_type(&shape, r.elem()), &Importer::loc(node));
+    Ok(vec![Value::Rt(Rt { val, shape })])
+}
+
+fn cast(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let x = imp.req(node, 0)?;
+    let to = attrs::required_int(node, "to")? as i32;
+    let same = matches!((to, x.elem()), (tensor::dt::FLOAT, Elem::F32) | (tensor::dt::INT64, Elem::I64) | (tensor::dt::BOOL, Elem::I1));
+    if same {
+        return Ok(vec![x]);
+    }
+    match (to, x) {
+        (tensor::dt::FLOAT, Value::Known(Known { shape, data: KnownData::I64(v), .. })) => {
+            let f: Option<Vec<f32>> = v.iter().map(|d| d.as_const().map(|c| c as f32)).collect();
+            Ok(vec![Value::Known(Known::f32(shape, f.ok_or_else(|| node_err(node, "cast of symbolic integers to float"))?))])
+        }
+        (tensor::dt::INT64 | tensor::dt::INT32, Value::Known(Known { shape, data: KnownData::F32(v), .. })) => {
+            Ok(vec![Value::Known(Known::i64(shape, v.iter().map(|&x| Dim::Const(x as i64)).collect()))])
+        }
+        (tensor::dt::INT32, x @ Value::Known(Known { data: KnownData::I64(_), .. })) => Ok(vec![x]),
+        _ => Err(node_err(node, format!("Cast to type {to} at run time is not supported yet"))),
+    }
+}

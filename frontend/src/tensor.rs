@@ -1,0 +1,73 @@
+//! Decoding ONNX TensorProtos (inline data, raw bytes, or external data files next to the
+//! model) into compile-time tensors.
+
+use std::path::Path;
+
+use tract_onnx::pb::TensorProto;
+
+use crate::value::{Known, KnownData};
+use lt2_runtime::dim::Dim;
+
+/// ONNX TensorProto.DataType codes lt2c reads.
+pub mod dt {
+    pub const FLOAT: i32 = 1;
+    pub const INT32: i32 = 6;
+    pub const INT64: i32 = 7;
+    pub const BOOL: i32 = 9;
+    pub const DOUBLE: i32 = 11;
+}
+
+/// Decodes a tensor; `base` is the model's directory for external data.
+pub fn decode(t: &TensorProto, base: Option<&Path>) -> Result<Known, String> {
+    let shape: Vec<usize> = t.dims.iter().map(|&d| usize::try_from(d).map_err(|_| format!("negative dim {d}"))).collect::<Result<_, _>>()?;
+    let n: usize = shape.iter().product();
+    let raw_owned;
+    let raw: &[u8] = if t.data_location == Some(1) {
+        let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.clone());
+        let loc = get("location").ok_or("external data without a location")?;
+        let base = base.ok_or("external data, but the model's directory is unknown")?;
+        let path = base.join(&loc);
+        let off: usize = get("offset").map(|s| s.parse().map_err(|_| "bad external offset")).transpose()?.unwrap_or(0);
+        let bytes = std::fs::read(&path).map_err(|e| format!("external data file {}: {e}", path.display()))?;
+        let len: usize = get("length").map(|s| s.parse().map_err(|_| "bad external length")).transpose()?.unwrap_or(bytes.len().saturating_sub(off));
+        raw_owned = bytes.get(off..off + len).ok_or_else(|| format!("external data {} is shorter than offset+length", path.display()))?.to_vec();
+        &raw_owned
+    } else {
+        &t.raw_data
+    };
+    let data = match t.data_type {
+        dt::FLOAT => KnownData::F32(if !raw.is_empty() {
+            raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        } else {
+            t.float_data.clone()
+        }),
+        dt::DOUBLE => KnownData::F32(if !raw.is_empty() {
+            raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect()
+        } else {
+            t.double_data.iter().map(|&x| x as f32).collect()
+        }),
+        dt::INT64 => KnownData::I64(
+            if !raw.is_empty() { raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect::<Vec<i64>>() } else { t.int64_data.clone() }
+                .into_iter()
+                .map(Dim::Const)
+                .collect(),
+        ),
+        dt::INT32 => KnownData::I64(
+            if !raw.is_empty() { raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect::<Vec<i64>>() } else { t.int32_data.iter().map(|&x| x as i64).collect() }
+                .into_iter()
+                .map(Dim::Const)
+                .collect(),
+        ),
+        dt::BOOL => KnownData::Bool(if !raw.is_empty() { raw.iter().map(|&b| b != 0).collect() } else { t.int32_data.iter().map(|&x| x != 0).collect() }),
+        other => return Err(format!("tensor element type {other} is not supported (float, double, int32, int64, bool are)")),
+    };
+    let len = match &data {
+        KnownData::F32(v) => v.len(),
+        KnownData::I64(v) => v.len(),
+        KnownData::Bool(v) => v.len(),
+    };
+    if len != n {
+        return Err(format!("holds {len} elements but its shape {shape:?} needs {n}"));
+    }
+    Ok(Known { shape, data, source: None })
+}

@@ -1,0 +1,130 @@
+//! canonicalize: local simplifications that every later stage benefits from.
+//!
+//! Matches and emits:
+//! - `transpose(transpose(x, p1), p2)` whose permutations compose to the identity → `x`
+//!   (the importer brackets channels-first convs with transposes that cancel the exporter's);
+//! - `reshape(reshape(x))` → `reshape(x)` (the outer shape wins);
+//! - a second `lt2.weight` of the same name in the same block → the first one;
+//! - lt2 ops (all pure) whose results are unused → erased, to a fixed point.
+//!
+//! Before: a verified module. After: a verified module with the same outputs. Needs no other
+//! pass first. Idempotent: a second run makes no rewrite.
+
+use std::collections::HashMap;
+
+use melior::ir::Module;
+
+use crate::raw;
+use crate::{Pass, PassError};
+
+/// The canonicalize pass.
+pub struct Canonicalize;
+
+impl Pass for Canonicalize {
+    fn name(&self) -> &'static str {
+        "canonicalize"
+    }
+    fn is_required(&self) -> bool {
+        false
+    }
+    fn run(&self, module: &mut Module) -> Result<usize, PassError> {
+        let mut n = fold_transposes(module) + fold_reshapes(module) + dedupe_weights(module);
+        n += dce(module);
+        Ok(n)
+    }
+}
+
+fn fold_transposes(module: &Module) -> usize {
+    let mut n = 0;
+    for op in raw::all_ops(module) {
+        if raw::name(op) != "lt2.transpose" {
+            continue;
+        }
+        let Some(inner) = raw::defining_op(raw::operand(op, 0)) else { continue };
+        if raw::name(inner) != "lt2.transpose" {
+            continue;
+        }
+        let (Some(p2), Some(p1)) = (raw::i64s_attr(op, "perm"), raw::i64s_attr(inner, "perm")) else { continue };
+        // out[i] = mid[p2[i]] = x[p1[p2[i]]]
+        let identity = p2.iter().enumerate().all(|(i, &j)| p1.get(j as usize) == Some(&(i as i64)));
+        let x = raw::operand(inner, 0);
+        if identity && raw::same_type(x, raw::result(op, 0)) {
+            raw::replace_all_uses(raw::result(op, 0), x);
+            n += 1;
+        }
+    }
+    n
+}
+
+fn fold_reshapes(module: &Module) -> usize {
+    let mut n = 0;
+    for op in raw::all_ops(module) {
+        if raw::name(op) != "lt2.reshape" {
+            continue;
+        }
+        let Some(inner) = raw::defining_op(raw::operand(op, 0)) else { continue };
+        if raw::name(inner) != "lt2.reshape" {
+            continue;
+        }
+        // SAFETY: both ops are live; the outer reshape now reads the inner one's input.
+        unsafe { mlir_sys::mlirOperationSetOperand(op, 0, raw::operand(inner, 0)) };
+        n += 1;
+    }
+    n
+}
+
+fn dedupe_weights(module: &Module) -> usize {
+    let mut n = 0;
+    let mut first: HashMap<(usize, String), mlir_sys::MlirValue> = HashMap::new();
+    for op in raw::all_ops(module) {
+        if raw::name(op) != "lt2.weight" {
+            continue;
+        }
+        let Some(name) = raw::str_attr(op, "name") else { continue };
+        // SAFETY: live operation.
+        let block = unsafe { mlir_sys::mlirOperationGetBlock(op) }.ptr as usize;
+        let v = raw::result(op, 0);
+        match first.get(&(block, name.clone())) {
+            Some(&w) if raw::same_type(w, v) => {
+                raw::replace_all_uses(v, w);
+                n += 1;
+            }
+            _ => {
+                first.insert((block, name), v);
+            }
+        }
+    }
+    n
+}
+
+/// Erases unused lt2 ops until none is left.
+fn dce(module: &Module) -> usize {
+    let mut total = 0;
+    loop {
+        let dead: Vec<_> = raw::all_ops(module)
+            .into_iter()
+            .filter(|&op| raw::name(op).starts_with("lt2.") && (0..raw::num_results(op)).all(|i| !raw::has_uses(raw::result(op, i))))
+            .collect();
+        if dead.is_empty() {
+            return total;
+        }
+        // Erase outermost first: an erased loop takes its nested ops with it.
+        let mut erased = std::collections::HashSet::new();
+        for op in dead {
+            let mut p = raw::parent_op(op);
+            let mut inside_erased = false;
+            while let Some(q) = p {
+                if erased.contains(&(q.ptr as usize)) {
+                    inside_erased = true;
+                    break;
+                }
+                p = raw::parent_op(q);
+            }
+            if !inside_erased {
+                erased.insert(op.ptr as usize);
+                raw::erase(op);
+                total += 1;
+            }
+        }
+    }
+}

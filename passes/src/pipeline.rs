@@ -1,0 +1,59 @@
+//! The pass pipeline: one ordered list, each ordering constraint commented. The CLI checks
+//! pass names against it. Verification runs after every pass.
+
+use melior::ir::Module;
+
+use crate::canonicalize::Canonicalize;
+use crate::hoist_loop_invariants::HoistLoopInvariants;
+use crate::{Pass, PassError};
+
+/// Every pass, in pipeline order.
+pub static PASSES: &[&(dyn Pass + Sync)] = &[
+    // First: cancel the importer's transposes and drop dead shape ops.
+    &Canonicalize,
+    // Moves weights out of loops; leaves duplicates behind for the next canonicalize.
+    &HoistLoopInvariants,
+    // Merges the hoisted duplicate weights.
+    &Canonicalize,
+];
+
+/// How to run the pipeline.
+#[derive(Default, Clone)]
+pub struct PipelineOptions {
+    /// Print the IR after every pass (to stderr via the callback).
+    pub print_after_all: bool,
+    /// Print the IR after the named pass only.
+    pub print_after: Option<String>,
+    /// Run only the first N optional passes (to bisect a mismatch).
+    pub opt_bisect_limit: Option<usize>,
+    /// Skip every optional pass.
+    pub no_opt: bool,
+}
+
+/// Runs the pipeline; `print` receives (pass name, IR text) where printing was asked for.
+pub fn run_pipeline(module: &mut Module, opts: &PipelineOptions, print: &mut dyn FnMut(&str, &str)) -> Result<Vec<(String, usize, std::time::Duration)>, PassError> {
+    if let Some(p) = &opts.print_after {
+        if !PASSES.iter().any(|x| x.name() == p) {
+            let names: Vec<&str> = PASSES.iter().map(|x| x.name()).collect();
+            return Err(PassError::Unknown(p.clone(), names.join(", ")));
+        }
+    }
+    let mut stats = Vec::new();
+    let mut optional_run = 0;
+    for pass in PASSES {
+        if !pass.is_required() {
+            if opts.no_opt || opts.opt_bisect_limit.is_some_and(|l| optional_run >= l) {
+                continue;
+            }
+            optional_run += 1;
+        }
+        let t = std::time::Instant::now();
+        let n = pass.run(module)?;
+        stats.push((pass.name().to_string(), n, t.elapsed()));
+        lt2_ir::verify::verify_module(module, Some(pass.name()))?;
+        if opts.print_after_all || opts.print_after.as_deref() == Some(pass.name()) {
+            print(pass.name(), &module.as_operation().to_string());
+        }
+    }
+    Ok(stats)
+}

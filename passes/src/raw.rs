@@ -1,0 +1,134 @@
+//! Small safe helpers over the MLIR C API for the rewrites passes do (use queries, replacing
+//! uses, erasing ops) where melior has no wrapper. Every function takes handles that come from
+//! a live module and keeps MLIR's invariants (ops are detached before they are destroyed).
+
+use melior::ir::operation::{OperationLike, WalkOrder, WalkResult};
+use melior::ir::Module;
+use mlir_sys::{MlirOperation, MlirValue};
+
+/// Every operation of the module, in pre-order (parents before the ops they contain).
+pub fn all_ops(module: &Module) -> Vec<MlirOperation> {
+    let mut v = Vec::new();
+    module.as_operation().walk(WalkOrder::PreOrder, |op| {
+        v.push(op.to_raw());
+        WalkResult::Advance
+    });
+    v
+}
+
+/// The op's full name, e.g. `lt2.transpose`.
+pub fn name(op: MlirOperation) -> String {
+    // SAFETY: `op` is a live operation; the identifier's string is owned by the context.
+    unsafe {
+        let id = mlir_sys::mlirOperationGetName(op);
+        let s = mlir_sys::mlirIdentifierStr(id);
+        String::from_utf8_lossy(std::slice::from_raw_parts(s.data as *const u8, s.length)).into_owned()
+    }
+}
+
+pub fn operand(op: MlirOperation, i: usize) -> MlirValue {
+    // SAFETY: live operation, index checked by callers against num_operands.
+    unsafe { mlir_sys::mlirOperationGetOperand(op, i as isize) }
+}
+
+pub fn num_results(op: MlirOperation) -> usize {
+    // SAFETY: live operation.
+    unsafe { mlir_sys::mlirOperationGetNumResults(op) as usize }
+}
+
+pub fn result(op: MlirOperation, i: usize) -> MlirValue {
+    // SAFETY: live operation, index checked by callers.
+    unsafe { mlir_sys::mlirOperationGetResult(op, i as isize) }
+}
+
+pub fn num_regions(op: MlirOperation) -> usize {
+    // SAFETY: live operation.
+    unsafe { mlir_sys::mlirOperationGetNumRegions(op) as usize }
+}
+
+/// Whether any op uses the value.
+pub fn has_uses(v: MlirValue) -> bool {
+    // SAFETY: live value.
+    unsafe { !mlir_sys::mlirOpOperandIsNull(mlir_sys::mlirValueGetFirstUse(v)) }
+}
+
+/// The op defining `v`, if it is an op result (not a block argument).
+pub fn defining_op(v: MlirValue) -> Option<MlirOperation> {
+    // SAFETY: live value.
+    unsafe { mlir_sys::mlirValueIsAOpResult(v).then(|| mlir_sys::mlirOpResultGetOwner(v)) }
+}
+
+/// Replaces every use of `of` with `with`.
+pub fn replace_all_uses(of: MlirValue, with: MlirValue) {
+    // SAFETY: both values are live and of the same type (callers check).
+    unsafe { mlir_sys::mlirValueReplaceAllUsesOfWith(of, with) }
+}
+
+pub fn same_type(a: MlirValue, b: MlirValue) -> bool {
+    // SAFETY: live values.
+    unsafe { mlir_sys::mlirTypeEqual(mlir_sys::mlirValueGetType(a), mlir_sys::mlirValueGetType(b)) }
+}
+
+/// Detaches and destroys an op whose results have no uses.
+pub fn erase(op: MlirOperation) {
+    // SAFETY: callers only erase ops whose results are unused, so no dangling uses remain.
+    unsafe {
+        mlir_sys::mlirOperationRemoveFromParent(op);
+        mlir_sys::mlirOperationDestroy(op);
+    }
+}
+
+/// A string attribute of the op, if present.
+pub fn str_attr(op: MlirOperation, attr: &str) -> Option<String> {
+    // SAFETY: live operation; the name reference lives for the call.
+    unsafe {
+        let a = mlir_sys::mlirOperationGetAttributeByName(op, mlir_sys::MlirStringRef { data: attr.as_ptr() as *const _, length: attr.len() });
+        if a.ptr.is_null() || !mlir_sys::mlirAttributeIsAString(a) {
+            return None;
+        }
+        let s = mlir_sys::mlirStringAttrGetValue(a);
+        Some(String::from_utf8_lossy(std::slice::from_raw_parts(s.data as *const u8, s.length)).into_owned())
+    }
+}
+
+/// The op's parent op (None at the top).
+pub fn parent_op(op: MlirOperation) -> Option<MlirOperation> {
+    // SAFETY: live operation.
+    unsafe {
+        let p = mlir_sys::mlirOperationGetParentOperation(op);
+        (!p.ptr.is_null()).then_some(p)
+    }
+}
+
+/// Moves `op` right before `before` (possibly into another block).
+pub fn move_before(op: MlirOperation, before: MlirOperation) {
+    // SAFETY: both live; callers ensure dominance stays valid (moved ops have no operands).
+    unsafe { mlir_sys::mlirOperationMoveBefore(op, before) }
+}
+
+/// The first op of the first block of region `r` of `op`.
+pub fn first_op_in_region(op: MlirOperation, r: usize) -> Option<MlirOperation> {
+    // SAFETY: live operation, region index checked by callers.
+    unsafe {
+        let region = mlir_sys::mlirOperationGetRegion(op, r as isize);
+        let block = mlir_sys::mlirRegionGetFirstBlock(region);
+        if block.ptr.is_null() {
+            return None;
+        }
+        let first = mlir_sys::mlirBlockGetFirstOperation(block);
+        (!first.ptr.is_null()).then_some(first)
+    }
+}
+
+/// The `i64` elements of a dense array attribute.
+pub fn i64s_attr(op: MlirOperation, attr: &str) -> Option<Vec<i64>> {
+    // SAFETY: live operation.
+    unsafe {
+        let a = mlir_sys::mlirOperationGetAttributeByName(op, mlir_sys::MlirStringRef { data: attr.as_ptr() as *const _, length: attr.len() });
+        if a.ptr.is_null() || !mlir_sys::mlirAttributeIsADenseI64Array(a) {
+            return None;
+        }
+        let n = mlir_sys::mlirDenseArrayGetNumElements(a);
+        Some((0..n).map(|i| mlir_sys::mlirDenseI64ArrayGetElement(a, i)).collect())
+    }
+}

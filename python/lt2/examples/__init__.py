@@ -1,0 +1,1 @@
+"""Scripts that generate lt2 example models and their golden fixtures."""

@@ -1,0 +1,358 @@
+"""Numpy reference of the ops lt2c compiles, with ONNX semantics.
+
+Precision: every function casts its floating-point inputs to **float64**, computes in
+float64, and returns float64 arrays (integer inputs such as position ids stay integer).
+The ONNX oracles (onnx.reference, onnxruntime) compute in float32, so comparisons against
+them use a relative tolerance (lt2 uses ``||a - b|| / ||b||``, see ``lt2.oracles.rel_err``).
+
+Layouts follow the ONNX ops they mirror:
+
+- ``rms_norm``          RMSNormalization-23 (normalises over axes ``axis..rank-1``).
+- ``causal_conv1d``     CausalConvWithState-27: input ``[B, C, L]`` (channels first),
+                        depthwise weight ``[C, 1, k]``, optional bias ``[C]`` and
+                        past state ``[B, C, k-1]``; returns ``(output, present_state)``.
+- ``linear_attention``  LinearAttention-27: q, k, v packed ``[B, T, H*D]``, decay
+                        ``[B, T, H_kv]`` or ``[B, T, H_kv*D_k]`` (log space), beta
+                        ``[B, T, H_kv]`` or ``[B, T, 1]``, state ``[B, H_kv, D_k, D_v]``;
+                        returns ``(output [B, T, H_q*D_v], present_state)``.
+- ``rotary_embedding``  RotaryEmbedding-23: input ``[B, L, H*D]`` (with ``num_heads``) or
+                        ``[B, H, L, D]``; caches ``[max_pos, rot/2]`` indexed by
+                        ``position_ids [B, L]`` (or ``[B, L, rot/2]`` without ids).
+- ``attention``         Attention-23/25 without cache: ``[B, L, H*D]`` packed (with
+                        ``q_num_heads``/``kv_num_heads``) or ``[B, H, L, D]``; GQA by
+                        interleave-repeat of the KV heads (KV head j serves query heads
+                        ``j*g .. j*g+g-1``).
+
+Weights of projections are stored ``[in, out]`` (``y = x @ W``), as MatMul reads them.
+``lt2_forward`` is the whole example LT2-hybrid model (``lt2.models.example``), written from
+lt2-models.md directly and *not* from the ONNX graph, so it checks the graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_F = np.float64
+
+
+def _f(x):
+    return np.asarray(x, dtype=_F)
+
+
+# --------------------------------------------------------------------------- pointwise
+
+
+def sigmoid(x):
+    """Logistic function ``1 / (1 + exp(-x))`` (overflow-safe), float64."""
+    x = _f(x)
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def silu(x):
+    """SiLU / swish: ``x * sigmoid(x)``, float64."""
+    x = _f(x)
+    return x * sigmoid(x)
+
+
+def softplus(x):
+    """``log(1 + exp(x))`` (overflow-safe), float64."""
+    return np.logaddexp(0.0, _f(x))
+
+
+# --------------------------------------------------------------------------- norms
+
+
+def rms_norm(x, scale, eps=1e-5, axis=-1):
+    """RMSNormalization-23: ``x / sqrt(mean(x^2 over axes axis..end) + eps) * scale``.
+
+    ``scale`` broadcasts against the normalised trailing axes (ONNX's ``Scale``).
+    """
+    x = _f(x)
+    axis = axis % x.ndim
+    axes = tuple(range(axis, x.ndim))
+    ms = np.mean(x * x, axis=axes, keepdims=True)
+    return x / np.sqrt(ms + eps) * _f(scale)
+
+
+def l2_norm(x, eps=1e-6, axis=-1):
+    """``x / sqrt(sum(x^2, axis) + eps)``: the per-head q/k normalisation of a GDN layer."""
+    x = _f(x)
+    return x / np.sqrt(np.sum(x * x, axis=axis, keepdims=True) + eps)
+
+
+# --------------------------------------------------------------------------- GDN pieces
+
+
+def causal_conv1d(x, weight, bias=None, past_state=None, activation="none"):
+    """CausalConvWithState-27: causal depthwise 1-D convolution with carried state.
+
+    ``x`` is ``[B, C, L]``, ``weight`` ``[C, 1, k]`` (cross-correlation, as ONNX Conv:
+    ``y[b,c,t] = sum_j w[c,0,j] * xp[b,c,t+j]`` where ``xp`` is ``x`` left-padded with
+    ``past_state`` (zeros when absent), so ``w[c,0,k-1]`` weighs the current token).
+    ``activation`` is ``"none"``, ``"silu"`` or ``"swish"``. Returns ``(y [B, C, L],
+    present_state [B, C, k-1])`` where the state is the last ``k-1`` columns of ``xp``.
+    """
+    x = _f(x)
+    w = _f(weight)
+    b, c, length = x.shape
+    if w.shape[0] != c or w.shape[1] != 1:
+        raise ValueError(f"weight must be [C, 1, k] with C={c}, got {w.shape}")
+    k = w.shape[2]
+    pad = np.zeros((b, c, k - 1), _F) if past_state is None else _f(past_state)
+    xp = np.concatenate([pad, x], axis=2)
+    y = np.zeros((b, c, length), _F)
+    for j in range(k):
+        y += w[None, :, 0, j, None] * xp[:, :, j : j + length]
+    if bias is not None:
+        y += _f(bias)[None, :, None]
+    if activation in ("silu", "swish"):
+        y = silu(y)
+    elif activation != "none":
+        raise ValueError(f"unsupported activation {activation!r}")
+    return y, xp[:, :, xp.shape[2] - (k - 1) :]
+
+
+def linear_attention(
+    query,
+    key,
+    value,
+    past_state=None,
+    decay=None,
+    beta=None,
+    *,
+    q_num_heads,
+    kv_num_heads,
+    scale=0.0,
+    update_rule="gated_delta",
+):
+    """LinearAttention-27 by its token recurrence (the definition; no chunking).
+
+    Per KV head, with state ``S`` of shape ``[D_k, D_v]`` (``S_0 = past_state`` or 0)::
+
+        S = exp(g_t) * S                  # "gated", "gated_delta" (g per head or per key dim)
+        u = beta_t * (v_t - S^T k_t)      # "delta", "gated_delta"; else u = v_t
+        S = S + k_t u^T
+        o_t = scale * S^T q_t             # every query head of the KV head's group
+
+    ``scale`` 0 means ``D_k ** -0.5``. Returns ``(output [B, T, H_q*D_v],
+    present_state [B, H_kv, D_k, D_v])``.
+    """
+    if update_rule not in ("linear", "gated", "delta", "gated_delta"):
+        raise ValueError(f"unsupported update_rule {update_rule!r}")
+    gated = update_rule in ("gated", "gated_delta")
+    delta = update_rule in ("delta", "gated_delta")
+    if gated != (decay is not None) or delta != (beta is not None):
+        raise ValueError(f"update_rule {update_rule!r} does not match the decay/beta inputs given")
+    if q_num_heads % kv_num_heads:
+        raise ValueError("q_num_heads must be a multiple of kv_num_heads")
+    q, k, v = _f(query), _f(key), _f(value)
+    b, t, _ = q.shape
+    hq, hk = q_num_heads, kv_num_heads
+    dk = q.shape[2] // hq
+    dv = v.shape[2] // hk
+    grp = hq // hk
+    q = q.reshape(b, t, hq, dk)
+    k = k.reshape(b, t, hk, dk)
+    v = v.reshape(b, t, hk, dv)
+    if gated:
+        g = _f(decay)
+        g = g.reshape(b, t, hk, 1) if g.shape[2] == hk else g.reshape(b, t, hk, dk)
+    if delta:
+        bt = _f(beta).reshape(b, t, -1)  # [B, T, H_kv] or [B, T, 1]
+    s = np.zeros((b, hk, dk, dv), _F) if past_state is None else _f(past_state).copy()
+    sc = dk**-0.5 if not scale else float(scale)
+    out = np.zeros((b, t, hq, dv), _F)
+    for i in range(t):
+        if gated:
+            s = s * np.exp(g[:, i])[..., None]  # [B,H,Dk|1,1] over Dv
+        u = v[:, i]
+        if delta:
+            u = bt[:, i, :, None] * (u - np.einsum("bhkv,bhk->bhv", s, k[:, i]))
+        s = s + k[:, i, :, :, None] * u[:, :, None, :]
+        s_read = np.repeat(s, grp, axis=1) if grp > 1 else s
+        out[:, i] = sc * np.einsum("bhk,bhkv->bhv", q[:, i], s_read)
+    return out.reshape(b, t, hq * dv), s
+
+
+def gated_delta_rule(q, k, v, g, beta, *, num_heads, scale=0.0, initial_state=None):
+    """Gated delta rule (GDN): ``linear_attention(..., update_rule="gated_delta")`` with
+    ``q_num_heads == kv_num_heads == num_heads``; ``g`` is the log decay ``[B, T, H]``."""
+    return linear_attention(
+        q, k, v, initial_state, g, beta,
+        q_num_heads=num_heads, kv_num_heads=num_heads, scale=scale, update_rule="gated_delta",
+    )
+
+
+# --------------------------------------------------------------------------- attention
+
+
+def rope_cache(max_positions, rotary_dim, theta=1e4):
+    """``(cos, sin)`` caches ``[max_positions, rotary_dim/2]``: angle ``p * theta^(-2i/rotary_dim)``."""
+    inv = float(theta) ** (-np.arange(0, rotary_dim, 2, dtype=_F) / rotary_dim)
+    ang = np.arange(max_positions, dtype=_F)[:, None] * inv[None, :]
+    return np.cos(ang), np.sin(ang)
+
+
+def rotary_embedding(
+    x, cos_cache, sin_cache, position_ids=None, *, interleaved=False, num_heads=0, rotary_embedding_dim=0
+):
+    """RotaryEmbedding-23.
+
+    Rotates pairs of the first ``rotary_embedding_dim`` (0 = whole head) channels of each
+    head: pairs ``(2i, 2i+1)`` if ``interleaved`` else ``(i, i + rot/2)`` (rotate-half);
+    ``(x1, x2) -> (x1 cos - x2 sin, x1 sin + x2 cos)``. ``x`` is ``[B, L, H*D]`` (needs
+    ``num_heads``) or ``[B, H, L, D]``. Caches are gathered by ``position_ids [B, L]``, or
+    are already ``[B, L, rot/2]`` when ``position_ids`` is None.
+    """
+    x = _f(x)
+    if x.ndim == 3:
+        if not num_heads:
+            raise ValueError("3-D input needs num_heads")
+        b, length, hd = x.shape
+        xh = x.reshape(b, length, num_heads, hd // num_heads)
+    elif x.ndim == 4:
+        xh = x.transpose(0, 2, 1, 3)
+    else:
+        raise ValueError(f"input must be rank 3 or 4, got {x.shape}")
+    d = xh.shape[-1]
+    rot = rotary_embedding_dim or d
+    cos, sin = _f(cos_cache), _f(sin_cache)
+    if position_ids is not None:
+        pid = np.asarray(position_ids)
+        cos, sin = cos[pid], sin[pid]
+    cos, sin = cos[:, :, None, :], sin[:, :, None, :]  # [B, L, 1, rot/2]
+    xr, xp = xh[..., :rot], xh[..., rot:]
+    if interleaved:
+        x1, x2 = xr[..., 0::2], xr[..., 1::2]
+    else:
+        x1, x2 = xr[..., : rot // 2], xr[..., rot // 2 :]
+    re = x1 * cos - x2 * sin
+    im = x1 * sin + x2 * cos
+    if interleaved:
+        yr = np.stack([re, im], axis=-1).reshape(xr.shape)
+    else:
+        yr = np.concatenate([re, im], axis=-1)
+    y = np.concatenate([yr, xp], axis=-1)
+    return y.reshape(x.shape) if x.ndim == 3 else y.transpose(0, 2, 1, 3)
+
+
+def attention(q, k, v, *, q_num_heads=None, kv_num_heads=None, is_causal=False, scale=None):
+    """Attention-23 (no cache, no mask): ``softmax(scale * q k^T [+ causal]) v`` per head.
+
+    3-D packed ``[B, L, H*D]`` inputs need ``q_num_heads`` and ``kv_num_heads`` and give
+    ``[B, L, H_q*D_v]``; 4-D ``[B, H, L, D]`` inputs give ``[B, H_q, L, D_v]``. ``scale``
+    None means ``D ** -0.5``. Causal is top-left aligned (query i sees keys ``j <= i``), as
+    ONNX without past keys. GQA: KV head j serves query heads ``j*g .. j*g+g-1``.
+    """
+    q, k, v = _f(q), _f(k), _f(v)
+    packed = q.ndim == 3
+    if packed:
+        b, lq, _ = q.shape
+        lk = k.shape[1]
+        q = q.reshape(b, lq, q_num_heads, -1).transpose(0, 2, 1, 3)
+        k = k.reshape(b, lk, kv_num_heads, -1).transpose(0, 2, 1, 3)
+        v = v.reshape(b, lk, kv_num_heads, -1).transpose(0, 2, 1, 3)
+    hq, hk = q.shape[1], k.shape[1]
+    if hq != hk:
+        k = np.repeat(k, hq // hk, axis=1)
+        v = np.repeat(v, hq // hk, axis=1)
+    sc = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    s = sc * np.einsum("bhid,bhjd->bhij", q, k)
+    if is_causal:
+        lq, lk = s.shape[-2:]
+        mask = np.arange(lk)[None, :] <= np.arange(lq)[:, None]
+        s = np.where(mask, s, -np.inf)
+    s = s - np.max(s, axis=-1, keepdims=True)
+    p = np.exp(s)
+    p /= np.sum(p, axis=-1, keepdims=True)
+    y = np.einsum("bhij,bhjd->bhid", p, v)
+    if packed:
+        y = y.transpose(0, 2, 1, 3).reshape(y.shape[0], y.shape[2], -1)
+    return y
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+def swiglu_ffn(x, w1, w2, w3):
+    """SwiGLU FFN: ``(silu(x W1) * (x W3)) W2`` with ``[in, out]`` weights."""
+    x = _f(x)
+    return (silu(x @ _f(w1)) * (x @ _f(w3))) @ _f(w2)
+
+
+def gdn_mixer(x, w, prefix, cfg):
+    """GDN token mixer of lt2-models.md section 2 on normalised input ``x [B, L, d]``.
+
+    ``w[prefix + name]`` holds ``q_proj, k_proj, v_proj, a_proj, b_proj, g_proj, o_proj``
+    (``.weight``, ``[in, out]``), ``q_conv, k_conv, v_conv`` (``.weight``, ``[C, 1, k]``),
+    ``A_log [H]``, ``dt_bias [H]``, ``o_norm.weight [V]``.
+    """
+    x = _f(x)
+    bsz, length, _ = x.shape
+    h, dk, dv = cfg.gdn_heads, cfg.gdn_k, cfg.gdn_v
+
+    def proj_conv(tag):
+        y = x @ _f(w[f"{prefix}{tag}_proj.weight"])
+        y, _ = causal_conv1d(y.transpose(0, 2, 1), w[f"{prefix}{tag}_conv.weight"], activation="silu")
+        return y.transpose(0, 2, 1)
+
+    q = l2_norm(proj_conv("q").reshape(bsz, length, h, dk), cfg.qk_l2_eps).reshape(bsz, length, h * dk)
+    k = l2_norm(proj_conv("k").reshape(bsz, length, h, dk), cfg.qk_l2_eps).reshape(bsz, length, h * dk)
+    v = proj_conv("v")
+    g = -np.exp(_f(w[f"{prefix}A_log"])) * softplus(x @ _f(w[f"{prefix}a_proj.weight"]) + _f(w[f"{prefix}dt_bias"]))
+    beta = sigmoid(x @ _f(w[f"{prefix}b_proj.weight"]))
+    o, _ = gated_delta_rule(q, k, v, g, beta, num_heads=h, scale=dk**-0.5)
+    o = rms_norm(o.reshape(bsz, length, h, dv), w[f"{prefix}o_norm.weight"], cfg.gdn_norm_eps)
+    o = o * silu((x @ _f(w[f"{prefix}g_proj.weight"])).reshape(bsz, length, h, dv))
+    return o.reshape(bsz, length, h * dv) @ _f(w[f"{prefix}o_proj.weight"])
+
+
+def attention_mixer(x, w, prefix, cfg, position_ids, cos_cache, sin_cache):
+    """Causal full-attention mixer with RoPE (interleaved or rotate-half per ``cfg``)."""
+    x = _f(x)
+    q = x @ _f(w[f"{prefix}q_proj.weight"])
+    k = x @ _f(w[f"{prefix}k_proj.weight"])
+    v = x @ _f(w[f"{prefix}v_proj.weight"])
+    q = rotary_embedding(q, cos_cache, sin_cache, position_ids, interleaved=cfg.rope_interleaved, num_heads=cfg.attn_q_heads)
+    k = rotary_embedding(k, cos_cache, sin_cache, position_ids, interleaved=cfg.rope_interleaved, num_heads=cfg.attn_kv_heads)
+    a = attention(q, k, v, q_num_heads=cfg.attn_q_heads, kv_num_heads=cfg.attn_kv_heads, is_causal=True)
+    return a @ _f(w[f"{prefix}o_proj.weight"])
+
+
+def lt2_forward(weights, input_ids, cfg):
+    """Whole forward of the example LT2-hybrid model (``lt2.models.example``), float64.
+
+    ``weights``: name -> array, the initializer names of the ONNX model (see
+    ``lt2.models.example.make_weights``); ``cfg``: an ``ExampleConfig``. Returns logits
+    ``[B, L, vocab]`` (float64)::
+
+        h = embed[ids]
+        for tau in range(T):
+            h_in = h
+            for each layer l: h += Mixer_l(RMSNorm(h)); h += SwiGLU_l(RMSNorm(h))
+            h = h + rho[tau] * h_in
+        logits = RMSNorm_final(h) @ embed^T          # tied head
+    """
+    w = weights
+    ids = np.asarray(input_ids)
+    embed = _f(w["embed.weight"])
+    h = embed[ids]
+    bsz, length = ids.shape
+    pos = np.broadcast_to(np.arange(length, dtype=np.int64), (bsz, length))
+    cos, sin = w["rope.cos_cache"], w["rope.sin_cache"]
+    for tau in range(cfg.n_loops):
+        h_in = h
+        for l, mixer in enumerate(cfg.mixers):
+            lp = f"layers.{l}."
+            x = rms_norm(h, w[f"{lp}mixer_norm.weight"], cfg.norm_eps)
+            if mixer == "gdn":
+                h = h + gdn_mixer(x, w, f"{lp}gdn.", cfg)
+            elif mixer == "attn":
+                h = h + attention_mixer(x, w, f"{lp}attn.", cfg, pos, cos, sin)
+            else:
+                raise ValueError(f"unknown mixer {mixer!r}")
+            x = rms_norm(h, w[f"{lp}ffn_norm.weight"], cfg.norm_eps)
+            h = h + swiglu_ffn(x, w[f"{lp}ffn.w1.weight"], w[f"{lp}ffn.w2.weight"], w[f"{lp}ffn.w3.weight"])
+        h = h + _f(w["rho"])[tau] * h_in
+    h = rms_norm(h, w["final_norm.weight"], cfg.norm_eps)
+    return h @ embed.T

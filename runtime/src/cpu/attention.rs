@@ -1,0 +1,181 @@
+//! Scaled dot-product attention (ONNX Attention-23, 3-D form) with GQA and bottom-right
+//! causal masking. f32 throughout; the softmax subtracts the row max before exponentiating.
+
+use crate::error::OpError;
+use crate::op_bail;
+use crate::tensor::Tensor;
+
+use super::shape::expect_f32;
+
+/// softmax(scale * q k^T) v per head, for q [B,Lq,Hq*D], k [B,Lk,Hkv*D], v [B,Lk,Hkv*Dv]
+/// -> [B,Lq,Hq*Dv]. Query head h reads kv head h / (Hq/Hkv); `scale` 0 means D^-1/2. When
+/// `causal`, query i sees key j iff j <= i + Lk - Lq (bottom-right alignment); a row that sees
+/// no key gives zeros.
+pub(crate) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    q_heads: usize,
+    kv_heads: usize,
+    scale: f32,
+    causal: bool,
+) -> Result<Tensor, OpError> {
+    let op = "attention";
+    let qv = expect_f32(op, "q", q)?;
+    let kv = expect_f32(op, "k", k)?;
+    let vv = expect_f32(op, "v", v)?;
+    if q_heads == 0 || kv_heads == 0 || !q_heads.is_multiple_of(kv_heads) {
+        op_bail!("{op}: q_heads ({q_heads}) must be a positive multiple of kv_heads ({kv_heads})");
+    }
+    let (&[nb, lq, qw], &[kb, lk, kw], &[vb, lv, vw]) = (q.shape.as_slice(), k.shape.as_slice(), v.shape.as_slice()) else {
+        op_bail!("{op}: q, k, v must be rank 3 [B, L, H*D], got {:?}, {:?}, {:?}", q.shape, k.shape, v.shape)
+    };
+    if kb != nb || vb != nb || lv != lk {
+        op_bail!("{op}: q {:?}, k {:?}, v {:?} disagree on batch or key length", q.shape, k.shape, v.shape);
+    }
+    if qw % q_heads != 0 || vw % kv_heads != 0 {
+        op_bail!("{op}: q width {qw} / v width {vw} not divisible by q_heads {q_heads} / kv_heads {kv_heads}");
+    }
+    let (d, dv) = (qw / q_heads, vw / kv_heads);
+    if kw != kv_heads * d {
+        op_bail!("{op}: k width {kw} must be kv_heads * D = {kv_heads} * {d} (D from q {:?})", q.shape);
+    }
+    let scale = if scale == 0.0 { (1.0 / (d as f64).sqrt()) as f32 } else { scale };
+    let group = q_heads / kv_heads;
+    let mut out = vec![0f32; nb * lq * q_heads * dv];
+    let mut p = vec![0f32; lk];
+    for b in 0..nb {
+        for h in 0..q_heads {
+            let hk = h / group;
+            for i in 0..lq {
+                // Keys 0..n are visible.
+                let n = if causal { (i as i64 + lk as i64 - lq as i64 + 1).clamp(0, lk as i64) as usize } else { lk };
+                if n == 0 {
+                    continue;
+                }
+                let qi = &qv[((b * lq + i) * q_heads + h) * d..][..d];
+                let mut max = f32::NEG_INFINITY;
+                for (j, pj) in p[..n].iter_mut().enumerate() {
+                    let kj = &kv[((b * lk + j) * kv_heads + hk) * d..][..d];
+                    let mut dot = 0f32;
+                    for (&a, &c) in qi.iter().zip(kj) {
+                        dot += a * c;
+                    }
+                    *pj = scale * dot;
+                    max = max.max(*pj);
+                }
+                let mut sum = 0f32;
+                for pj in &mut p[..n] {
+                    *pj = (*pj - max).exp();
+                    sum += *pj;
+                }
+                let oi = &mut out[((b * lq + i) * q_heads + h) * dv..][..dv];
+                for (j, &pj) in p[..n].iter().enumerate() {
+                    let w = pj / sum;
+                    let vj = &vv[((b * lk + j) * kv_heads + hk) * dv..][..dv];
+                    for (o, &x) in oi.iter_mut().zip(vj) {
+                        *o += w * x;
+                    }
+                }
+            }
+        }
+    }
+    Ok(Tensor::f32(vec![nb, lq, q_heads * dv], out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::shape::test_util::*;
+    use super::*;
+
+    /// Explicit reference: full score matrix with -inf masking, row softmax, then P V.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(q: &[f32], k: &[f32], v: &[f32], nb: usize, lq: usize, lk: usize, hq: usize, hkv: usize, d: usize, dv: usize, scale: f32, causal: bool) -> Vec<f32> {
+        let mut out = vec![0f32; nb * lq * hq * dv];
+        for b in 0..nb {
+            for h in 0..hq {
+                let hk = h * hkv / hq;
+                let mut scores = vec![vec![f32::NEG_INFINITY; lk]; lq];
+                for (i, row) in scores.iter_mut().enumerate() {
+                    for (j, sc) in row.iter_mut().enumerate() {
+                        if causal && j as i64 > i as i64 + lk as i64 - lq as i64 {
+                            continue;
+                        }
+                        let mut dot = 0f32;
+                        for x in 0..d {
+                            dot += q[((b * lq + i) * hq + h) * d + x] * k[((b * lk + j) * hkv + hk) * d + x];
+                        }
+                        *sc = scale * dot;
+                    }
+                }
+                for (i, row) in scores.iter().enumerate() {
+                    let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    if m == f32::NEG_INFINITY {
+                        continue; // fully masked: zeros
+                    }
+                    let e: Vec<f32> = row.iter().map(|&s| (s - m).exp()).collect();
+                    let z: f32 = e.iter().sum();
+                    for c in 0..dv {
+                        let mut acc = 0f32;
+                        for (j, &ej) in e.iter().enumerate() {
+                            acc += (ej / z) * v[((b * lk + j) * hkv + hk) * dv + c];
+                        }
+                        out[((b * lq + i) * hq + h) * dv + c] = acc;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_explicit_softmax_with_gqa_and_masks() {
+        let (nb, hq, hkv, d, dv) = (2, 4, 2, 8, 3);
+        for (lq, lk, causal) in [(5, 5, false), (5, 5, true), (3, 7, true), (6, 4, true), (1, 6, true), (3, 7, false)] {
+            let mut g = Lcg::new(80 + (lq * 10 + lk) as u64);
+            let q = g.tensor(&[nb, lq, hq * d]);
+            let k = g.tensor(&[nb, lk, hkv * d]);
+            let v = g.tensor(&[nb, lk, hkv * dv]);
+            let y = attention(&q, &k, &v, hq, hkv, 0.0, causal).unwrap();
+            assert_eq!(y.shape, vec![nb, lq, hq * dv]);
+            let scale = (1.0 / (d as f64).sqrt()) as f32;
+            let want = naive(q.as_f32().unwrap(), k.as_f32().unwrap(), v.as_f32().unwrap(), nb, lq, lk, hq, hkv, d, dv, scale, causal);
+            assert_close(y.as_f32().unwrap(), &want, 1e-6);
+        }
+    }
+
+    #[test]
+    fn fully_masked_rows_are_zero_and_large_scores_are_stable() {
+        // Lq = 4 > Lk = 2, causal: query i sees keys j <= i - 2, so rows 0 and 1 see nothing.
+        let mut g = Lcg::new(90);
+        let q = g.tensor(&[1, 4, 2]);
+        let k = g.tensor(&[1, 2, 2]);
+        let v = g.tensor(&[1, 2, 3]);
+        let y = attention(&q, &k, &v, 1, 1, 1e4, true).unwrap();
+        let yv = y.as_f32().unwrap();
+        assert!(yv[..6].iter().all(|&x| x == 0.0));
+        // Row 2 sees only key 0: output = v[0].
+        assert_eq!(&yv[6..9], &v.as_f32().unwrap()[..3]);
+        // Huge scale: no overflow, no NaN.
+        assert!(yv.iter().all(|x| x.is_finite()));
+        // One key, no mask: the softmax weight is exactly 1, so every row is v[0].
+        let y1 = attention(&g.tensor(&[1, 3, 2]), &g.tensor(&[1, 1, 2]), &v.clone(), 1, 1, 0.0, false);
+        assert!(y1.unwrap_err().0.contains("key length"));
+        let v1 = Tensor::f32(vec![1, 1, 3], v.as_f32().unwrap()[..3].to_vec());
+        let y1 = attention(&g.tensor(&[1, 3, 2]), &g.tensor(&[1, 1, 2]), &v1, 1, 1, 0.0, false).unwrap();
+        assert_eq!(y1.as_f32().unwrap(), &[v1.as_f32().unwrap(), v1.as_f32().unwrap(), v1.as_f32().unwrap()].concat()[..]);
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        let mut g = Lcg::new(91);
+        let q = g.tensor(&[1, 2, 8]);
+        let k = g.tensor(&[1, 3, 4]);
+        let v = g.tensor(&[1, 3, 6]);
+        assert!(attention(&q, &k, &v, 2, 1, 0.0, false).is_ok());
+        assert!(attention(&q, &k, &v, 2, 3, 0.0, false).unwrap_err().0.contains("multiple"));
+        assert!(attention(&q, &k, &v, 1, 1, 0.0, false).unwrap_err().0.contains("k width"));
+        assert!(attention(&q, &k, &g.tensor(&[1, 2, 6]), 2, 1, 0.0, false).unwrap_err().0.contains("key length"));
+        assert!(attention(&g.tensor(&[2, 8]), &k, &v, 2, 1, 0.0, false).unwrap_err().0.contains("rank 3"));
+    }
+}

@@ -1,0 +1,215 @@
+//! Matrix products: Linear (x W + b) and ONNX MatMul with numpy batch broadcasting. f32
+//! throughout; each output element is the sequential f32 sum over k = 0, 1, ... (i-k-j loop
+//! order), so both weight layouts of Linear give bit-identical results.
+
+use crate::error::OpError;
+use crate::op_bail;
+use crate::tensor::Tensor;
+
+use super::shape::{broadcast_shape, broadcast_strides, expect_f32, strided_offsets};
+
+/// `out[m, n] += a[m, k] * b[k, n]` for row-major blocks, i-k-j order (contiguous inner loop).
+fn gemm_acc(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize) {
+    for i in 0..m {
+        let orow = &mut out[i * n..(i + 1) * n];
+        let arow = &a[i * k..(i + 1) * k];
+        for (p, &av) in arow.iter().enumerate() {
+            let brow = &b[p * n..(p + 1) * n];
+            for (o, &bv) in orow.iter_mut().zip(brow) {
+                *o += av * bv;
+            }
+        }
+    }
+}
+
+/// Linear: x [..., K] times w [K, N] (or w [N, K] when `transpose_w`), plus bias [N] added
+/// after the sum -> [..., N].
+pub(crate) fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, transpose_w: bool) -> Result<Tensor, OpError> {
+    let xv = expect_f32("linear", "x", x)?;
+    let wv = expect_f32("linear", "w", w)?;
+    let Some((&k, lead)) = x.shape.split_last() else { op_bail!("linear: x must have rank >= 1, got a scalar") };
+    if w.shape.len() != 2 {
+        op_bail!("linear: w must be 2-D, got shape {:?}", w.shape);
+    }
+    let (wk, n) = if transpose_w { (w.shape[1], w.shape[0]) } else { (w.shape[0], w.shape[1]) };
+    if wk != k {
+        op_bail!(
+            "linear: x {:?} has K = {k} but w {:?} (transpose_w = {transpose_w}) has K = {wk}",
+            x.shape,
+            w.shape
+        );
+    }
+    let bv = match bias {
+        Some(b) => {
+            let v = expect_f32("linear", "bias", b)?;
+            if b.shape != [n] {
+                op_bail!("linear: bias must have shape [{n}], got {:?}", b.shape);
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let m: usize = lead.iter().product();
+    let mut out = vec![0f32; m * n];
+    if transpose_w {
+        for i in 0..m {
+            let xrow = &xv[i * k..(i + 1) * k];
+            for j in 0..n {
+                let wrow = &wv[j * k..(j + 1) * k];
+                let mut acc = 0f32;
+                for (&a, &b) in xrow.iter().zip(wrow) {
+                    acc += a * b;
+                }
+                out[i * n + j] = acc;
+            }
+        }
+    } else {
+        gemm_acc(xv, wv, &mut out, m, k, n);
+    }
+    if let Some(bv) = bv {
+        for row in out.chunks_mut(n.max(1)) {
+            for (o, &b) in row.iter_mut().zip(bv) {
+                *o += b;
+            }
+        }
+    }
+    let mut shape = lead.to_vec();
+    shape.push(n);
+    Ok(Tensor::f32(shape, out))
+}
+
+/// ONNX MatMul: [..., M, K] x [..., K, N] -> [broadcast(...), M, N]; a 1-D `a` is a row
+/// [1, K] and a 1-D `b` a column [K, 1], whose added dim is removed from the result.
+pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
+    let av = expect_f32("matmul", "a", a)?;
+    let bv = expect_f32("matmul", "b", b)?;
+    if a.shape.is_empty() || b.shape.is_empty() {
+        op_bail!("matmul: operands must have rank >= 1, got {:?} and {:?}", a.shape, b.shape);
+    }
+    let sa: Vec<usize> = if a.shape.len() == 1 { vec![1, a.shape[0]] } else { a.shape.clone() };
+    let sb: Vec<usize> = if b.shape.len() == 1 { vec![b.shape[0], 1] } else { b.shape.clone() };
+    let (batch_a, mk) = sa.split_at(sa.len() - 2);
+    let (batch_b, kn) = sb.split_at(sb.len() - 2);
+    let (m, k, n) = (mk[0], mk[1], kn[1]);
+    if kn[0] != k {
+        op_bail!("matmul: inner dims differ: a {:?} has K = {k}, b {:?} has K = {}", a.shape, b.shape, kn[0]);
+    }
+    let batch = broadcast_shape("matmul", batch_a, batch_b)?;
+    let scaled = |s: Vec<isize>, f: usize| s.into_iter().map(|v| v * f as isize).collect::<Vec<_>>();
+    let offs_a = strided_offsets(&batch, &scaled(broadcast_strides(batch_a, &batch), m * k), 0);
+    let offs_b = strided_offsets(&batch, &scaled(broadcast_strides(batch_b, &batch), k * n), 0);
+    let mut out = vec![0f32; offs_a.len() * m * n];
+    for (bi, (&oa, &ob)) in offs_a.iter().zip(&offs_b).enumerate() {
+        gemm_acc(&av[oa..oa + m * k], &bv[ob..ob + k * n], &mut out[bi * m * n..(bi + 1) * m * n], m, k, n);
+    }
+    let mut shape = batch;
+    if a.shape.len() > 1 {
+        shape.push(m);
+    }
+    if b.shape.len() > 1 {
+        shape.push(n);
+    }
+    Ok(Tensor::f32(shape, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::shape::test_util::*;
+    use super::*;
+
+    fn f32s(t: &Tensor) -> &[f32] {
+        t.as_f32().unwrap()
+    }
+
+    /// Naive f64 dot-product reference: c[i][j] = sum_p a(i, p) * b(p, j).
+    fn naive(m: usize, k: usize, n: usize, a: impl Fn(usize, usize) -> f32, b: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+        let mut c = Vec::with_capacity(m * n);
+        for i in 0..m {
+            for j in 0..n {
+                c.push((0..k).map(|p| a(i, p) as f64 * b(p, j) as f64).sum::<f64>() as f32);
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn linear_both_layouts_with_bias() {
+        let mut g = Lcg::new(20);
+        let x = g.tensor(&[2, 3, 5]);
+        let w = g.tensor(&[5, 4]);
+        let bias = g.tensor(&[4]);
+        let (xv, wv, bv) = (f32s(&x), f32s(&w), f32s(&bias));
+        let y = linear(&x, &w, Some(&bias), false).unwrap();
+        assert_eq!(y.shape, vec![2, 3, 4]);
+        let mut want = naive(6, 5, 4, |i, p| xv[i * 5 + p], |p, j| wv[p * 4 + j]);
+        for (i, v) in want.iter_mut().enumerate() {
+            *v += bv[i % 4];
+        }
+        assert_close(f32s(&y), &want, 1e-6);
+        // The same weights stored [N, K].
+        let wt = Tensor::f32(vec![4, 5], (0..20).map(|i| wv[(i % 5) * 4 + i / 5]).collect());
+        let yt = linear(&x, &wt, Some(&bias), true).unwrap();
+        assert_eq!(f32s(&yt), f32s(&y));
+        let y0 = linear(&x, &w, None, false).unwrap();
+        assert_close(f32s(&y0), &naive(6, 5, 4, |i, p| xv[i * 5 + p], |p, j| wv[p * 4 + j]), 1e-6);
+        assert!(linear(&x, &wt, None, false).unwrap_err().0.contains("K = 5"));
+        assert!(linear(&x, &w, Some(&g.tensor(&[5])), false).unwrap_err().0.contains("bias"));
+        assert!(linear(&x, &g.tensor(&[5]), None, false).is_err());
+    }
+
+    #[test]
+    fn matmul_broadcasts_batches() {
+        let mut g = Lcg::new(21);
+        let a = g.tensor(&[2, 1, 3, 4]);
+        let b = g.tensor(&[5, 4, 2]);
+        let y = matmul(&a, &b).unwrap();
+        assert_eq!(y.shape, vec![2, 5, 3, 2]);
+        let (av, bv, yv) = (f32s(&a), f32s(&b), f32s(&y));
+        for i in 0..2 {
+            for j in 0..5 {
+                let want = naive(3, 4, 2, |r, p| av[(i * 3 + r) * 4 + p], |p, c| bv[(j * 4 + p) * 2 + c]);
+                let got = &yv[(i * 5 + j) * 6..(i * 5 + j + 1) * 6];
+                assert_close(got, &want, 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_one_dimensional_operands() {
+        let mut g = Lcg::new(22);
+        let u = g.tensor(&[4]);
+        let v = g.tensor(&[4]);
+        let dot = matmul(&u, &v).unwrap();
+        assert_eq!(dot.shape, Vec::<usize>::new());
+        let (uv, vv) = (f32s(&u), f32s(&v));
+        assert_close(f32s(&dot), &naive(1, 4, 1, |_, p| uv[p], |p, _| vv[p]), 1e-6);
+        let b = g.tensor(&[2, 4, 3]);
+        let bv = f32s(&b);
+        let y = matmul(&u, &b).unwrap();
+        assert_eq!(y.shape, vec![2, 3]);
+        for i in 0..2 {
+            let want = naive(1, 4, 3, |_, p| uv[p], |p, c| bv[(i * 4 + p) * 3 + c]);
+            assert_close(&f32s(&y)[i * 3..i * 3 + 3], &want, 1e-6);
+        }
+        let a = g.tensor(&[2, 3, 4]);
+        let av = f32s(&a);
+        let y = matmul(&a, &v).unwrap();
+        assert_eq!(y.shape, vec![2, 3]);
+        assert_close(f32s(&y), &naive(6, 4, 1, |r, p| av[r * 4 + p], |p, _| vv[p]), 1e-6);
+        assert!(matmul(&a, &g.tensor(&[3])).unwrap_err().0.contains("inner dims"));
+        assert!(matmul(&g.tensor(&[2, 3, 4]), &g.tensor(&[3, 4, 2])).unwrap_err().0.contains("broadcast"));
+    }
+
+    #[test]
+    fn matmul_64x256_is_fast_and_right() {
+        let mut g = Lcg::new(23);
+        let a = g.tensor(&[64, 256]);
+        let b = g.tensor(&[256, 256]);
+        let t = std::time::Instant::now();
+        let y = matmul(&a, &b).unwrap();
+        let dt = t.elapsed();
+        let (av, bv) = (f32s(&a), f32s(&b));
+        assert_close(f32s(&y), &naive(64, 256, 256, |i, p| av[i * 256 + p], |p, j| bv[p * 256 + j]), 1e-6);
+        assert!(dt.as_millis() < 500, "64x256x256 matmul took {dt:?}");
+    }
+}

@@ -1,0 +1,78 @@
+//! The CPU reference backend: plain-Rust fp32 semantics of every plan op. It is the oracle
+//! the CUDA backend and CI compare against, so clarity beats speed here.
+
+mod attention;
+mod conv;
+mod elementwise;
+mod gdn;
+mod linalg;
+mod norm;
+mod reduce;
+mod rope;
+mod shape;
+
+use std::collections::HashMap;
+
+use crate::error::OpError;
+use crate::plan::Op;
+use crate::tensor::Tensor;
+
+/// Runs one non-control-flow op. `inputs[i]` is None for an omitted optional input; `env`
+/// binds the dim symbols (`batch`, `seq`, ...) used by shape attributes.
+pub fn run_op(
+    op: &Op,
+    inputs: &[Option<&Tensor>],
+    env: &HashMap<String, i64>,
+) -> Result<Vec<Tensor>, OpError> {
+    match op {
+        Op::Embed(_) => shape::embed(req(inputs, 0)?, req(inputs, 1)?).map(one),
+        Op::Gather(a) => shape::gather(req(inputs, 0)?, req(inputs, 1)?, a.axis).map(one),
+        Op::RmsNorm(a) => norm::rms_norm(req(inputs, 0)?, req(inputs, 1)?, a.epsilon, a.axis).map(one),
+        Op::Linear(a) => linalg::linear(req(inputs, 0)?, req(inputs, 1)?, opt(inputs, 2), a.transpose_w).map(one),
+        Op::MatMul(_) => linalg::matmul(req(inputs, 0)?, req(inputs, 1)?).map(one),
+        Op::Binary(a) => elementwise::binary(req(inputs, 0)?, req(inputs, 1)?, a.kind()).map(one),
+        Op::Unary(a) => elementwise::unary(req(inputs, 0)?, a.kind()).map(one),
+        Op::Reduce(a) => reduce::reduce(req(inputs, 0)?, a.kind(), &a.axes, a.keepdims).map(one),
+        Op::Reshape(a) => shape::reshape(req(inputs, 0)?, &a.shape, env).map(one),
+        Op::Transpose(a) => shape::transpose(req(inputs, 0)?, &a.perm).map(one),
+        Op::Expand(a) => shape::expand(req(inputs, 0)?, &a.shape, env).map(one),
+        Op::Range(a) => shape::range(a.start, a.delta, &a.size, env).map(one),
+        Op::Concat(a) => {
+            let xs: Vec<&Tensor> = inputs.iter().map(|t| t.ok_or_else(|| OpError::new("concat input missing"))).collect::<Result<_, _>>()?;
+            shape::concat(&xs, a.axis).map(one)
+        }
+        Op::Slice(a) => shape::slice(req(inputs, 0)?, &a.axes, &a.starts, &a.ends, &a.steps).map(one),
+        Op::CausalConv(a) => {
+            let (y, st) = conv::causal_conv(req(inputs, 0)?, req(inputs, 1)?, opt(inputs, 2), opt(inputs, 3), &a.activation)?;
+            Ok(vec![y, st])
+        }
+        Op::Gdn(a) => {
+            let (o, st) = gdn::linear_attention(
+                req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?, opt(inputs, 3), opt(inputs, 4), opt(inputs, 5),
+                a.q_heads as usize, a.kv_heads as usize, a.scale, a.update_rule(),
+            )?;
+            Ok(vec![o, st])
+        }
+        Op::Attention(a) => attention::attention(
+            req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?, a.q_heads as usize, a.kv_heads as usize, a.scale, a.causal,
+        )
+        .map(one),
+        Op::Rope(a) => rope::rope(
+            req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?, opt(inputs, 3), a.num_heads as usize, a.interleaved, a.rotary_dim as usize,
+        )
+        .map(one),
+        Op::Weight(_) | Op::Loop(_) => Err(OpError::new("control op reached run_op; the executor handles it")),
+    }
+}
+
+fn one(t: Tensor) -> Vec<Tensor> {
+    vec![t]
+}
+
+fn req<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Result<&'a Tensor, OpError> {
+    inputs.get(i).copied().flatten().ok_or_else(|| OpError::new(format!("required input {i} is missing")))
+}
+
+fn opt<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Option<&'a Tensor> {
+    inputs.get(i).copied().flatten()
+}

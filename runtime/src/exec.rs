@@ -1,0 +1,172 @@
+//! The plan executor for the CPU backend: binds inputs, resolves dim symbols, walks the
+//! steps of a graph (recursing into loop bodies) and returns the outputs.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::cpu;
+use crate::dim::Dim;
+use crate::error::RuntimeError;
+use crate::format::ModelFile;
+use crate::plan::{DType, Graph, Op, Step, TensorSig, ABSENT};
+use crate::tensor::{Data, Tensor};
+
+/// A model loaded for the CPU backend: the manifest plus every weight decoded to a host tensor.
+pub struct CpuModel {
+    file: ModelFile,
+    weights: Vec<Rc<Tensor>>,
+}
+
+impl CpuModel {
+    /// Decodes the weights of an opened model file.
+    pub fn new(file: ModelFile) -> Result<CpuModel, RuntimeError> {
+        let mut weights = Vec::with_capacity(file.manifest.weights.len());
+        for (i, w) in file.manifest.weights.iter().enumerate() {
+            let bytes = file.weight_bytes(i);
+            let shape: Vec<usize> = w.shape.iter().map(|&d| d as usize).collect();
+            let n: usize = shape.iter().product();
+            let data = match DType::try_from(w.dtype) {
+                Ok(DType::F32) if bytes.len() == 4 * n => {
+                    Data::F32(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+                }
+                Ok(DType::I64) if bytes.len() == 8 * n => {
+                    Data::I64(bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect())
+                }
+                Ok(DType::Bool) if bytes.len() == n => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
+                _ => {
+                    return Err(RuntimeError::Corrupt(format!(
+                        "weight `{}`: dtype {} with {} bytes does not fit shape {:?}",
+                        w.name, w.dtype, bytes.len(), shape
+                    )))
+                }
+            };
+            weights.push(Rc::new(Tensor { shape, data }));
+        }
+        Ok(CpuModel { file, weights })
+    }
+
+    pub fn file(&self) -> &ModelFile {
+        &self.file
+    }
+
+    /// Runs the entry graph on named inputs (extra arrays are ignored; see `unused_inputs`);
+    /// returns the outputs in signature order.
+    pub fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        let m = &self.file.manifest;
+        let env = bind_symbols(&m.inputs, inputs)?;
+        let entry = m.graphs.first().ok_or_else(|| RuntimeError::Corrupt("plan has no graphs".into()))?;
+        let args: Vec<Rc<Tensor>> = m.inputs.iter().map(|s| Rc::new(inputs[&s.name].clone())).collect();
+        let outs = self.run_graph(entry, args, &env)?;
+        Ok(m.outputs.iter().map(|s| s.name.clone()).zip(outs.into_iter().map(|t| Rc::try_unwrap(t).unwrap_or_else(|t| (*t).clone()))).collect())
+    }
+
+    fn run_graph(&self, g: &Graph, args: Vec<Rc<Tensor>>, env: &HashMap<String, i64>) -> Result<Vec<Rc<Tensor>>, RuntimeError> {
+        let mut vals: Vec<Option<Rc<Tensor>>> = vec![None; g.num_values as usize];
+        if args.len() != g.inputs.len() {
+            return Err(RuntimeError::Corrupt(format!("graph `{}` takes {} inputs, got {}", g.name, g.inputs.len(), args.len())));
+        }
+        for (&id, a) in g.inputs.iter().zip(args) {
+            *slot(&mut vals, id, g)? = Some(a);
+        }
+        for (si, step) in g.steps.iter().enumerate() {
+            let err = |reason: String| RuntimeError::Step { step: si, op: op_name(step), origin: step.origin.clone(), reason };
+            let op = step.op.as_ref().ok_or_else(|| err("step has no op (unknown to this runtime?)".into()))?;
+            let mut ins: Vec<Option<Rc<Tensor>>> = Vec::with_capacity(step.inputs.len());
+            for &i in &step.inputs {
+                if i == ABSENT {
+                    ins.push(None);
+                } else {
+                    let v = vals.get(i as usize).cloned().flatten().ok_or_else(|| err(format!("input value %{i} is not defined")))?;
+                    ins.push(Some(v));
+                }
+            }
+            let outs: Vec<Rc<Tensor>> = match op {
+                Op::Weight(w) => vec![self.weights.get(w.index as usize).cloned().ok_or_else(|| err(format!("no weight #{}", w.index)))?],
+                Op::Loop(l) => {
+                    let body = self.file.manifest.graphs.get(l.body as usize).ok_or_else(|| err(format!("no graph #{}", l.body)))?;
+                    let nc = l.num_carried as usize;
+                    let ins: Vec<Rc<Tensor>> = ins.into_iter().map(|t| t.ok_or_else(|| err("loop inputs cannot be absent".into()))).collect::<Result<_, _>>()?;
+                    if ins.len() < nc {
+                        return Err(err(format!("loop carries {nc} values but has {} inputs", ins.len())));
+                    }
+                    let (mut carried, captured) = (ins[..nc].to_vec(), &ins[nc..]);
+                    for it in 0..l.trip_count {
+                        let mut a = Vec::with_capacity(1 + ins.len());
+                        a.push(Rc::new(Tensor::i64(vec![], vec![it])));
+                        a.extend(carried.iter().cloned());
+                        a.extend(captured.iter().cloned());
+                        carried = self.run_graph(body, a, env)?;
+                        if carried.len() != nc {
+                            return Err(err(format!("loop body returned {} values, expected {nc}", carried.len())));
+                        }
+                    }
+                    carried
+                }
+                _ => {
+                    let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.as_deref()).collect();
+                    cpu::run_op(op, &refs, env).map_err(|e| err(e.0))?.into_iter().map(Rc::new).collect()
+                }
+            };
+            if outs.len() < step.outputs.len() {
+                return Err(err(format!("produced {} results, the plan expects {}", outs.len(), step.outputs.len())));
+            }
+            for (&id, t) in step.outputs.iter().zip(outs) {
+                *slot(&mut vals, id, g)? = Some(t);
+            }
+        }
+        g.outputs
+            .iter()
+            .map(|&id| vals.get(id as usize).cloned().flatten().ok_or_else(|| RuntimeError::Corrupt(format!("graph `{}` output %{id} never computed", g.name))))
+            .collect()
+    }
+}
+
+fn slot<'a>(vals: &'a mut [Option<Rc<Tensor>>], id: u32, g: &Graph) -> Result<&'a mut Option<Rc<Tensor>>, RuntimeError> {
+    vals.get_mut(id as usize).ok_or_else(|| RuntimeError::Corrupt(format!("graph `{}` uses value %{id} past its {} values", g.name, g.num_values)))
+}
+
+/// The name of a step's op, for messages and `inspect`.
+pub fn op_name(step: &Step) -> String {
+    match &step.op {
+        None => "unknown".into(),
+        Some(op) => {
+            let s = format!("{op:?}");
+            s.split(['(', ' ']).next().unwrap_or("op").to_string()
+        }
+    }
+}
+
+/// Checks every declared input is present with the declared dtype and rank, binds dim symbols
+/// from their shapes, and rejects inconsistent bindings (e.g. two inputs disagreeing on `batch`).
+pub fn bind_symbols(sigs: &[TensorSig], inputs: &HashMap<String, Tensor>) -> Result<HashMap<String, i64>, RuntimeError> {
+    let mut env = HashMap::new();
+    for s in sigs {
+        let bad = |reason: String| RuntimeError::BadInput { name: s.name.clone(), reason };
+        let t = inputs.get(&s.name).ok_or_else(|| bad("missing from the inputs".into()))?;
+        if t.dtype() as i32 != s.dtype {
+            return Err(bad(format!("has dtype {:?}, the model expects {:?}", t.dtype(), DType::try_from(s.dtype).unwrap_or(DType::F32))));
+        }
+        if t.shape.len() != s.dims.len() {
+            return Err(bad(format!("has shape {:?}, the model expects rank {} ({})", t.shape, s.dims.len(), s.dims.join(", "))));
+        }
+        for (d, &n) in s.dims.iter().zip(&t.shape) {
+            match Dim::parse(d)? {
+                Dim::Const(c) if c != n as i64 => return Err(bad(format!("has shape {:?}, the model expects [{}]", t.shape, s.dims.join(", ")))),
+                Dim::Sym(name) => match env.insert(name.clone(), n as i64) {
+                    Some(prev) if prev != n as i64 => return Err(bad(format!("sets `{name}` = {n}, but another input set it to {prev}"))),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    Ok(env)
+}
+
+/// Names in `inputs` that are not inputs of the model (a user may pass an .npz that also holds
+/// expected outputs).
+pub fn unused_inputs<'a>(sigs: &[TensorSig], inputs: &'a HashMap<String, Tensor>) -> Vec<&'a str> {
+    let mut v: Vec<&str> = inputs.keys().filter(|k| !sigs.iter().any(|s| &s.name == *k)).map(String::as_str).collect();
+    v.sort_unstable();
+    v
+}

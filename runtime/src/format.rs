@@ -1,0 +1,203 @@
+//! model.bin: the file lt2c writes and the runtime maps.
+//!
+//! Layout (all integers little-endian):
+//! ```text
+//! 0   magic  b"LT2CMODL"
+//! 8   u32    format version (FORMAT_VERSION)
+//! 12  u32    reserved (0)
+//! 16  u64    manifest length M
+//! 24  u64    weight blob offset W (64-byte aligned)
+//! 32  u64    weight blob length N
+//! 40  M      prost-encoded `Manifest`
+//! W   N      weights, each at a 64-byte aligned offset inside the blob
+//! W+N u64    xxh3-64 checksum of every byte before it
+//! ```
+
+use std::path::Path;
+
+use prost::Message;
+
+use crate::error::RuntimeError;
+use crate::plan::Manifest;
+
+/// The magic bytes every model.bin starts with.
+pub const MAGIC: &[u8; 8] = b"LT2CMODL";
+/// The format this runtime reads and writes; bump on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+/// Alignment of the weight blob and of each weight inside it.
+pub const WEIGHT_ALIGN: usize = 64;
+const HEADER_LEN: usize = 40;
+
+/// A weight's bytes to be placed in the blob; the manifest's `WeightEntry` offsets are filled
+/// in by `write`.
+pub struct WeightBytes<'a> {
+    pub bytes: &'a [u8],
+}
+
+fn align_up(x: usize, a: usize) -> usize {
+    x.div_ceil(a) * a
+}
+
+/// Serialises a manifest and its weights (in `manifest.weights` order) into model.bin bytes.
+/// Fills each `WeightEntry`'s offset and nbytes.
+pub fn encode(mut manifest: Manifest, weights: &[WeightBytes<'_>]) -> Vec<u8> {
+    assert_eq!(manifest.weights.len(), weights.len(), "one byte slice per weight entry");
+    let mut off = 0usize;
+    for (e, w) in manifest.weights.iter_mut().zip(weights) {
+        off = align_up(off, WEIGHT_ALIGN);
+        e.offset = off as u64;
+        e.nbytes = w.bytes.len() as u64;
+        off += w.bytes.len();
+    }
+    let blob_len = off;
+    let man = manifest.encode_to_vec();
+    let blob_off = align_up(HEADER_LEN + man.len(), WEIGHT_ALIGN);
+    let mut out = Vec::with_capacity(blob_off + blob_len + 8);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(man.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(blob_off as u64).to_le_bytes());
+    out.extend_from_slice(&(blob_len as u64).to_le_bytes());
+    out.extend_from_slice(&man);
+    out.resize(blob_off, 0);
+    for (e, w) in manifest.weights.iter().zip(weights) {
+        out.resize(blob_off + e.offset as usize, 0);
+        out.extend_from_slice(w.bytes);
+    }
+    out.resize(blob_off + blob_len, 0);
+    let sum = xxhash_rust::xxh3::xxh3_64(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
+}
+
+/// A model.bin opened and checked: the manifest decoded, the weights mapped.
+pub struct ModelFile {
+    pub manifest: Manifest,
+    pub format_version: u32,
+    map: memmap2::Mmap,
+    blob_off: usize,
+    blob_len: usize,
+}
+
+impl ModelFile {
+    /// Maps and validates the file (magic, version, bounds, checksum, weight table).
+    pub fn open(path: &Path) -> Result<ModelFile, RuntimeError> {
+        let io = |e| RuntimeError::Io { path: path.display().to_string(), source: e };
+        let f = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the file is opened read-only; the runtime treats concurrent modification of a
+        // model file as unsupported (as every mmap-based loader does).
+        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(io)?;
+        Self::from_map(map)
+    }
+
+    fn from_map(map: memmap2::Mmap) -> Result<ModelFile, RuntimeError> {
+        let b: &[u8] = &map;
+        if b.len() < 8 || &b[..8] != MAGIC {
+            return Err(RuntimeError::BadMagic);
+        }
+        if b.len() < HEADER_LEN + 8 {
+            return Err(RuntimeError::Corrupt(format!("file is {} bytes, shorter than the header", b.len())));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        let version = u32_at(8);
+        if version != FORMAT_VERSION {
+            return Err(RuntimeError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+        }
+        let man_len = u64_at(16) as usize;
+        let blob_off = u64_at(24) as usize;
+        let blob_len = u64_at(32) as usize;
+        let end = blob_off.checked_add(blob_len).and_then(|e| e.checked_add(8));
+        if end != Some(b.len()) || HEADER_LEN.saturating_add(man_len) > blob_off || blob_off % WEIGHT_ALIGN != 0 {
+            return Err(RuntimeError::Corrupt(format!(
+                "section sizes do not add up to the file size ({} bytes): truncated or damaged file",
+                b.len()
+            )));
+        }
+        let body = &b[..b.len() - 8];
+        let stored = u64_at(b.len() - 8);
+        if xxhash_rust::xxh3::xxh3_64(body) != stored {
+            return Err(RuntimeError::Corrupt("checksum mismatch: the file was damaged after it was written".into()));
+        }
+        let manifest = Manifest::decode(&b[HEADER_LEN..HEADER_LEN + man_len])
+            .map_err(|e| RuntimeError::Corrupt(format!("manifest does not decode: {e}")))?;
+        for w in &manifest.weights {
+            if w.offset % WEIGHT_ALIGN as u64 != 0 || w.offset.saturating_add(w.nbytes) > blob_len as u64 {
+                return Err(RuntimeError::Corrupt(format!("weight `{}` lies outside the weight blob", w.name)));
+            }
+        }
+        Ok(ModelFile { manifest, format_version: version, map, blob_off, blob_len })
+    }
+
+    /// The raw bytes of weight `i` (64-byte aligned in the mapped file).
+    pub fn weight_bytes(&self, i: usize) -> &[u8] {
+        let w = &self.manifest.weights[i];
+        let s = self.blob_off + w.offset as usize;
+        &self.map[s..s + w.nbytes as usize]
+    }
+
+    /// Total bytes of weights.
+    pub fn weight_blob_len(&self) -> usize {
+        self.blob_len
+    }
+}
+
+/// Writes model.bin bytes to `path`.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    std::fs::write(path, bytes).map_err(|e| RuntimeError::Io { path: path.display().to_string(), source: e })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{DType, WeightEntry};
+
+    fn sample() -> Vec<u8> {
+        let m = Manifest {
+            producer: "test".into(),
+            weights: vec![
+                WeightEntry { name: "a".into(), dtype: DType::F32 as i32, shape: vec![3], ..Default::default() },
+                WeightEntry { name: "b".into(), dtype: DType::F32 as i32, shape: vec![1], ..Default::default() },
+            ],
+            ..Default::default()
+        };
+        let a: Vec<u8> = [1.0f32, 2.0, 3.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let b: Vec<u8> = 7.5f32.to_le_bytes().to_vec();
+        encode(m, &[WeightBytes { bytes: &a }, WeightBytes { bytes: &b }])
+    }
+
+    fn open_bytes(bytes: &[u8]) -> Result<ModelFile, RuntimeError> {
+        let dir = std::env::temp_dir().join(format!("lt2c-format-{}-{:?}", std::process::id(), std::thread::current().id()));
+        std::fs::write(&dir, bytes).unwrap();
+        let r = ModelFile::open(&dir);
+        let _ = std::fs::remove_file(&dir);
+        r
+    }
+
+    #[test]
+    fn round_trip_with_aligned_weights() {
+        let f = open_bytes(&sample()).unwrap();
+        assert_eq!(f.manifest.producer, "test");
+        assert_eq!(f.manifest.weights[1].offset % 64, 0);
+        assert_eq!(f.weight_bytes(1), 7.5f32.to_le_bytes());
+        assert_eq!(f.weight_bytes(0).len(), 12);
+    }
+
+    #[test]
+    fn rejects_bad_magic_version_truncation_and_bit_flips() {
+        let good = sample();
+        let mut m = good.clone();
+        m[0] = b'X';
+        assert!(matches!(open_bytes(&m), Err(RuntimeError::BadMagic)));
+        let mut v = good.clone();
+        v[8] = 99;
+        assert!(matches!(open_bytes(&v), Err(RuntimeError::UnsupportedVersion { found: 99, .. })));
+        assert!(matches!(open_bytes(&good[..good.len() - 3]), Err(RuntimeError::Corrupt(_))));
+        let mut flip = good.clone();
+        let n = flip.len();
+        flip[n - 12] ^= 1;
+        assert!(matches!(open_bytes(&flip), Err(RuntimeError::Corrupt(_))));
+        assert!(matches!(open_bytes(b"LT2C"), Err(RuntimeError::BadMagic)));
+    }
+}

@@ -1,0 +1,15 @@
+//! lt2-runtime: loads model.bin and runs its plan. It ships to GPU hosts, so it links no
+//! MLIR: the plan format (`plan`), the file format (`format`), the CPU reference backend
+//! (`cpu`, `exec`) and device selection (`device`).
+
+pub mod cpu;
+pub mod device;
+pub mod dim;
+pub mod error;
+pub mod exec;
+pub mod format;
+pub mod npz;
+pub mod plan;
+pub mod tensor;
+
+pub use error::RuntimeError;

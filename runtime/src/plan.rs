@@ -1,0 +1,344 @@
+//! The execution plan stored in model.bin: a backend-neutral list of steps over numbered
+//! values, one graph per function (the main graph and each loop body). Encoded with prost so
+//! the format is compact, versioned by field tags, and readable without MLIR.
+
+/// What model.bin describes: its signature, its weights and the graphs to run.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Manifest {
+    /// Which compiler wrote this file (free text, for `lt2c inspect`).
+    #[prost(string, tag = "1")]
+    pub producer: String,
+    /// The model's inputs, in ONNX graph order, keyed by their ONNX names.
+    #[prost(message, repeated, tag = "2")]
+    pub inputs: Vec<TensorSig>,
+    /// The model's outputs, in ONNX graph order.
+    #[prost(message, repeated, tag = "3")]
+    pub outputs: Vec<TensorSig>,
+    /// Where each weight lies in the weight blob.
+    #[prost(message, repeated, tag = "4")]
+    pub weights: Vec<WeightEntry>,
+    /// Graph 0 is the entry point; the others are loop bodies referenced by `Loop.body`.
+    #[prost(message, repeated, tag = "5")]
+    pub graphs: Vec<Graph>,
+}
+
+/// Element types a plan value can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum DType {
+    F32 = 0,
+    I64 = 1,
+    Bool = 2,
+}
+
+/// Name, element type and shape of a graph input or output. Dims are dim expressions
+/// (see `dim.rs`): a number, a symbol such as `batch`, or arithmetic over them.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TensorSig {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(enumeration = "DType", tag = "2")]
+    pub dtype: i32,
+    #[prost(string, repeated, tag = "3")]
+    pub dims: Vec<String>,
+}
+
+/// One weight: its bytes lie at `offset` (64-byte aligned) in the weight blob.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WeightEntry {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(enumeration = "DType", tag = "2")]
+    pub dtype: i32,
+    #[prost(uint64, repeated, tag = "3")]
+    pub shape: Vec<u64>,
+    #[prost(uint64, tag = "4")]
+    pub offset: u64,
+    #[prost(uint64, tag = "5")]
+    pub nbytes: u64,
+}
+
+/// A function: values `0..num_values`, of which `inputs` are bound by the caller; steps run
+/// in order; `outputs` are returned.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Graph {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(uint32, tag = "2")]
+    pub num_values: u32,
+    #[prost(uint32, repeated, tag = "3")]
+    pub inputs: Vec<u32>,
+    #[prost(uint32, repeated, tag = "4")]
+    pub outputs: Vec<u32>,
+    #[prost(message, repeated, tag = "5")]
+    pub steps: Vec<Step>,
+}
+
+/// One operation. `inputs` hold value ids, or `ABSENT` for an omitted optional input.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Step {
+    #[prost(int64, repeated, tag = "1")]
+    pub inputs: Vec<i64>,
+    #[prost(uint32, repeated, tag = "2")]
+    pub outputs: Vec<u32>,
+    /// Where the step came from (the MLIR location / ONNX node name), for error messages.
+    #[prost(string, tag = "3")]
+    pub origin: String,
+    #[prost(
+        oneof = "Op",
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29"
+    )]
+    pub op: Option<Op>,
+}
+
+/// Marks an omitted optional input in `Step::inputs`.
+pub const ABSENT: i64 = -1;
+
+/// The instruction set of the plan. Semantics are those of the ONNX op named in each doc
+/// comment unless stated; the CPU backend (`cpu/`) is their executable definition.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Op {
+    /// () -> weight `index` of the manifest.
+    #[prost(message, tag = "10")]
+    Weight(Weight),
+    /// (table [N, ...], ids int64 [...]) -> [..., ...]: rows of `table` (ONNX Gather, axis 0).
+    #[prost(message, tag = "11")]
+    Embed(Embed),
+    /// (x, scale) -> x / sqrt(mean(x^2 over axes axis..) + eps) * scale (RMSNormalization-23).
+    #[prost(message, tag = "12")]
+    RmsNorm(RmsNorm),
+    /// (x [..., K], w [K, N] or [N, K] if transpose_w, bias [N]?) -> [..., N].
+    #[prost(message, tag = "13")]
+    Linear(Linear),
+    /// (a, b) -> numpy-style batched matmul with broadcasting (MatMul).
+    #[prost(message, tag = "14")]
+    MatMul(MatMul),
+    /// (a, b) -> elementwise with numpy broadcasting.
+    #[prost(message, tag = "15")]
+    Binary(Binary),
+    /// (x) -> elementwise function.
+    #[prost(message, tag = "16")]
+    Unary(Unary),
+    /// (x) -> reduction over `axes` (ReduceSum / ReduceMean / ReduceMax).
+    #[prost(message, tag = "17")]
+    Reduce(Reduce),
+    /// (x) -> same data, new shape (dim expressions, fully resolved: no 0 / -1).
+    #[prost(message, tag = "18")]
+    Reshape(Reshape),
+    /// (x) -> permuted axes.
+    #[prost(message, tag = "19")]
+    Transpose(Transpose),
+    /// (x) -> broadcast to `shape` (ONNX Expand: bidirectional broadcast).
+    #[prost(message, tag = "20")]
+    Expand(Expand),
+    /// () -> int64 [size]: start, start+delta, ...
+    #[prost(message, tag = "21")]
+    Range(Range),
+    /// (xs...) -> concatenation along `axis`.
+    #[prost(message, tag = "22")]
+    Concat(Concat),
+    /// (x [B, L, C] channels-last, w [C, k], bias [C]?, state [B, C, k-1]?) ->
+    /// (y [B, L, C], state_out [B, C, k-1]): depthwise causal conv (CausalConvWithState-27,
+    /// but channels-last), optional SiLU.
+    #[prost(message, tag = "23")]
+    CausalConv(CausalConv),
+    /// (q [B,T,Hq*K], k [B,T,Hkv*K], v [B,T,Hkv*V], state [B,Hkv,K,V]?, decay?, beta?) ->
+    /// (o [B,T,Hq*V], state_out): LinearAttention-27.
+    #[prost(message, tag = "24")]
+    Gdn(Gdn),
+    /// (q [B,Lq,Hq*D], k [B,Lk,Hkv*D], v [B,Lk,Hkv*Dv]) -> [B,Lq,Hq*Dv] (Attention-23, 3-D form).
+    #[prost(message, tag = "25")]
+    Attention(Attention),
+    /// (x [B,L,H*D], cos [P, R/2], sin [P, R/2], position_ids [B,L]) -> RotaryEmbedding-23.
+    #[prost(message, tag = "26")]
+    Rope(Rope),
+    /// (carried..., captured...) -> carried results: runs graph `body` `trip_count` times.
+    /// The body's inputs are (iteration int64 scalar, carried..., captured...), its outputs the
+    /// next carried values.
+    #[prost(message, tag = "27")]
+    Loop(Loop),
+    /// (x) -> x[starts:ends:steps] along `axes` (ONNX Slice with constant bounds).
+    #[prost(message, tag = "28")]
+    Slice(Slice),
+    /// (data, indices int64) -> ONNX Gather along `axis`.
+    #[prost(message, tag = "29")]
+    Gather(Gather),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Weight {
+    #[prost(uint32, tag = "1")]
+    pub index: u32,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Embed {}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RmsNorm {
+    #[prost(float, tag = "1")]
+    pub epsilon: f32,
+    #[prost(int64, tag = "2")]
+    pub axis: i64,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Linear {
+    #[prost(bool, tag = "1")]
+    pub transpose_w: bool,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MatMul {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum BinaryKind {
+    Add = 0,
+    Sub = 1,
+    Mul = 2,
+    Div = 3,
+    Pow = 4,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Binary {
+    #[prost(enumeration = "BinaryKind", tag = "1")]
+    pub kind: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum UnaryKind {
+    Neg = 0,
+    Exp = 1,
+    Sigmoid = 2,
+    Softplus = 3,
+    Sqrt = 4,
+    Silu = 5,
+    Log = 6,
+    Tanh = 7,
+    Relu = 8,
+    Reciprocal = 9,
+    Abs = 10,
+    Identity = 11,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Unary {
+    #[prost(enumeration = "UnaryKind", tag = "1")]
+    pub kind: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ReduceKind {
+    Sum = 0,
+    Mean = 1,
+    Max = 2,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Reduce {
+    #[prost(enumeration = "ReduceKind", tag = "1")]
+    pub kind: i32,
+    /// Normalised (non-negative) axes.
+    #[prost(int64, repeated, tag = "2")]
+    pub axes: Vec<i64>,
+    #[prost(bool, tag = "3")]
+    pub keepdims: bool,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Reshape {
+    #[prost(string, repeated, tag = "1")]
+    pub shape: Vec<String>,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Transpose {
+    #[prost(int64, repeated, tag = "1")]
+    pub perm: Vec<i64>,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Expand {
+    #[prost(string, repeated, tag = "1")]
+    pub shape: Vec<String>,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Range {
+    #[prost(int64, tag = "1")]
+    pub start: i64,
+    #[prost(int64, tag = "2")]
+    pub delta: i64,
+    #[prost(string, tag = "3")]
+    pub size: String,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Concat {
+    #[prost(int64, tag = "1")]
+    pub axis: i64,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CausalConv {
+    /// "" (none) or "silu".
+    #[prost(string, tag = "1")]
+    pub activation: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum UpdateRule {
+    GatedDelta = 0,
+    Linear = 1,
+    Gated = 2,
+    Delta = 3,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Gdn {
+    #[prost(uint32, tag = "1")]
+    pub q_heads: u32,
+    #[prost(uint32, tag = "2")]
+    pub kv_heads: u32,
+    #[prost(float, tag = "3")]
+    pub scale: f32,
+    #[prost(enumeration = "UpdateRule", tag = "4")]
+    pub update_rule: i32,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Attention {
+    #[prost(uint32, tag = "1")]
+    pub q_heads: u32,
+    #[prost(uint32, tag = "2")]
+    pub kv_heads: u32,
+    #[prost(float, tag = "3")]
+    pub scale: f32,
+    #[prost(bool, tag = "4")]
+    pub causal: bool,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Rope {
+    #[prost(uint32, tag = "1")]
+    pub num_heads: u32,
+    #[prost(bool, tag = "2")]
+    pub interleaved: bool,
+    /// 0 = the whole head.
+    #[prost(uint32, tag = "3")]
+    pub rotary_dim: u32,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Loop {
+    #[prost(uint32, tag = "1")]
+    pub body: u32,
+    #[prost(int64, tag = "2")]
+    pub trip_count: i64,
+    #[prost(uint32, tag = "3")]
+    pub num_carried: u32,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Slice {
+    #[prost(int64, repeated, tag = "1")]
+    pub axes: Vec<i64>,
+    #[prost(int64, repeated, tag = "2")]
+    pub starts: Vec<i64>,
+    #[prost(int64, repeated, tag = "3")]
+    pub ends: Vec<i64>,
+    #[prost(int64, repeated, tag = "4")]
+    pub steps: Vec<i64>,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Gather {
+    #[prost(int64, tag = "1")]
+    pub axis: i64,
+}

@@ -1,0 +1,260 @@
+//! lt2c: compile looped linear-time transformers from ONNX and run them.
+//!
+//! `lt2c MODEL.onnx -o MODEL.bin` compiles; `lt2c run MODEL.bin --inputs IN.npz --outputs
+//! OUT.npz` runs; `lt2c inspect MODEL.bin` describes a compiled model. Built without the
+//! default `compiler` feature, lt2c is the runtime-only binary (run, inspect).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use lt2_runtime::device::{self, DeviceRequest};
+use lt2_runtime::exec::{op_name, CpuModel};
+use lt2_runtime::format::ModelFile;
+use lt2_runtime::npz;
+use lt2_runtime::plan::DType;
+
+#[derive(Parser)]
+#[command(name = "lt2c", version, about = "Compiler and runtime for looped linear-time transformers (LT2, Ouro) from ONNX",
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  lt2c model.onnx -o model.bin\n  lt2c run model.bin --inputs in.npz --outputs out.npz\n  lt2c inspect model.bin")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[cfg(feature = "compiler")]
+    #[command(flatten)]
+    compile: CompileArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compile an ONNX model to model.bin (the default command).
+    #[cfg(feature = "compiler")]
+    Compile(CompileArgs),
+    /// Run a compiled model on inputs from an .npz file.
+    Run(RunArgs),
+    /// Describe a compiled model: signature, plan, weights, format version.
+    Inspect {
+        /// The model.bin to describe.
+        model: PathBuf,
+    },
+    /// Run the pass pipeline on lt2 MLIR text and print the result.
+    #[cfg(feature = "compiler")]
+    Opt {
+        /// An .mlir file (lt2 dialect).
+        input: PathBuf,
+        #[command(flatten)]
+        passes: PassArgs,
+    },
+}
+
+#[cfg(feature = "compiler")]
+#[derive(Args, Default)]
+struct CompileArgs {
+    /// The ONNX model to compile.
+    input: Option<PathBuf>,
+    /// Where to write model.bin (default: the input with extension .bin).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Print IR instead of writing model.bin: `mlir` (after the pass pipeline) or `mlir-imported`.
+    #[arg(long, value_enum)]
+    emit: Option<Emit>,
+    #[command(flatten)]
+    passes: PassArgs,
+}
+
+#[cfg(feature = "compiler")]
+#[derive(Args, Default, Clone)]
+struct PassArgs {
+    /// Print the IR after every pass (to stderr).
+    #[arg(long)]
+    print_ir_after_all: bool,
+    /// Print the IR after the named pass (to stderr).
+    #[arg(long)]
+    print_ir_after: Option<String>,
+    /// Run only the first N optional passes (to find the pass behind a mismatch).
+    #[arg(long)]
+    opt_bisect_limit: Option<usize>,
+    /// Skip every optional pass.
+    #[arg(long)]
+    no_opt: bool,
+    /// Print each pass's rewrite count and time.
+    #[arg(long)]
+    pass_timing: bool,
+}
+
+#[cfg(feature = "compiler")]
+#[derive(Clone, Copy, ValueEnum)]
+enum Emit {
+    Mlir,
+    MlirImported,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+    Auto,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The compiled model.
+    model: PathBuf,
+    /// Inputs, keyed by the ONNX graph's input names.
+    #[arg(long)]
+    inputs: PathBuf,
+    /// Where to write the outputs, keyed by the ONNX graph's output names.
+    #[arg(long)]
+    outputs: PathBuf,
+    /// Which backend runs the model.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        #[cfg(feature = "compiler")]
+        Some(Cmd::Compile(a)) => compile(a),
+        Some(Cmd::Run(a)) => run(a),
+        Some(Cmd::Inspect { model }) => inspect(&model),
+        #[cfg(feature = "compiler")]
+        Some(Cmd::Opt { input, passes }) => opt(&input, &passes),
+        #[cfg(feature = "compiler")]
+        None => compile(cli.compile),
+        #[cfg(not(feature = "compiler"))]
+        None => Err(anyhow::anyhow!("this lt2c is the runtime-only build: use `lt2c run` or `lt2c inspect`")),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(feature = "compiler")]
+fn pipeline_opts(p: &PassArgs) -> lt2_passes::PipelineOptions {
+    lt2_passes::PipelineOptions {
+        print_after_all: p.print_ir_after_all,
+        print_after: p.print_ir_after.clone(),
+        opt_bisect_limit: p.opt_bisect_limit,
+        no_opt: p.no_opt,
+    }
+}
+
+#[cfg(feature = "compiler")]
+fn run_passes(module: &mut melior::ir::Module, p: &PassArgs) -> Result<()> {
+    let stats = lt2_passes::run_pipeline(module, &pipeline_opts(p), &mut |pass, ir| {
+        eprintln!("// ----- IR after {pass} -----\n{ir}");
+    })?;
+    if p.pass_timing {
+        for (name, n, t) in stats {
+            eprintln!("pass {name:<24} {n:>5} rewrites {:>8.3} ms", t.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(feature = "compiler")]
+fn compile(a: CompileArgs) -> Result<()> {
+    let Some(input) = a.input else {
+        bail!("no model given: `lt2c MODEL.onnx -o MODEL.bin` (see `lt2c --help`)");
+    };
+    let t0 = std::time::Instant::now();
+    let imported = lt2_frontend::import_file(&input).with_context(|| format!("importing {}", input.display()))?;
+    for w in &imported.warnings {
+        eprintln!("warning: {w}");
+    }
+    let context = lt2_ir::new_context()?;
+    let mut module = lt2_ir::parse_module(&context, &imported.mlir).context("the importer produced IR that does not verify (an lt2c bug)")?;
+    lt2_ir::verify::verify_module(&module, Some("import"))?;
+    if let Some(Emit::MlirImported) = a.emit {
+        return emit(&module.as_operation().to_string());
+    }
+    run_passes(&mut module, &a.passes)?;
+    if let Some(Emit::Mlir) = a.emit {
+        return emit(&module.as_operation().to_string());
+    }
+    let out = a.output.unwrap_or_else(|| input.with_extension("bin"));
+    let size = lt2_codegen::write_model(&module, &imported.weights, &out)?;
+    eprintln!(
+        "compiled {} -> {} ({:.1} KiB, {} weights, {:.2} s)",
+        input.display(),
+        out.display(),
+        size as f64 / 1024.0,
+        imported.weights.entries().len(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[cfg(feature = "compiler")]
+fn opt(input: &Path, p: &PassArgs) -> Result<()> {
+    let text = std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let context = lt2_ir::new_context()?;
+    let mut module = lt2_ir::parse_module(&context, &text).with_context(|| format!("parsing {}", input.display()))?;
+    lt2_ir::verify::verify_module(&module, None)?;
+    run_passes(&mut module, p)?;
+    emit(&module.as_operation().to_string())
+}
+
+/// Writes text to stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+fn run(a: RunArgs) -> Result<()> {
+    let req = match a.device {
+        DeviceArg::Cpu => DeviceRequest::Cpu,
+        DeviceArg::Cuda => DeviceRequest::Cuda,
+        DeviceArg::Auto => DeviceRequest::Auto,
+    };
+    let choice = device::choose(req)?;
+    let file = ModelFile::open(&a.model)?;
+    let model = CpuModel::new(file)?;
+    let inputs: HashMap<_, _> = npz::read_npz(&a.inputs)?;
+    let unused = lt2_runtime::exec::unused_inputs(&model.file().manifest.inputs, &inputs);
+    if !unused.is_empty() {
+        eprintln!("note: ignoring arrays that are not model inputs: {}", unused.join(", "));
+    }
+    let t = std::time::Instant::now();
+    let outs = model.run(&inputs)?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    npz::write_npz(&a.outputs, &outs)?;
+    for (name, t) in &outs {
+        eprintln!("output {name}: {:?} {:?}", t.dtype(), t.shape);
+    }
+    eprintln!("ran on {} ({}) in {ms:.2} ms; wrote {}", choice.backend.name(), choice.reason, a.outputs.display());
+    Ok(())
+}
+
+fn inspect(path: &Path) -> Result<()> {
+    let f = ModelFile::open(path)?;
+    let m = &f.manifest;
+    println!("model:          {}", path.display());
+    println!("format version: {}", f.format_version);
+    println!("producer:       {}", m.producer);
+    let sig = |s: &lt2_runtime::plan::TensorSig| format!("{} {:?} [{}]", s.name, DType::try_from(s.dtype).unwrap_or(DType::F32), s.dims.join(", "));
+    for s in &m.inputs {
+        println!("input:          {}", sig(s));
+    }
+    for s in &m.outputs {
+        println!("output:         {}", sig(s));
+    }
+    println!("weights:        {} tensors, {} bytes", m.weights.len(), m.weights.iter().map(|w| w.nbytes).sum::<u64>());
+    for (i, g) in m.graphs.iter().enumerate() {
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        for s in &g.steps {
+            *counts.entry(op_name(s)).or_default() += 1;
+        }
+        let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+        println!("graph {i} `{}`: {} steps, {} values: {}", g.name, g.steps.len(), g.num_values, summary.join(", "));
+    }
+    Ok(())
+}
