@@ -57,3 +57,8 @@ pub fn run_pipeline(module: &mut Module, opts: &PipelineOptions, print: &mut dyn
     }
     Ok(stats)
 }
+
+/// The pass registered under `name` (the CLI and IR tests look passes up by name).
+pub fn pass_by_name(name: &str) -> Option<&'static (dyn Pass + Sync)> {
+    PASSES.iter().copied().find(|p| p.name() == name)
+}
