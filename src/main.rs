@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::Result;
+#[cfg(feature = "compiler")]
+use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use lt2_runtime::device::{self, DeviceRequest};
@@ -201,6 +203,7 @@ fn opt(input: &Path, p: &PassArgs) -> Result<()> {
 }
 
 /// Writes text to stdout; a closed pipe (`| head`) is not an error.
+#[cfg(feature = "compiler")]
 fn emit(text: &str) -> Result<()> {
     use std::io::Write;
     match std::io::stdout().write_all(text.as_bytes()) {
