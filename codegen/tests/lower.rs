@@ -23,7 +23,7 @@ fn module_text() -> String {
     let (_i, c) = b.begin_loop(&[x.clone()], 3, "loop").unwrap();
     let m = b.binary(BinaryOp::Mul, &c[0], &w, ty.clone(), "mul");
     let a = b.binary(BinaryOp::Add, &m, &x, ty.clone(), "add");
-    let r = b.end_loop(&[a]).unwrap();
+    let r = b.end_loop(&[a], &[]).unwrap();
     b.finish(&[(r[0].clone(), "y".into(), vec!["n".into(), "2".into()])]).unwrap()
 }
 
@@ -74,4 +74,29 @@ fn encoded_model_runs_on_cpu() {
         .collect();
     assert_eq!(out[0].0, "y");
     assert_eq!(out[0].1.as_f32().unwrap(), want.as_slice());
+}
+
+#[test]
+fn scan_outputs_stack_per_iteration_values() {
+    // loop 3 times { h = h * w; scan h }: results (h3, [h1, h2, h3])
+    let ty = f32t(&[Some(2)]);
+    let mut b = FuncBuilder::new("main", vec![Arg { ty: ty.clone(), dims: vec!["2".into()], onnx_name: "x".into() }]);
+    let x = b.args().remove(0);
+    let w = b.weight("w", f32t(&[Some(2)]), "w");
+    let (_i, c) = b.begin_loop(&[x.clone()], 3, "loop").unwrap();
+    let m = b.binary(BinaryOp::Mul, &c[0], &w, ty.clone(), "mul");
+    let r = b.end_loop(&[m.clone()], &[m]).unwrap();
+    assert_eq!(r[1].ty.to_string(), "tensor<3x2xf32>");
+    let text = b.finish(&[(r[0].clone(), "h".into(), vec!["2".into()]), (r[1].clone(), "hs".into(), vec!["3".into(), "2".into()])]).unwrap();
+    let cx = lt2_ir::new_context().unwrap();
+    let m = lt2_ir::parse_module(&cx, &text).unwrap();
+    lt2_ir::verify::verify_module(&m, None).unwrap();
+    let bytes = lt2_codegen::encode_model(&m, &weights()).unwrap();
+    let path = std::env::temp_dir().join(format!("lt2c-scan-{}.bin", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    let model = CpuModel::new(ModelFile::open(&path).unwrap()).unwrap();
+    let out = model.run(&HashMap::from([("x".to_string(), Tensor::f32(vec![2], vec![1.0, 1.0]))])).unwrap();
+    assert_eq!(out[0].1.as_f32().unwrap(), &[0.125, -8.0]);
+    assert_eq!(out[1].1.shape, vec![3, 2]);
+    assert_eq!(out[1].1.as_f32().unwrap(), &[0.5, -2.0, 0.25, 4.0, 0.125, -8.0]);
 }

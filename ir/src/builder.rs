@@ -56,6 +56,14 @@ pub struct Arg {
     pub onnx_name: String,
 }
 
+/// An `lt2.loop` whose region is being built.
+struct OpenLoop {
+    name: String,
+    carried: Vec<TensorType>,
+    trip_count: i64,
+    loc: String,
+}
+
 /// Builds one `func.func` (the entry point) with nested `lt2.loop` regions.
 pub struct FuncBuilder {
     name: String,
@@ -63,8 +71,8 @@ pub struct FuncBuilder {
     body: String,
     indent: usize,
     next_id: usize,
-    /// Open loops: (result name, carried types, the text that closes the region).
-    open_loops: Vec<(String, Vec<TensorType>, String)>,
+    /// Loops whose region is being built, innermost last.
+    open_loops: Vec<OpenLoop>,
 }
 
 fn fmt_f32(v: f32) -> String {
@@ -357,10 +365,9 @@ impl FuncBuilder {
             return Err(format!("a loop must carry 1 to {MAX_CARRIED} values, this one carries {}", inits.len()));
         }
         let name = self.fresh();
-        let n = inits.len();
-        let lhs = if n == 1 { name.clone() } else { format!("{name}:{n}") };
         let ops: Vec<&str> = inits.iter().map(|v| v.name.as_str()).collect();
-        self.line(&format!("{lhs} = \"{}\"({}) ({{", Lt2Op::Loop.name(), ops.join(", ")));
+        // The result count is known at end_loop (carried + scan outputs): leave a placeholder.
+        self.line(&format!("{name}@LHS = \"{}\"({}) ({{", Lt2Op::Loop.name(), ops.join(", ")));
         let iter = Val { name: format!("{name}_iter"), ty: TensorType::new(vec![], Elem::I64) };
         let carried: Vec<Val> = inits.iter().enumerate().map(|(i, v)| Val { name: format!("{name}_c{i}"), ty: v.ty.clone() }).collect();
         let mut head = format!("^bb0({}: {}", iter.name, iter.ty);
@@ -370,38 +377,55 @@ impl FuncBuilder {
         head.push_str("):");
         self.line(&head);
         self.indent += 2;
-        let segs = |k: usize| (0..MAX_CARRIED).map(|i| if i < k { "1" } else { "0" }).collect::<Vec<_>>().join(", ");
-        let types: Vec<String> = inits.iter().map(|v| v.ty.to_string()).collect();
-        let tail = format!(
-            "}}) {{trip_count = {trip_count} : i64, operandSegmentSizes = array<i32: {}>, resultSegmentSizes = array<i32: {}>}} : ({}) -> {} loc({})",
-            segs(n),
-            segs(n),
-            types.join(", "),
-            if n == 1 { types[0].clone() } else { format!("({})", types.join(", ")) },
-            quote(loc)
-        );
-        self.open_loops.push((name, inits.iter().map(|v| v.ty.clone()).collect(), tail));
+        self.open_loops.push(OpenLoop { name, carried: inits.iter().map(|v| v.ty.clone()).collect(), trip_count, loc: loc.to_string() });
         Ok((iter, carried))
     }
 
-    /// Closes the innermost loop with the next carried values; returns the loop's results.
-    pub fn end_loop(&mut self, yields: &[Val]) -> Result<Vec<Val>, String> {
-        let (name, tys, tail) = self.open_loops.pop().ok_or("end_loop without begin_loop")?;
-        if yields.len() != tys.len() || yields.iter().zip(&tys).any(|(y, t)| &y.ty != t) {
+    /// Closes the innermost loop with the next carried values and the per-iteration scan
+    /// values; returns the loop's results: the last carried values, then each scan value
+    /// stacked over iterations (`[trip_count, ...]`).
+    pub fn end_loop(&mut self, yields: &[Val], scans: &[Val]) -> Result<Vec<Val>, String> {
+        let l = self.open_loops.pop().ok_or("end_loop without begin_loop")?;
+        let tys = &l.carried;
+        if yields.len() != tys.len() || yields.iter().zip(tys).any(|(y, t)| &y.ty != t) {
             return Err(format!(
                 "loop body yields ({}) but carries ({})",
                 yields.iter().map(|y| y.ty.to_string()).collect::<Vec<_>>().join(", "),
                 tys.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
             ));
         }
-        let ys: Vec<&str> = yields.iter().map(|v| v.name.as_str()).collect();
-        let ts: Vec<String> = yields.iter().map(|v| v.ty.to_string()).collect();
+        if tys.len() + scans.len() > MAX_CARRIED {
+            return Err(format!("a loop can have at most {MAX_CARRIED} carried values and scan outputs together"));
+        }
+        let all: Vec<&Val> = yields.iter().chain(scans).collect();
+        let ys: Vec<&str> = all.iter().map(|v| v.name.as_str()).collect();
+        let ts: Vec<String> = all.iter().map(|v| v.ty.to_string()).collect();
         self.line(&format!("{LOOP_YIELD} {} : {}", ys.join(", "), ts.join(", ")));
         self.indent -= 2;
-        self.line(&tail);
-        Ok(match tys.len() {
-            1 => vec![Val { name, ty: tys[0].clone() }],
-            _ => tys.iter().enumerate().map(|(i, t)| Val { name: format!("{name}#{i}"), ty: t.clone() }).collect(),
+        let mut results: Vec<TensorType> = tys.clone();
+        for s in scans {
+            let mut dims = vec![Some(l.trip_count)];
+            dims.extend(s.ty.dims.iter().copied());
+            results.push(TensorType::new(dims, s.ty.elem));
+        }
+        let segs = |k: usize| (0..MAX_CARRIED).map(|i| if i < k { "1" } else { "0" }).collect::<Vec<_>>().join(", ");
+        let in_types: Vec<String> = tys.iter().map(|t| t.to_string()).collect();
+        let out_types: Vec<String> = results.iter().map(|t| t.to_string()).collect();
+        self.line(&format!(
+            "}}) {{trip_count = {} : i64, operandSegmentSizes = array<i32: {}>, resultSegmentSizes = array<i32: {}>}} : ({}) -> {} loc({})",
+            l.trip_count,
+            segs(tys.len()),
+            segs(results.len()),
+            in_types.join(", "),
+            if results.len() == 1 { out_types[0].clone() } else { format!("({})", out_types.join(", ")) },
+            quote(&l.loc)
+        ));
+        let name = l.name;
+        let lhs = if results.len() == 1 { name.clone() } else { format!("{name}:{}", results.len()) };
+        self.body = self.body.replacen(&format!("{name}@LHS"), &lhs, 1);
+        Ok(match results.len() {
+            1 => vec![Val { name, ty: results[0].clone() }],
+            _ => results.iter().enumerate().map(|(i, t)| Val { name: format!("{name}#{i}"), ty: t.clone() }).collect(),
         })
     }
 

@@ -27,9 +27,10 @@ pub fn verify_module(module: &Module, after: Option<&str>) -> Result<(), IrError
             }
             let inits: Vec<Type> = op.operands().map(|v| v.r#type()).collect();
             let results: Vec<Type> = op.results().map(|v| v.r#type()).collect();
-            if inits != results {
-                e("results must have the types of the carried inputs".into());
+            if results.len() < inits.len() || results[..inits.len()] != inits[..] {
+                e("the first results must have the types of the carried inputs".into());
             }
+            let n_scan = results.len().saturating_sub(inits.len());
             match op.region(0).ok().and_then(|r| r.first_block()) {
                 None => e("has no body block".into()),
                 Some(b) => {
@@ -42,8 +43,16 @@ pub fn verify_module(module: &Module, after: Option<&str>) -> Result<(), IrError
                     match b.terminator() {
                         Some(t) if t.name().as_string_ref().as_str() == Ok(LOOP_YIELD) => {
                             let ys: Vec<Type> = t.operands().map(|v| v.r#type()).collect();
-                            if ys != inits {
-                                e("the body yields values whose types differ from the carried values".into());
+                            if ys.len() != inits.len() + n_scan || ys[..inits.len().min(ys.len())] != inits[..inits.len().min(ys.len())] {
+                                e(format!("the body must yield the {} carried values (same types) then {n_scan} scan values", inits.len()));
+                            } else {
+                                // Scan result k is the yielded value stacked: [trip_count, ...dims].
+                                for (k, y) in ys[inits.len()..].iter().enumerate() {
+                                    let want = scan_type(&y.to_string(), attr_i64(&op, "trip_count").unwrap_or(0));
+                                    if want.as_deref() != Some(results[inits.len() + k].to_string().as_str()) {
+                                        e(format!("scan result {k} has type {}, expected the yielded {y} stacked over iterations", results[inits.len() + k]));
+                                    }
+                                }
                             }
                         }
                         _ => e(format!("the body must end with {LOOP_YIELD}")),
@@ -58,4 +67,10 @@ pub fn verify_module(module: &Module, after: Option<&str>) -> Result<(), IrError
     } else {
         Err(IrError::Verify { after: after.map(String::from), diagnostics: errs })
     }
+}
+
+/// `tensor<AxBxf32>` stacked `trip` times: `tensor<tripxAxBxf32>`.
+fn scan_type(t: &str, trip: i64) -> Option<String> {
+    let inner = t.strip_prefix("tensor<")?;
+    Some(format!("tensor<{trip}x{inner}"))
 }

@@ -16,7 +16,7 @@ fn sample() -> String {
     let (_iter, carried) = b.begin_loop(&[x.clone()], 3, "loop").unwrap();
     let y = b.rms_norm(&carried[0], &w, 1e-6, 2, x_ty.clone(), "norm");
     let z = b.binary(BinaryOp::Add, &y, &carried[0], x_ty.clone(), "res");
-    let outs = b.end_loop(&[z]).unwrap();
+    let outs = b.end_loop(&[z], &[]).unwrap();
     b.finish(&[(outs[0].clone(), "y".into(), vec!["batch".into(), "seq".into(), "4".into()])]).unwrap()
 }
 

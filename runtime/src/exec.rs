@@ -90,15 +90,24 @@ impl CpuModel {
                         return Err(err(format!("loop carries {nc} values but has {} inputs", ins.len())));
                     }
                     let (mut carried, captured) = (ins[..nc].to_vec(), &ins[nc..]);
+                    let n_scan = step.outputs.len().saturating_sub(nc);
+                    let mut scans: Vec<Vec<Rc<Tensor>>> = vec![Vec::new(); n_scan];
                     for it in 0..l.trip_count {
                         let mut a = Vec::with_capacity(1 + ins.len());
                         a.push(Rc::new(Tensor::i64(vec![], vec![it])));
                         a.extend(carried.iter().cloned());
                         a.extend(captured.iter().cloned());
-                        carried = self.run_graph(body, a, env)?;
-                        if carried.len() != nc {
-                            return Err(err(format!("loop body returned {} values, expected {nc}", carried.len())));
+                        let mut outs = self.run_graph(body, a, env)?;
+                        if outs.len() != nc + n_scan {
+                            return Err(err(format!("loop body returned {} values, expected {nc} carried and {n_scan} scanned", outs.len())));
                         }
+                        for (k, s) in outs.drain(nc..).enumerate() {
+                            scans[k].push(s);
+                        }
+                        carried = outs;
+                    }
+                    for s in scans {
+                        carried.push(Rc::new(stack(&s).map_err(err)?));
                     }
                     carried
                 }
@@ -169,4 +178,20 @@ pub fn unused_inputs<'a>(sigs: &[TensorSig], inputs: &'a HashMap<String, Tensor>
     let mut v: Vec<&str> = inputs.keys().filter(|k| !sigs.iter().any(|s| &s.name == *k)).map(String::as_str).collect();
     v.sort_unstable();
     v
+}
+
+/// Stacks equally shaped tensors along a new leading axis (Loop scan outputs).
+fn stack(xs: &[Rc<Tensor>]) -> Result<Tensor, String> {
+    let first = xs.first().ok_or("no iterations to stack")?;
+    if xs.iter().any(|x| x.shape != first.shape || x.dtype() != first.dtype()) {
+        return Err("a scan output changed shape or dtype across iterations".into());
+    }
+    let mut shape = vec![xs.len()];
+    shape.extend(&first.shape);
+    let data = match &first.data {
+        Data::F32(_) => Data::F32(xs.iter().flat_map(|x| x.as_f32().unwrap_or(&[]).iter().copied()).collect()),
+        Data::I64(_) => Data::I64(xs.iter().flat_map(|x| x.as_i64().unwrap_or(&[]).iter().copied()).collect()),
+        Data::Bool(_) => Data::Bool(xs.iter().flat_map(|x| match &x.data { Data::Bool(v) => v.clone(), _ => vec![] }).collect()),
+    };
+    Ok(Tensor { shape, data })
 }

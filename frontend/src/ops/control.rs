@@ -3,7 +3,6 @@
 
 use tract_onnx::pb::NodeProto;
 
-use lt2_ir::Elem;
 use lt2_runtime::dim::Dim;
 
 use super::ImportFn;
@@ -37,10 +36,6 @@ fn onnx_loop(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
     let n_carried = node.input.len().saturating_sub(2);
     if body.input.len() != n_carried + 2 {
         return Err(node_err(node, format!("body takes {} inputs; it must take (iteration, condition, {n_carried} carried)", body.input.len())));
-    }
-    let n_scan = body.output.len().saturating_sub(1 + n_carried);
-    if n_scan > 0 {
-        return Err(node_err(node, "scan outputs are not supported yet"));
     }
     let inits: Vec<Rt> = (2..node.input.len()).map(|i| imp.rt(node, i)).collect::<Result<_, _>>()?;
     if inits.is_empty() {
@@ -76,13 +71,24 @@ fn onnx_loop(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
             }
             ys.push(r.val);
         }
-        Ok(ys)
+        let mut scans = Vec::new();
+        for o in &body.output[1 + n_carried..] {
+            let v = imp.lookup(&o.name).cloned().ok_or_else(|| node_err(node, format!("scan output `{}` is not defined", o.name)))?;
+            scans.push(imp.materialize(node, v)?);
+        }
+        Ok((ys, scans))
     })();
     imp.pop_scope();
-    let ys = result?;
-    let outs = imp.b.end_loop(&ys).map_err(|e| node_err(node, e))?;
-    let _ = Elem::F32;
-    Ok(outs.into_iter().zip(inits).map(|(val, init)| Value::Rt(Rt { val, shape: init.shape })).collect())
+    let (ys, scans) = result?;
+    let scan_vals: Vec<_> = scans.iter().map(|s| s.val.clone()).collect();
+    let outs = imp.b.end_loop(&ys, &scan_vals).map_err(|e| node_err(node, e))?;
+    let mut shapes: Vec<Vec<Dim>> = inits.into_iter().map(|i| i.shape).collect();
+    for s in scans {
+        let mut sh = vec![Dim::Const(trip)];
+        sh.extend(s.shape);
+        shapes.push(sh);
+    }
+    Ok(outs.into_iter().zip(shapes).map(|(val, shape)| Value::Rt(Rt { val, shape })).collect())
 }
 
 fn same_shape(a: &[Dim], b: &[Dim]) -> bool {
