@@ -296,7 +296,7 @@ irdl.dialect @lt2 {
     irdl.results(out: %r_out, state_out: %r_state_out)
     irdl.attributes {"q_heads" = %a_q_heads, "kv_heads" = %a_kv_heads, "scale" = %a_scale, "update_rule" = %a_update_rule}
   }
-  // Softmax attention over packed q [B,Lq,Hq*D], k [B,Lk,Hkv*D], v [B,Lk,Hkv*Dv] (GQA when Hq > Hkv); causal is bottom-right aligned.
+  // Softmax attention over packed q [B,Lq,Hq*D], k [B,Lk,Hkv*D], v [B,Lk,Hkv*Dv] (GQA when Hq > Hkv); causal is bottom-right aligned; window_left / window_right bound the keys around the query's position (-1 = unbounded; a causal window of w tokens is w-1, 0); query i sits at position i + Lk - Lq, or at i when top_left (ONNX Attention without a past).
   irdl.operation @attention {
     %q = irdl.base "!builtin.tensor"
     %k = irdl.base "!builtin.tensor"
@@ -306,9 +306,12 @@ irdl.dialect @lt2 {
     %a_kv_heads = irdl.base "#builtin.integer"
     %a_scale = irdl.base "#builtin.float"
     %a_causal = irdl.base "#builtin.integer"
+    %a_window_left = irdl.base "#builtin.integer"
+    %a_window_right = irdl.base "#builtin.integer"
+    %a_top_left = irdl.base "#builtin.integer"
     irdl.operands(q: %q, k: %k, v: %v)
     irdl.results(out: %r_out)
-    irdl.attributes {"q_heads" = %a_q_heads, "kv_heads" = %a_kv_heads, "scale" = %a_scale, "causal" = %a_causal}
+    irdl.attributes {"q_heads" = %a_q_heads, "kv_heads" = %a_kv_heads, "scale" = %a_scale, "causal" = %a_causal, "window_left" = %a_window_left, "window_right" = %a_window_right, "top_left" = %a_top_left}
   }
   // Rotary embedding (RotaryEmbedding-23) of packed x [B,L,H*D] with cos/sin tables [P, R/2] gathered at position_ids [B, L].
   irdl.operation @rope {
@@ -324,11 +327,87 @@ irdl.dialect @lt2 {
     irdl.results(out: %r_out)
     irdl.attributes {"num_heads" = %a_num_heads, "interleaved" = %a_interleaved, "rotary_dim" = %a_rotary_dim}
   }
+  // Softmax along `axis`.
+  irdl.operation @softmax {
+    %x = irdl.base "!builtin.tensor"
+    %r_out = irdl.base "!builtin.tensor"
+    %a_axis = irdl.base "#builtin.integer"
+    irdl.operands(x: %x)
+    irdl.results(out: %r_out)
+    irdl.attributes {"axis" = %a_axis}
+  }
+  // Elementwise select: cond ? lhs : rhs, with broadcasting.
+  irdl.operation @where {
+    %c = irdl.base "!builtin.tensor"
+    %a = irdl.base "!builtin.tensor"
+    %b = irdl.base "!builtin.tensor"
+    %r_out = irdl.base "!builtin.tensor"
+    irdl.operands(cond: %c, lhs: %a, rhs: %b)
+    irdl.results(out: %r_out)
+  }
+  // Elementwise comparison or logic to i1, with broadcasting; predicate: eq lt le gt ge and or
+  // (not: use the single-operand form).
+  irdl.operation @compare {
+    %a = irdl.base "!builtin.tensor"
+    %b = irdl.base "!builtin.tensor"
+    %r_out = irdl.base "!builtin.tensor"
+    %a_pred = irdl.base "#builtin.string"
+    irdl.operands(lhs: %a, rhs: optional %b)
+    irdl.results(out: %r_out)
+    irdl.attributes {"predicate" = %a_pred}
+  }
+  // Element type conversion to the result's element type.
+  irdl.operation @cast {
+    %x = irdl.base "!builtin.tensor"
+    %r_out = irdl.base "!builtin.tensor"
+    irdl.operands(x: %x)
+    irdl.results(out: %r_out)
+  }
+  // Keeps the lower (upper = false) or upper triangle of the last two dims, offset k (Trilu).
+  irdl.operation @trilu {
+    %x = irdl.base "!builtin.tensor"
+    %r_out = irdl.base "!builtin.tensor"
+    %a_upper = irdl.base "#builtin.integer"
+    %a_k = irdl.base "#builtin.integer"
+    irdl.operands(x: %x)
+    irdl.results(out: %r_out)
+    irdl.attributes {"upper" = %a_upper, "k" = %a_k}
+  }
+  // lt2::LightningIndexer: each query's top_k earlier positions by index score (mean_dot or
+  // relu_weighted), int64 [B, T, top_k], -1 padded.
+  irdl.operation @lightning_indexer {
+    %q = irdl.base "!builtin.tensor"
+    %k = irdl.base "!builtin.tensor"
+    %w = irdl.base "!builtin.tensor"
+    %r_out = irdl.base "!builtin.tensor"
+    %a_heads = irdl.base "#builtin.integer"
+    %a_top_k = irdl.base "#builtin.integer"
+    %a_score = irdl.base "#builtin.string"
+    irdl.operands(q_index: %q, k_index: %k, weights: optional %w)
+    irdl.results(out: %r_out)
+    irdl.attributes {"num_heads" = %a_heads, "top_k" = %a_top_k, "score" = %a_score}
+  }
+  // lt2::SparseAttention: softmax attention over the positions in `indices` (shared by heads).
+  irdl.operation @sparse_attention {
+    %q = irdl.base "!builtin.tensor"
+    %k = irdl.base "!builtin.tensor"
+    %v = irdl.base "!builtin.tensor"
+    %i = irdl.base "!builtin.tensor"
+    %r_out = irdl.base "!builtin.tensor"
+    %a_q_heads = irdl.base "#builtin.integer"
+    %a_kv_heads = irdl.base "#builtin.integer"
+    %a_scale = irdl.base "#builtin.float"
+    irdl.operands(q: %q, k: %k, v: %v, indices: %i)
+    irdl.results(out: %r_out)
+    irdl.attributes {"q_heads" = %a_q_heads, "kv_heads" = %a_kv_heads, "scale" = %a_scale}
+  }
   // The looped stack: runs its region `trip_count` times. Operands are the initial loop-carried
   // values (up to 8, each of its own type: IRDL constraint variables unify across a variadic, so
   // each carried value has its own optional segment). The region's block takes (iteration
-  // tensor<i64>, carried...) and ends with `gpu.yield` of the next carried values; values of
-  // the enclosing function (the shared weights) are used directly. Results: the last values.
+  // tensor<i64>, carried...) and ends with `gpu.yield` of the next carried values followed by
+  // any per-iteration scan values; values of the enclosing function (the shared weights) are
+  // used directly. Results: the last carried values, then each scan value stacked over
+  // iterations ([trip_count, ...]).
   irdl.operation @loop {
     %c0 = irdl.base "!builtin.tensor"
     %c1 = irdl.base "!builtin.tensor"

@@ -223,6 +223,41 @@ impl Lowering<'_> {
                 kv_heads: attr_i64(o, "kv_heads").map_err(ierr)? as u32,
                 scale: attr_f32(o, "scale").map_err(ierr)?,
                 causal: attr_bool(o, "causal").map_err(ierr)?,
+                window_left: attr_i64(o, "window_left").map_err(ierr)?,
+                window_right: attr_i64(o, "window_right").map_err(ierr)?,
+                top_left: attr_bool(o, "top_left").map_err(ierr)?,
+            }),
+            Lt2Op::Softmax => Op::Softmax(plan::Softmax { axis: attr_i64(o, "axis").map_err(ierr)? }),
+            Lt2Op::Where => Op::Where(plan::Where {}),
+            Lt2Op::Compare => {
+                let k = match attr_str(o, "predicate").map_err(ierr)?.as_str() {
+                    "eq" => plan::CompareKind::Eq,
+                    "lt" => plan::CompareKind::Lt,
+                    "le" => plan::CompareKind::Le,
+                    "gt" => plan::CompareKind::Gt,
+                    "ge" => plan::CompareKind::Ge,
+                    "and" => plan::CompareKind::And,
+                    "or" => plan::CompareKind::Or,
+                    "not" => plan::CompareKind::Not,
+                    other => return Err(e(format!("unknown predicate `{other}`"))),
+                };
+                Op::Compare(plan::Compare { kind: k as i32 })
+            }
+            Lt2Op::Cast => {
+                let ty = o.result(0).map_err(|x| e(x.to_string()))?.r#type().to_string();
+                let t = TensorType::parse(&ty).ok_or_else(|| e(format!("unsupported result type {ty}")))?;
+                Op::Cast(plan::Cast { to: dtype(t.elem) as i32 })
+            }
+            Lt2Op::Trilu => Op::Trilu(plan::Trilu { upper: attr_bool(o, "upper").map_err(ierr)?, k: attr_i64(o, "k").map_err(ierr)? }),
+            Lt2Op::LightningIndexer => Op::LightningIndexer(plan::LightningIndexer {
+                num_heads: attr_i64(o, "num_heads").map_err(ierr)? as u32,
+                top_k: attr_i64(o, "top_k").map_err(ierr)? as u32,
+                score: attr_str(o, "score").map_err(ierr)?,
+            }),
+            Lt2Op::SparseAttention => Op::SparseAttention(plan::SparseAttention {
+                q_heads: attr_i64(o, "q_heads").map_err(ierr)? as u32,
+                kv_heads: attr_i64(o, "kv_heads").map_err(ierr)? as u32,
+                scale: attr_f32(o, "scale").map_err(ierr)?,
             }),
             Lt2Op::Rope => Op::Rope(plan::Rope {
                 num_heads: attr_i64(o, "num_heads").map_err(ierr)? as u32,

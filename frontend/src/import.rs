@@ -91,7 +91,7 @@ impl Importer {
     pub fn known(&self, node: &NodeProto, i: usize, what: &str) -> Result<Known, FrontendError> {
         match self.req(node, i)? {
             Value::Known(k) => Ok(k),
-            Value::Rt(_) => Err(node_err(node, format!("{what} (input {i}) must be known at compile time (a constant or shape arithmetic)"))),
+            Value::Rt(_) => Err(node_err(node, format!("{what} (input {i}) given at run time is not supported: it must be known at compile time (a constant or shape arithmetic)"))),
         }
     }
 

@@ -323,9 +323,10 @@ impl FuncBuilder {
         let s = r.pop().expect("two results");
         (r.pop().expect("two results"), s)
     }
-    /// `lt2.attention` over packed heads.
+    /// `lt2.attention` over packed heads; `window` = (left, right), -1 = unbounded; `top_left`
+    /// aligns the mask to query i at position i (ONNX without past) instead of i + Lk - Lq.
     #[allow(clippy::too_many_arguments)]
-    pub fn attention(&mut self, q: &Val, k: &Val, v: &Val, q_heads: i64, kv_heads: i64, scale: f32, causal: bool, ty: TensorType, loc: &str) -> Val {
+    pub fn attention(&mut self, q: &Val, k: &Val, v: &Val, q_heads: i64, kv_heads: i64, scale: f32, causal: bool, window: (i64, i64), top_left: bool, ty: TensorType, loc: &str) -> Val {
         self.one(
             Lt2Op::Attention,
             &[q, k, v],
@@ -334,7 +335,58 @@ impl FuncBuilder {
                 ("kv_heads", format!("{kv_heads} : i64")),
                 ("scale", format!("{} : f32", fmt_f32(scale))),
                 ("causal", causal.to_string()),
+                ("window_left", format!("{} : i64", window.0)),
+                ("window_right", format!("{} : i64", window.1)),
+                ("top_left", top_left.to_string()),
             ],
+            ty,
+            loc,
+        )
+    }
+    /// `lt2.softmax` along `axis`.
+    pub fn softmax(&mut self, x: &Val, axis: i64, loc: &str) -> Val {
+        let ty = x.ty.clone();
+        self.one(Lt2Op::Softmax, &[x], &[("axis", format!("{axis} : i64"))], ty, loc)
+    }
+    /// `lt2.where`: cond ? a : b.
+    pub fn select(&mut self, cond: &Val, a: &Val, b: &Val, ty: TensorType, loc: &str) -> Val {
+        self.one(Lt2Op::Where, &[cond, a, b], &[], ty, loc)
+    }
+    /// `lt2.compare` (`predicate`: eq lt le gt ge and or not); `b` is None for `not`.
+    pub fn compare(&mut self, predicate: &str, a: &Val, b: Option<&Val>, ty: TensorType, loc: &str) -> Val {
+        let mut ops = vec![a];
+        ops.extend(b);
+        self.one(Lt2Op::Compare, &ops, &[("predicate", quote(predicate))], ty, loc)
+    }
+    /// `lt2.cast` to the element type of `ty`.
+    pub fn cast(&mut self, x: &Val, ty: TensorType, loc: &str) -> Val {
+        self.one(Lt2Op::Cast, &[x], &[], ty, loc)
+    }
+    /// `lt2.trilu`.
+    pub fn trilu(&mut self, x: &Val, upper: bool, k: i64, loc: &str) -> Val {
+        let ty = x.ty.clone();
+        self.one(Lt2Op::Trilu, &[x], &[("upper", upper.to_string()), ("k", format!("{k} : i64"))], ty, loc)
+    }
+    /// `lt2.lightning_indexer`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lightning_indexer(&mut self, q: &Val, k: &Val, w: Option<&Val>, num_heads: i64, top_k: i64, score: &str, ty: TensorType, loc: &str) -> Val {
+        let mut ops = vec![q, k];
+        ops.extend(w);
+        self.one(
+            Lt2Op::LightningIndexer,
+            &ops,
+            &[("num_heads", format!("{num_heads} : i64")), ("top_k", format!("{top_k} : i64")), ("score", quote(score))],
+            ty,
+            loc,
+        )
+    }
+    /// `lt2.sparse_attention`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sparse_attention(&mut self, q: &Val, k: &Val, v: &Val, idx: &Val, q_heads: i64, kv_heads: i64, scale: f32, ty: TensorType, loc: &str) -> Val {
+        self.one(
+            Lt2Op::SparseAttention,
+            &[q, k, v, idx],
+            &[("q_heads", format!("{q_heads} : i64")), ("kv_heads", format!("{kv_heads} : i64")), ("scale", format!("{} : f32", fmt_f32(scale)))],
             ty,
             loc,
         )

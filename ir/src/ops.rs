@@ -43,6 +43,8 @@ lt2_ops! {
     Reshape => "reshape", Transpose => "transpose", Expand => "expand", Range => "range",
     Concat => "concat", Slice => "slice", CausalConv => "causal_conv", Gdn => "gdn",
     Attention => "attention", Rope => "rope", Loop => "loop",
+    Softmax => "softmax", Where => "where", Compare => "compare", Cast => "cast", Trilu => "trilu",
+    LightningIndexer => "lightning_indexer", SparseAttention => "sparse_attention",
 }
 
 /// The name of the terminator that ends an `lt2.loop` region.

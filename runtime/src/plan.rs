@@ -86,7 +86,7 @@ pub struct Step {
     pub origin: String,
     #[prost(
         oneof = "Op",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36"
     )]
     pub op: Option<Op>,
 }
@@ -163,6 +163,86 @@ pub enum Op {
     /// (data, indices int64) -> ONNX Gather along `axis`.
     #[prost(message, tag = "29")]
     Gather(Gather),
+    /// (x) -> softmax along `axis` (Softmax-13).
+    #[prost(message, tag = "30")]
+    Softmax(Softmax),
+    /// (cond bool, a, b) -> elementwise select with broadcasting (Where).
+    #[prost(message, tag = "31")]
+    Where(Where),
+    /// (a, b) -> bool, elementwise with broadcasting (Equal / Less / Greater / ...).
+    #[prost(message, tag = "32")]
+    Compare(Compare),
+    /// (x) -> x converted to `to`.
+    #[prost(message, tag = "33")]
+    Cast(Cast),
+    /// (x [..., N, M]) -> lower (or upper) triangle of the last two dims, offset `k` (Trilu).
+    #[prost(message, tag = "34")]
+    Trilu(Trilu),
+    /// (q_index [B,T,H*D], k_index [B,S,D], weights [B,T,H]?) -> int64 [B,T,top_k]:
+    /// lt2::LightningIndexer (onnx-ops.md).
+    #[prost(message, tag = "35")]
+    LightningIndexer(LightningIndexer),
+    /// (q [B,T,Hq*Dk], k [B,S,Hkv*Dk], v [B,S,Hkv*Dv], indices [B,T,K]) -> [B,T,Hq*Dv]:
+    /// lt2::SparseAttention (onnx-ops.md).
+    #[prost(message, tag = "36")]
+    SparseAttention(SparseAttention),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Softmax {
+    #[prost(int64, tag = "1")]
+    pub axis: i64,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Where {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum CompareKind {
+    Eq = 0,
+    Lt = 1,
+    Le = 2,
+    Gt = 3,
+    Ge = 4,
+    And = 5,
+    Or = 6,
+    Not = 7,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Compare {
+    #[prost(enumeration = "CompareKind", tag = "1")]
+    pub kind: i32,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Cast {
+    #[prost(enumeration = "DType", tag = "1")]
+    pub to: i32,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Trilu {
+    #[prost(bool, tag = "1")]
+    pub upper: bool,
+    #[prost(int64, tag = "2")]
+    pub k: i64,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LightningIndexer {
+    #[prost(uint32, tag = "1")]
+    pub num_heads: u32,
+    #[prost(uint32, tag = "2")]
+    pub top_k: u32,
+    /// "mean_dot" or "relu_weighted".
+    #[prost(string, tag = "3")]
+    pub score: String,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SparseAttention {
+    #[prost(uint32, tag = "1")]
+    pub q_heads: u32,
+    #[prost(uint32, tag = "2")]
+    pub kv_heads: u32,
+    #[prost(float, tag = "3")]
+    pub scale: f32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -306,6 +386,15 @@ pub struct Attention {
     pub scale: f32,
     #[prost(bool, tag = "4")]
     pub causal: bool,
+    /// Keys before the query's position that stay visible; -1 = all (ONNX left_window_size).
+    #[prost(int64, tag = "5")]
+    pub window_left: i64,
+    /// Keys after the query's position that stay visible; -1 = all (ONNX right_window_size).
+    #[prost(int64, tag = "6")]
+    pub window_right: i64,
+    /// Query i sits at position i (ONNX Attention without a past) instead of i + Lk - Lq.
+    #[prost(bool, tag = "7")]
+    pub top_left: bool,
 }
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Rope {

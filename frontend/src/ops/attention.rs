@@ -35,19 +35,28 @@ fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
     if attrs::float(node, "softcap", 0.0) != 0.0 {
         return Err(node_err(node, "softcap is not supported yet"));
     }
-    for w in ["left_window_size", "right_window_size"] {
-        if attrs::has(node, w) && attrs::int(node, w, -1) != -1 {
-            return Err(node_err(node, format!("`{w}` (sliding windows) is not supported yet")));
+    let loc = Importer::loc(node);
+    let mut q = imp.rt(node, 0)?;
+    let mut k = imp.rt(node, 1)?;
+    let mut v = imp.rt(node, 2)?;
+    let four_d = q.shape.len() == 4;
+    let (hq, hkv) = if four_d {
+        if k.shape.len() != 4 || v.shape.len() != 4 {
+            return Err(node_err(node, "Q, K and V must all be 3-D or all 4-D"));
         }
-    }
-    let q = imp.rt(node, 0)?;
-    let k = imp.rt(node, 1)?;
-    let v = imp.rt(node, 2)?;
-    if q.shape.len() != 3 || k.shape.len() != 3 || v.shape.len() != 3 {
-        return Err(node_err(node, "only the 3-D packed form [B, S, H*D] is supported yet"));
-    }
-    let hq = attrs::required_int(node, "q_num_heads")?;
-    let hkv = attrs::required_int(node, "kv_num_heads")?;
+        let h = |r: &Rt, w: &str| r.shape[1].as_const().ok_or_else(|| node_err(node, format!("the head count of {w} must be static")));
+        let (hq, hkv) = (h(&q, "Q")?, h(&k, "K")?);
+        // [B, H, S, D] -> [B, S, H*D]
+        q = packed(imp, &q, &loc)?;
+        k = packed(imp, &k, &loc)?;
+        v = packed(imp, &v, &loc)?;
+        (hq, hkv)
+    } else {
+        if q.shape.len() != 3 || k.shape.len() != 3 || v.shape.len() != 3 {
+            return Err(node_err(node, "Q, K and V must be 3-D [B, S, H*D] or 4-D [B, H, S, D]"));
+        }
+        (attrs::required_int(node, "q_num_heads")?, attrs::required_int(node, "kv_num_heads")?)
+    };
     if hq <= 0 || hkv <= 0 || hq % hkv != 0 {
         return Err(node_err(node, format!("q_num_heads {hq} must be a positive multiple of kv_num_heads {hkv}")));
     }
@@ -59,20 +68,47 @@ fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
     let head = qd / hq;
     let scale = if attrs::has(node, "scale") { attrs::float(node, "scale", 0.0) } else { 1.0 / (head as f32).sqrt() };
     let causal = attrs::int(node, "is_causal", 0) != 0;
+    let window = (attrs::int(node, "left_window_size", -1), attrs::int(node, "right_window_size", -1));
+    // ONNX aligns the causal mask and windows to the top-left (offset 0) when there is no past.
+    let top_left = q.shape[1] != k.shape[1];
     let shape = vec![q.shape[0].clone(), q.shape[1].clone(), Dim::Const(hq * (vd / hkv))];
-    let val = imp.b.attention(&q.val, &k.val, &v.val, hq, hkv, scale, causal, tensor_type(&shape, Elem::F32), &Importer::loc(node));
-    Ok(vec![Value::Rt(Rt { val, shape })])
+    let val = imp.b.attention(&q.val, &k.val, &v.val, hq, hkv, scale, causal, window, top_left, tensor_type(&shape, Elem::F32), &loc);
+    finish(imp, node, Rt { val, shape }, four_d, hq, &loc)
+}
+
+/// [B, H, S, D] -> [B, S, H*D].
+fn packed(imp: &mut Importer, x: &Rt, loc: &str) -> Result<Rt, FrontendError> {
+    let s = &x.shape;
+    let t_shape = vec![s[0].clone(), s[2].clone(), s[1].clone(), s[3].clone()];
+    let t = imp.b.transpose(&x.val, &[0, 2, 1, 3], tensor_type(&t_shape, x.elem()), loc);
+    let p_shape = vec![s[0].clone(), s[2].clone(), Dim::mul(s[1].clone(), s[3].clone())];
+    let val = imp.b.reshape(&t, &Importer::dim_strings(&p_shape), tensor_type(&p_shape, x.elem()), loc);
+    Ok(Rt { val, shape: p_shape })
+}
+
+/// The output in the input's layout: 4-D inputs get [B, H, S, Dv] back.
+fn finish(imp: &mut Importer, _node: &NodeProto, y: Rt, four_d: bool, heads: i64, loc: &str) -> Result<Vec<Value>, FrontendError> {
+    if !four_d {
+        return Ok(vec![Value::Rt(y)]);
+    }
+    let s = &y.shape;
+    let dv = Dim::div(s[2].clone(), Dim::Const(heads));
+    let r_shape = vec![s[0].clone(), s[1].clone(), Dim::Const(heads), dv.clone()];
+    let r = imp.b.reshape(&y.val, &Importer::dim_strings(&r_shape), tensor_type(&r_shape, Elem::F32), loc);
+    let t_shape = vec![s[0].clone(), Dim::Const(heads), s[1].clone(), dv];
+    let val = imp.b.transpose(&r, &[0, 2, 1, 3], tensor_type(&t_shape, Elem::F32), loc);
+    Ok(vec![Value::Rt(Rt { val, shape: t_shape })])
 }
 
 fn rotary(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
     let x = imp.rt(node, 0)?;
-    if x.shape.len() != 3 {
-        return Err(node_err(node, "only the 3-D packed input [B, S, H*D] is supported yet"));
+    if x.shape.len() != 3 && x.shape.len() != 4 {
+        return Err(node_err(node, "input must be 3-D [B, S, H*D] or 4-D [B, H, S, D]"));
     }
     let cos = imp.rt(node, 1)?;
     let sin = imp.rt(node, 2)?;
     let pos = imp.opt_rt(node, 3)?;
-    let heads = attrs::required_int(node, "num_heads")?;
+    let heads = if x.shape.len() == 4 { attrs::int(node, "num_heads", 0) } else { attrs::required_int(node, "num_heads")? };
     let interleaved = attrs::int(node, "interleaved", 0) != 0;
     let rot = attrs::int(node, "rotary_embedding_dim", 0);
     let val = imp.b.rope(&x.val, &cos.val, &sin.val, pos.as_ref().map(|p| &p.val), heads, interleaved, rot, &Importer::loc(node));

@@ -91,7 +91,7 @@ fn causal_conv(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Front
     }
     let act = attrs::string(node, "activation", "none")?;
     let act = match act.as_str() {
-        "none" | "" => "",
+        "none" | "" => "none",
         "silu" | "swish" => "silu",
         other => return Err(node_err(node, format!("activation `{other}` is not supported (none, silu, swish)"))),
     };

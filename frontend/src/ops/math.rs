@@ -118,9 +118,23 @@ fn binary(imp: &mut Importer, node: &NodeProto, kind: BinaryOp) -> Result<Vec<Va
     }
     let shape = broadcast(&a.shape(), &b.shape())
         .ok_or_else(|| node_err(node, format!("shapes {:?} and {:?} do not broadcast", a.shape(), b.shape())))?;
-    if a.elem() != b.elem() {
-        return Err(node_err(node, format!("operand element types differ ({:?} vs {:?})", a.elem(), b.elem())));
-    }
+    let b = match (kind, a.elem(), b.elem()) {
+        // Pow's exponent may have another numeric type: compute in the base's type.
+        (BinaryOp::Pow, Elem::F32, Elem::I64) => match b {
+            Value::Known(Known { shape, data: KnownData::I64(v), .. }) => {
+                let f: Option<Vec<f32>> = v.iter().map(|d| d.as_const().map(|x| x as f32)).collect();
+                Value::Known(Known::f32(shape, f.ok_or_else(|| node_err(node, "symbolic exponent"))?))
+            }
+            b => {
+                let r = imp.materialize(node, b)?;
+                let val = imp.b.cast(&r.val, tensor_type(&r.shape, Elem::F32), &Importer::loc(node));
+                Value::Rt(Rt { val, shape: r.shape })
+            }
+        },
+        (BinaryOp::Pow, Elem::I64, _) => return Err(node_err(node, "Pow of an integer base is not supported (float bases only)")),
+        (_, ea, eb) if ea != eb => return Err(node_err(node, format!("operand element types differ ({ea:?} vs {eb:?})"))),
+        _ => b,
+    };
     let ra = imp.materialize(node, a)?;
     let rb = imp.materialize(node, b)?;
     let ty = tensor_type(&shape, ra.elem());
@@ -222,7 +236,7 @@ fn reduce(imp: &mut Importer, node: &NodeProto, kind: ReduceOp) -> Result<Vec<Va
     // Opset 18+ takes axes as an input; earlier opsets as an attribute.
     let axes = match imp.input(node, 1)? {
         Some(Value::Known(k)) => k.ints().ok_or_else(|| node_err(node, "axes must be constant"))?,
-        Some(Value::Rt(_)) => return Err(node_err(node, "axes must be known at compile time")),
+        Some(Value::Rt(_)) => return Err(node_err(node, "axes given at run time are not supported: they must be known at compile time")),
         None => attrs::ints(node, "axes").unwrap_or_default(),
     };
     let keepdims = attrs::int(node, "keepdims", 1) != 0;

@@ -5,7 +5,9 @@ mod control;
 mod gdn;
 mod math;
 mod nn;
+mod select;
 mod shape;
+mod sparse;
 
 use tract_onnx::pb::NodeProto;
 
@@ -25,4 +27,6 @@ pub fn lookup(domain: &str, op_type: &str) -> Option<ImportFn> {
         .or_else(|| attention::lookup(d, op_type))
         .or_else(|| gdn::lookup(d, op_type))
         .or_else(|| control::lookup(d, op_type))
+        .or_else(|| select::lookup(d, op_type))
+        .or_else(|| sparse::lookup(d, op_type))
 }

@@ -28,7 +28,8 @@ pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
         "Range" => range,
         "Concat" => concat,
         "Constant" => constant,
-        "Identity" | "Dropout" => identity,
+        "Identity" => identity,
+        "Dropout" => dropout,
         "Reshape" => reshape,
         "Transpose" => transpose,
         "Expand" => expand,
@@ -114,7 +115,7 @@ fn const_ints(imp: &Importer, node: &NodeProto, i: usize, what: &str) -> Result<
     match imp.input(node, i)? {
         None => Ok(None),
         Some(Value::Known(k)) => k.ints().map(Some).ok_or_else(|| node_err(node, format!("{what} must be constant integers"))),
-        Some(Value::Rt(_)) => Err(node_err(node, format!("{what} must be known at compile time"))),
+        Some(Value::Rt(_)) => Err(node_err(node, format!("{what} given at run time is not supported: it must be known at compile time"))),
     }
 }
 
@@ -253,7 +254,7 @@ fn range(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendErr
     let get = |i: usize, what: &str| -> Result<Dim, FrontendError> {
         match imp.input(node, i)? {
             Some(Value::Known(k)) if k.numel() == 1 => k.dims().map(|d| d[0].clone()).ok_or_else(|| node_err(node, format!("{what} must be an integer"))),
-            _ => Err(node_err(node, format!("{what} must be a scalar known at compile time (lt2c supports integer ranges over symbolic lengths)"))),
+            _ => Err(node_err(node, format!("{what} given at run time is not supported: it must be a scalar known at compile time (lt2c supports integer ranges over symbolic lengths)"))),
         }
     };
     let (start, limit, delta) = (get(0, "start")?, get(1, "limit")?, get(2, "delta")?);
@@ -341,11 +342,32 @@ fn identity(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Frontend
     Ok(vec![imp.req(node, 0)?])
 }
 
+/// Inference-mode Dropout: the identity, with an all-true mask when asked for.
+fn dropout(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let training = match imp.input(node, 2)? {
+        None => false,
+        Some(Value::Known(Known { data: KnownData::Bool(b), .. })) => b.first() == Some(&true),
+        Some(_) => return Err(node_err(node, "training_mode must be a constant (a runtime training_mode is not supported)")),
+    };
+    if training {
+        return Err(node_err(node, "training_mode = true (random masks) is not supported: lt2c compiles inference graphs"));
+    }
+    let x = imp.req(node, 0)?;
+    let mut outs = vec![x.clone()];
+    if node.output.get(1).is_some_and(|o| !o.is_empty()) {
+        let shape = x.shape();
+        let t = imp.materialize(node, Value::Known(Known { shape: vec![], data: KnownData::Bool(vec![true]), source: None }))?;
+        let val = imp.b.expand(&t.val, &Importer::dim_strings(&shape), tensor_type(&shape, Elem::I1), &Importer::loc(node));
+        outs.push(Value::Rt(Rt { val, shape }));
+    }
+    Ok(outs)
+}
+
 fn reshape(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
     let x = imp.req(node, 0)?;
     let target = match imp.input(node, 1)? {
         Some(Value::Known(k)) => k.dims().map(|d| d.to_vec()).ok_or_else(|| node_err(node, "shape must be integers"))?,
-        Some(Value::Rt(_)) => return Err(node_err(node, "the target shape must be computable at compile time (from constants and Shape ops)")),
+        Some(Value::Rt(_)) => return Err(node_err(node, "a target shape computed at run time is not supported: it must be computable at compile time (from constants and Shape ops)")),
         None => attrs::ints(node, "shape").ok_or_else(|| node_err(node, "shape missing"))?.into_iter().map(Dim::Const).collect(),
     };
     let allowzero = attrs::int(node, "allowzero", 0) != 0;
@@ -471,6 +493,23 @@ fn cast(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendErro
             Ok(vec![Value::Known(Known::i64(shape, v.iter().map(|&x| Dim::Const(x as i64)).collect()))])
         }
         (tensor::dt::INT32, x @ Value::Known(Known { data: KnownData::I64(_), .. })) => Ok(vec![x]),
-        _ => Err(node_err(node, format!("Cast to type {to} at run time is not supported yet"))),
+        (t, Value::Known(Known { shape, data: KnownData::Bool(v), .. })) if t == tensor::dt::FLOAT => {
+            Ok(vec![Value::Known(Known::f32(shape, v.iter().map(|&b| b as i64 as f32).collect()))])
+        }
+        (t, x @ Value::Rt(_)) => {
+            let elem = match t {
+                tensor::dt::FLOAT | tensor::dt::DOUBLE => Elem::F32,
+                tensor::dt::INT64 | tensor::dt::INT32 => Elem::I64,
+                tensor::dt::BOOL => Elem::I1,
+                other => return Err(node_err(node, format!("Cast to element type {other} is not supported (float, int64, int32, bool)"))),
+            };
+            let r = imp.materialize(node, x)?;
+            if r.elem() == elem {
+                return Ok(vec![Value::Rt(r)]);
+            }
+            let val = imp.b.cast(&r.val, tensor_type(&r.shape, elem), &Importer::loc(node));
+            Ok(vec![Value::Rt(Rt { val, shape: r.shape })])
+        }
+        _ => Err(node_err(node, format!("Cast of this constant to type {to} is not supported"))),
     }
 }

@@ -10,7 +10,11 @@ use super::shape::expect_f32;
 /// softmax(scale * q k^T) v per head, for q [B,Lq,Hq*D], k [B,Lk,Hkv*D], v [B,Lk,Hkv*Dv]
 /// -> [B,Lq,Hq*Dv]. Query head h reads kv head h / (Hq/Hkv); `scale` 0 means D^-1/2. When
 /// `causal`, query i sees key j iff j <= i + Lk - Lq (bottom-right alignment); a row that sees
-/// no key gives zeros.
+/// no key gives zeros. `window` = (left, right) bounds keys to `pos-left ..= pos+right` around
+/// the query's absolute position `pos = i + Lk - Lq` (ONNX Attention-25 window sizes; -1 = no
+/// bound): a causal window of w tokens is (w-1, 0). `top_left` puts query i at position i
+/// instead (ONNX Attention without a past).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -19,6 +23,8 @@ pub(crate) fn attention(
     kv_heads: usize,
     scale: f32,
     causal: bool,
+    window: (i64, i64),
+    top_left: bool,
 ) -> Result<Tensor, OpError> {
     let op = "attention";
     let qv = expect_f32(op, "q", q)?;
@@ -48,14 +54,19 @@ pub(crate) fn attention(
         for h in 0..q_heads {
             let hk = h / group;
             for i in 0..lq {
-                // Keys 0..n are visible.
-                let n = if causal { (i as i64 + lk as i64 - lq as i64 + 1).clamp(0, lk as i64) as usize } else { lk };
-                if n == 0 {
+                // Keys lo..n are visible.
+                let pos = if top_left { i as i64 } else { i as i64 + lk as i64 - lq as i64 };
+                let mut n = if causal { (pos + 1).clamp(0, lk as i64) as usize } else { lk };
+                if window.1 >= 0 {
+                    n = n.min((pos + window.1 + 1).clamp(0, lk as i64) as usize);
+                }
+                let lo = if window.0 >= 0 { (pos - window.0).clamp(0, lk as i64) as usize } else { 0 };
+                if n <= lo {
                     continue;
                 }
                 let qi = &qv[((b * lq + i) * q_heads + h) * d..][..d];
                 let mut max = f32::NEG_INFINITY;
-                for (j, pj) in p[..n].iter_mut().enumerate() {
+                for (j, pj) in p.iter_mut().enumerate().take(n).skip(lo) {
                     let kj = &kv[((b * lk + j) * kv_heads + hk) * d..][..d];
                     let mut dot = 0f32;
                     for (&a, &c) in qi.iter().zip(kj) {
@@ -65,12 +76,12 @@ pub(crate) fn attention(
                     max = max.max(*pj);
                 }
                 let mut sum = 0f32;
-                for pj in &mut p[..n] {
+                for pj in &mut p[lo..n] {
                     *pj = (*pj - max).exp();
                     sum += *pj;
                 }
                 let oi = &mut out[((b * lq + i) * q_heads + h) * dv..][..dv];
-                for (j, &pj) in p[..n].iter().enumerate() {
+                for (j, &pj) in p.iter().enumerate().take(n).skip(lo) {
                     let w = pj / sum;
                     let vj = &vv[((b * lk + j) * kv_heads + hk) * dv..][..dv];
                     for (o, &x) in oi.iter_mut().zip(vj) {
@@ -129,6 +140,22 @@ mod tests {
     }
 
     #[test]
+    fn sliding_window_keeps_the_last_w_keys() {
+        // One head, D = 1, keys equal: the output is the mean of the visible values.
+        let (l, w) = (6usize, 3i64);
+        let q = Tensor::f32(vec![1, l, 1], vec![1.0; l]);
+        let k = Tensor::f32(vec![1, l, 1], vec![1.0; l]);
+        let vals: Vec<f32> = (0..l).map(|j| (j * j) as f32 + 1.0).collect();
+        let v = Tensor::f32(vec![1, l, 1], vals.clone());
+        let y = attention(&q, &k, &v, 1, 1, 1.0, true, (w - 1, 0), false).unwrap();
+        for i in 0..l {
+            let lo = i.saturating_sub(w as usize - 1);
+            let want: f32 = vals[lo..=i].iter().sum::<f32>() / (i - lo + 1) as f32;
+            assert!((y.as_f32().unwrap()[i] - want).abs() < 1e-5, "row {i}");
+        }
+    }
+
+    #[test]
     fn matches_explicit_softmax_with_gqa_and_masks() {
         let (nb, hq, hkv, d, dv) = (2, 4, 2, 8, 3);
         for (lq, lk, causal) in [(5, 5, false), (5, 5, true), (3, 7, true), (6, 4, true), (1, 6, true), (3, 7, false)] {
@@ -136,7 +163,7 @@ mod tests {
             let q = g.tensor(&[nb, lq, hq * d]);
             let k = g.tensor(&[nb, lk, hkv * d]);
             let v = g.tensor(&[nb, lk, hkv * dv]);
-            let y = attention(&q, &k, &v, hq, hkv, 0.0, causal).unwrap();
+            let y = attention(&q, &k, &v, hq, hkv, 0.0, causal, (-1, -1), false).unwrap();
             assert_eq!(y.shape, vec![nb, lq, hq * dv]);
             let scale = (1.0 / (d as f64).sqrt()) as f32;
             let want = naive(q.as_f32().unwrap(), k.as_f32().unwrap(), v.as_f32().unwrap(), nb, lq, lk, hq, hkv, d, dv, scale, causal);
@@ -151,7 +178,7 @@ mod tests {
         let q = g.tensor(&[1, 4, 2]);
         let k = g.tensor(&[1, 2, 2]);
         let v = g.tensor(&[1, 2, 3]);
-        let y = attention(&q, &k, &v, 1, 1, 1e4, true).unwrap();
+        let y = attention(&q, &k, &v, 1, 1, 1e4, true, (-1, -1), false).unwrap();
         let yv = y.as_f32().unwrap();
         assert!(yv[..6].iter().all(|&x| x == 0.0));
         // Row 2 sees only key 0: output = v[0].
@@ -159,10 +186,10 @@ mod tests {
         // Huge scale: no overflow, no NaN.
         assert!(yv.iter().all(|x| x.is_finite()));
         // One key, no mask: the softmax weight is exactly 1, so every row is v[0].
-        let y1 = attention(&g.tensor(&[1, 3, 2]), &g.tensor(&[1, 1, 2]), &v.clone(), 1, 1, 0.0, false);
+        let y1 = attention(&g.tensor(&[1, 3, 2]), &g.tensor(&[1, 1, 2]), &v.clone(), 1, 1, 0.0, false, (-1, -1), false);
         assert!(y1.unwrap_err().0.contains("key length"));
         let v1 = Tensor::f32(vec![1, 1, 3], v.as_f32().unwrap()[..3].to_vec());
-        let y1 = attention(&g.tensor(&[1, 3, 2]), &g.tensor(&[1, 1, 2]), &v1, 1, 1, 0.0, false).unwrap();
+        let y1 = attention(&g.tensor(&[1, 3, 2]), &g.tensor(&[1, 1, 2]), &v1, 1, 1, 0.0, false, (-1, -1), false).unwrap();
         assert_eq!(y1.as_f32().unwrap(), &[v1.as_f32().unwrap(), v1.as_f32().unwrap(), v1.as_f32().unwrap()].concat()[..]);
     }
 
@@ -172,10 +199,10 @@ mod tests {
         let q = g.tensor(&[1, 2, 8]);
         let k = g.tensor(&[1, 3, 4]);
         let v = g.tensor(&[1, 3, 6]);
-        assert!(attention(&q, &k, &v, 2, 1, 0.0, false).is_ok());
-        assert!(attention(&q, &k, &v, 2, 3, 0.0, false).unwrap_err().0.contains("multiple"));
-        assert!(attention(&q, &k, &v, 1, 1, 0.0, false).unwrap_err().0.contains("k width"));
-        assert!(attention(&q, &k, &g.tensor(&[1, 2, 6]), 2, 1, 0.0, false).unwrap_err().0.contains("key length"));
-        assert!(attention(&g.tensor(&[2, 8]), &k, &v, 2, 1, 0.0, false).unwrap_err().0.contains("rank 3"));
+        assert!(attention(&q, &k, &v, 2, 1, 0.0, false, (-1, -1), false).is_ok());
+        assert!(attention(&q, &k, &v, 2, 3, 0.0, false, (-1, -1), false).unwrap_err().0.contains("multiple"));
+        assert!(attention(&q, &k, &v, 1, 1, 0.0, false, (-1, -1), false).unwrap_err().0.contains("k width"));
+        assert!(attention(&q, &k, &g.tensor(&[1, 2, 6]), 2, 1, 0.0, false, (-1, -1), false).unwrap_err().0.contains("key length"));
+        assert!(attention(&g.tensor(&[2, 8]), &k, &v, 2, 1, 0.0, false, (-1, -1), false).unwrap_err().0.contains("rank 3"));
     }
 }

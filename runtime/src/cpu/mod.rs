@@ -9,7 +9,9 @@ mod linalg;
 mod norm;
 mod reduce;
 mod rope;
+mod select;
 mod shape;
+mod sparse;
 
 use std::collections::HashMap;
 
@@ -55,10 +57,24 @@ pub fn run_op(
         }
         Op::Attention(a) => attention::attention(
             req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?, a.q_heads as usize, a.kv_heads as usize, a.scale, a.causal,
+            (a.window_left, a.window_right),
+            a.top_left,
         )
         .map(one),
         Op::Rope(a) => rope::rope(
             req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?, opt(inputs, 3), a.num_heads as usize, a.interleaved, a.rotary_dim as usize,
+        )
+        .map(one),
+        Op::Softmax(a) => select::softmax(req(inputs, 0)?, a.axis).map(one),
+        Op::Where(_) => select::where_(req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?).map(one),
+        Op::Compare(a) => select::compare(req(inputs, 0)?, opt(inputs, 1), a.kind()).map(one),
+        Op::Cast(a) => select::cast(req(inputs, 0)?, a.to()).map(one),
+        Op::Trilu(a) => select::trilu(req(inputs, 0)?, a.upper, a.k).map(one),
+        Op::LightningIndexer(a) => {
+            sparse::lightning_indexer(req(inputs, 0)?, req(inputs, 1)?, opt(inputs, 2), a.num_heads as usize, a.top_k as usize, &a.score).map(one)
+        }
+        Op::SparseAttention(a) => sparse::sparse_attention(
+            req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?, req(inputs, 3)?, a.q_heads as usize, a.kv_heads as usize, a.scale,
         )
         .map(one),
         Op::Weight(_) | Op::Loop(_) => Err(OpError::new("control op reached run_op; the executor handles it")),
