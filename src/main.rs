@@ -37,6 +37,8 @@ enum Cmd {
     Compile(CompileArgs),
     /// Run a compiled model on inputs from an .npz file.
     Run(RunArgs),
+    /// Generate tokens from a prompt: prefill, then decode one token at a time.
+    Generate(GenerateArgs),
     /// Describe a compiled model: signature, plan, weights, format version.
     Inspect {
         /// The model.bin to describe.
@@ -102,6 +104,45 @@ enum DeviceArg {
 }
 
 #[derive(Args)]
+struct GenerateArgs {
+    /// The compiled model.
+    model: PathBuf,
+    /// Prompt token ids, comma separated (e.g. 1,2,3).
+    #[arg(long, value_delimiter = ',', required = true)]
+    prompt_ids: Vec<i64>,
+    /// How many tokens to generate.
+    #[arg(long, default_value_t = 16)]
+    max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Keep the k most likely tokens (0 = all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p (1 = all).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Most tokens a sequence may hold (prompt + generated).
+    #[arg(long, default_value_t = 4096)]
+    max_context: usize,
+    /// Approximate: share one KV cache across loops (T-fold less KV memory).
+    #[arg(long)]
+    share_kv_across_loops: bool,
+    /// Which backend runs the model.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Write the logits that chose each new token to this .npz (array `logits`, [new_tokens, vocab]).
+    #[arg(long)]
+    logits_out: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct RunArgs {
     /// The compiled model.
     model: PathBuf,
@@ -122,6 +163,7 @@ fn main() {
         #[cfg(feature = "compiler")]
         Some(Cmd::Compile(a)) => compile(a),
         Some(Cmd::Run(a)) => run(a),
+        Some(Cmd::Generate(a)) => generate(a),
         Some(Cmd::Inspect { model }) => inspect(&model),
         #[cfg(feature = "compiler")]
         Some(Cmd::Opt { input, passes }) => opt(&input, &passes),
@@ -213,12 +255,7 @@ fn emit(text: &str) -> Result<()> {
 }
 
 fn run(a: RunArgs) -> Result<()> {
-    let req = match a.device {
-        DeviceArg::Cpu => DeviceRequest::Cpu,
-        DeviceArg::Cuda => DeviceRequest::Cuda,
-        DeviceArg::Auto => DeviceRequest::Auto,
-    };
-    let choice = device::choose(req)?;
+    let choice = device::choose(device_request(a.device))?;
     let file = ModelFile::open(&a.model)?;
     let model = CpuModel::new(file)?;
     let inputs: HashMap<_, _> = npz::read_npz(&a.inputs)?;
@@ -234,6 +271,78 @@ fn run(a: RunArgs) -> Result<()> {
         eprintln!("output {name}: {:?} {:?}", t.dtype(), t.shape);
     }
     eprintln!("ran on {} ({}) in {ms:.2} ms; wrote {}", choice.backend.name(), choice.reason, a.outputs.display());
+    Ok(())
+}
+
+fn device_request(d: DeviceArg) -> DeviceRequest {
+    match d {
+        DeviceArg::Cpu => DeviceRequest::Cpu,
+        DeviceArg::Cuda => DeviceRequest::Cuda,
+        DeviceArg::Auto => DeviceRequest::Auto,
+    }
+}
+
+fn generate(a: GenerateArgs) -> Result<()> {
+    use lt2_runtime::sampling::{sample, Rng, Sampling};
+    use lt2_runtime::session::{Session, SessionOptions};
+    let choice = device::choose(device_request(a.device))?;
+    let model = CpuModel::new(ModelFile::open(&a.model)?)?;
+    let mut session = Session::new(&model, SessionOptions { max_context: a.max_context, share_kv_across_loops: a.share_kv_across_loops })?;
+    let report = session.cache_report();
+    if !a.json {
+        eprintln!(
+            "caches: {} bytes per sequence + {} bytes per token ({:.1} MiB at {} tokens){}",
+            report.fixed_per_seq,
+            report.per_token_per_seq,
+            report.total(1) as f64 / (1 << 20) as f64,
+            report.max_context,
+            if a.share_kv_across_loops { ", KV shared across loops (approximate)" } else { "" }
+        );
+    }
+    let s = Sampling { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p };
+    let mut rng = Rng::new(a.seed);
+    let t0 = std::time::Instant::now();
+    let first = session.prefill(&[a.prompt_ids.clone()])?;
+    let prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let l = &first[0];
+    let vocab = *l.shape.last().unwrap_or(&0);
+    let lf = l.as_f32().unwrap_or(&[]);
+    let mut last: Vec<f32> = lf[lf.len() - vocab..].to_vec();
+    let mut tokens = Vec::new();
+    let mut chosen_logits: Vec<f32> = Vec::new();
+    let t1 = std::time::Instant::now();
+    for i in 0..a.max_new_tokens {
+        let tok = sample(&last, &s, &mut rng) as i64;
+        tokens.push(tok);
+        chosen_logits.extend_from_slice(&last);
+        if i + 1 == a.max_new_tokens {
+            break;
+        }
+        last = session.decode(&[tok])?.remove(0);
+    }
+    let steps = a.max_new_tokens.saturating_sub(1).max(1);
+    let decode_ms = t1.elapsed().as_secs_f64() * 1e3 / steps as f64;
+    if let Some(p) = &a.logits_out {
+        let t = lt2_runtime::tensor::Tensor::f32(vec![tokens.len(), vocab], chosen_logits);
+        npz::write_npz(p, &[("logits".into(), t)])?;
+    }
+    if a.json {
+        let toks: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
+        println!(
+            "{{\"tokens\": [{}], \"prefill_ms\": {prefill_ms:.3}, \"decode_ms_per_token\": {decode_ms:.3}, \"device\": \"{}\"}}",
+            toks.join(", "),
+            choice.backend.name()
+        );
+    } else {
+        println!("{}", tokens.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" "));
+        eprintln!(
+            "prompt {} tokens, prefill {prefill_ms:.2} ms; {} new tokens, {decode_ms:.2} ms per token; ran on {} ({})",
+            a.prompt_ids.len(),
+            tokens.len(),
+            choice.backend.name(),
+            choice.reason
+        );
+    }
     Ok(())
 }
 

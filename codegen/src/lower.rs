@@ -49,6 +49,8 @@ impl GraphCx {
 struct Lowering<'w> {
     graphs: Vec<Graph>,
     weight_index: HashMap<&'w str, u32>,
+    /// Cache slots handed out to stateful steps so far.
+    slots: u32,
 }
 
 /// Lowers a verified lt2 module to a plan manifest (weights listed, offsets filled by the writer).
@@ -62,7 +64,7 @@ pub fn lower(module: &Module, weights: &WeightStore) -> Result<Manifest, Codegen
         op = o.next_in_block();
     }
     let main = main.ok_or_else(|| CodegenError::Lower { op: "module".into(), origin: "module".into(), reason: "no func.func @main".into() })?;
-    let mut lw = Lowering { graphs: vec![Graph::default()], weight_index: HashMap::new() };
+    let mut lw = Lowering { graphs: vec![Graph::default()], weight_index: HashMap::new(), slots: 0 };
     let mut entries = Vec::new();
     for (i, w) in weights.entries().iter().enumerate() {
         lw.weight_index.insert(w.name.as_str(), i as u32);
@@ -79,7 +81,61 @@ pub fn lower(module: &Module, weights: &WeightStore) -> Result<Manifest, Codegen
     cx.graph.outputs = rets;
     lw.graphs[0] = cx.graph;
     let (inputs, outputs) = signature(&main, block)?;
-    Ok(Manifest { producer: format!("lt2c {}", env!("CARGO_PKG_VERSION")), inputs, outputs, weights: entries, graphs: lw.graphs })
+    let mut manifest = Manifest { producer: format!("lt2c {}", env!("CARGO_PKG_VERSION")), inputs, outputs, weights: entries, graphs: lw.graphs, decode: None };
+    manifest.decode = decode_info(&mut manifest);
+    Ok(manifest)
+}
+
+/// Whether and how the model decodes incrementally: an int64 [batch, seq] input and a float
+/// [batch, seq, vocab] output, every sequence-mixing op a stateful one. Marks the ranges that
+/// count token positions.
+fn decode_info(m: &mut Manifest) -> Option<plan::DecodeInfo> {
+    let ids = m.inputs.iter().find(|s| s.dtype == DType::I64 as i32 && s.dims.len() == 2)?;
+    let seq = ids.dims[1].clone();
+    let logits = m.outputs.iter().find(|s| s.dtype == DType::F32 as i32 && s.dims.len() == 3 && s.dims[1] == seq)?;
+    let mut why = Vec::new();
+    if m.inputs.len() != 1 {
+        why.push("the model has inputs besides the token ids".to_string());
+    }
+    if seq.parse::<i64>().is_ok() {
+        why.push(format!("the sequence length is fixed at {seq}"));
+    }
+    for g in &mut m.graphs {
+        for s in &mut g.steps {
+            match &mut s.op {
+                Some(Op::Range(r)) if r.size.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == ':')).any(|t| t == seq) => r.positional = true,
+                Some(Op::MatMul(_)) | Some(Op::Softmax(_)) | Some(Op::Trilu(_)) => {
+                    let w = format!("`{}` is decomposed attention (MatMul/Softmax/mask); decode is derived only for fused attention ops", s.origin);
+                    if why.len() < 3 {
+                        why.push(w);
+                    }
+                }
+                Some(Op::Attention(a)) if a.top_left => why.push(format!("`{}` aligns its causal mask top-left", s.origin)),
+                _ => {}
+            }
+        }
+    }
+    Some(plan::DecodeInfo { ids_input: ids.name.clone(), logits_output: logits.name.clone(), seq_symbol: seq, not_decodable: why.join("; ") })
+}
+
+/// Static dims of an op's operand or result type (None for a dynamic one).
+fn static_dims(ty: &str) -> Vec<Option<i64>> {
+    TensorType::parse(ty).map(|t| t.dims).unwrap_or_default()
+}
+
+/// (cache slot needed, fixed bytes, bytes per token) for a stateful op.
+fn cache_cost(kind: Lt2Op, o: &OperationRef) -> Option<(u64, u64)> {
+    let prod = |d: &[Option<i64>]| -> u64 { d.iter().map(|x| x.unwrap_or(0).max(0) as u64).product() };
+    let res = |i: usize| o.result(i).ok().map(|r| static_dims(&r.r#type().to_string())).unwrap_or_default();
+    let opnd = |i: usize| o.operand(i).ok().map(|r| static_dims(&r.r#type().to_string())).unwrap_or_default();
+    let last = |d: Vec<Option<i64>>| d.last().copied().flatten().unwrap_or(0).max(0) as u64;
+    match kind {
+        Lt2Op::CausalConv | Lt2Op::Gdn => Some((4 * prod(res(1).get(1..).unwrap_or(&[])), 0)),
+        Lt2Op::Attention => Some((0, 4 * (last(opnd(1)) + last(opnd(2))))),
+        Lt2Op::LightningIndexer => Some((0, 4 * last(opnd(1)))),
+        Lt2Op::SparseAttention => Some((0, 4 * (last(opnd(1)) + last(opnd(2))))),
+        _ => None,
+    }
 }
 
 fn lower_err(op: &str, origin: &str, reason: impl Into<String>) -> CodegenError {
@@ -191,7 +247,7 @@ impl Lowering<'_> {
             Lt2Op::Reshape => Op::Reshape(plan::Reshape { shape: attr_strs(o, "shape").map_err(ierr)? }),
             Lt2Op::Transpose => Op::Transpose(plan::Transpose { perm: attr_i64s(o, "perm").map_err(ierr)? }),
             Lt2Op::Expand => Op::Expand(plan::Expand { shape: attr_strs(o, "shape").map_err(ierr)? }),
-            Lt2Op::Range => Op::Range(plan::Range { start: attr_i64(o, "start").map_err(ierr)?, delta: attr_i64(o, "delta").map_err(ierr)?, size: attr_str(o, "size").map_err(ierr)? }),
+            Lt2Op::Range => Op::Range(plan::Range { start: attr_i64(o, "start").map_err(ierr)?, delta: attr_i64(o, "delta").map_err(ierr)?, size: attr_str(o, "size").map_err(ierr)?, positional: false }),
             Lt2Op::Concat => Op::Concat(plan::Concat { axis: attr_i64(o, "axis").map_err(ierr)? }),
             Lt2Op::Slice => Op::Slice(plan::Slice {
                 axes: attr_i64s(o, "axes").map_err(ierr)?,
@@ -267,7 +323,14 @@ impl Lowering<'_> {
             Lt2Op::Loop => return self.lower_loop(cx, o, inputs, origin),
         };
         let outputs: Vec<u32> = o.results().map(|r| cx.define(r.into())).collect();
-        cx.graph.steps.push(Step { inputs, outputs, origin: origin.to_string(), op: Some(op) });
+        let mut step = Step { inputs, outputs, origin: origin.to_string(), op: Some(op), ..Default::default() };
+        if let Some((fixed, per_token)) = cache_cost(kind, o) {
+            self.slots += 1;
+            step.cache_slot = self.slots;
+            step.cache_fixed_bytes = fixed;
+            step.cache_token_bytes = per_token;
+        }
+        cx.graph.steps.push(step);
         Ok(())
     }
 
@@ -303,7 +366,7 @@ impl Lowering<'_> {
         let mut inputs = carried;
         inputs.extend(captured);
         let outputs: Vec<u32> = o.results().map(|r| cx.define(r.into())).collect();
-        cx.graph.steps.push(Step { inputs, outputs, origin: origin.to_string(), op: Some(Op::Loop(plan::Loop { body: index, trip_count: trip, num_carried })) });
+        cx.graph.steps.push(Step { inputs, outputs, origin: origin.to_string(), op: Some(Op::Loop(plan::Loop { body: index, trip_count: trip, num_carried })), ..Default::default() });
         Ok(())
     }
 }

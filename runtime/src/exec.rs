@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::cpu;
+use crate::decode::RunState;
 use crate::dim::Dim;
 use crate::error::RuntimeError;
 use crate::format::ModelFile;
@@ -52,15 +53,22 @@ impl CpuModel {
     /// Runs the entry graph on named inputs (extra arrays are ignored; see `unused_inputs`);
     /// returns the outputs in signature order.
     pub fn run(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        self.run_with(inputs, None)
+    }
+
+    /// Runs the entry graph; with `state`, stateful steps read and extend its caches (a decode
+    /// session's prefill or decode step).
+    pub fn run_with(&self, inputs: &HashMap<String, Tensor>, mut state: Option<&mut RunState>) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let m = &self.file.manifest;
         let env = bind_symbols(&m.inputs, inputs)?;
         let entry = m.graphs.first().ok_or_else(|| RuntimeError::Corrupt("plan has no graphs".into()))?;
         let args: Vec<Rc<Tensor>> = m.inputs.iter().map(|s| Rc::new(inputs[&s.name].clone())).collect();
-        let outs = self.run_graph(entry, args, &env)?;
+        let mut iters = Vec::new();
+        let outs = self.run_graph(entry, args, &env, &mut state, &mut iters)?;
         Ok(m.outputs.iter().map(|s| s.name.clone()).zip(outs.into_iter().map(|t| Rc::try_unwrap(t).unwrap_or_else(|t| (*t).clone()))).collect())
     }
 
-    fn run_graph(&self, g: &Graph, args: Vec<Rc<Tensor>>, env: &HashMap<String, i64>) -> Result<Vec<Rc<Tensor>>, RuntimeError> {
+    fn run_graph(&self, g: &Graph, args: Vec<Rc<Tensor>>, env: &HashMap<String, i64>, state: &mut Option<&mut RunState>, iters: &mut Vec<(i64, i64)>) -> Result<Vec<Rc<Tensor>>, RuntimeError> {
         let mut vals: Vec<Option<Rc<Tensor>>> = vec![None; g.num_values as usize];
         if args.len() != g.inputs.len() {
             return Err(RuntimeError::Corrupt(format!("graph `{}` takes {} inputs, got {}", g.name, g.inputs.len(), args.len())));
@@ -97,7 +105,10 @@ impl CpuModel {
                         a.push(Rc::new(Tensor::i64(vec![], vec![it])));
                         a.extend(carried.iter().cloned());
                         a.extend(captured.iter().cloned());
-                        let mut outs = self.run_graph(body, a, env)?;
+                        iters.push((it, l.trip_count));
+                        let r = self.run_graph(body, a, env, state, iters);
+                        iters.pop();
+                        let mut outs = r?;
                         if outs.len() != nc + n_scan {
                             return Err(err(format!("loop body returned {} values, expected {nc} carried and {n_scan} scanned", outs.len())));
                         }
@@ -111,10 +122,15 @@ impl CpuModel {
                     }
                     carried
                 }
-                _ => {
-                    let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.as_deref()).collect();
-                    cpu::run_op(op, &refs, env).map_err(|e| err(e.0))?.into_iter().map(Rc::new).collect()
-                }
+                _ => match state.as_deref_mut() {
+                    Some(st) if step.cache_slot != 0 || matches!(op, Op::Range(r) if r.positional) => {
+                        crate::decode::run_stateful(op, step, ins, env, st, iters).map_err(|e| err(e.0))?
+                    }
+                    _ => {
+                        let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.as_deref()).collect();
+                        cpu::run_op(op, &refs, env).map_err(|e| err(e.0))?.into_iter().map(Rc::new).collect()
+                    }
+                },
             };
             if outs.len() < step.outputs.len() {
                 return Err(err(format!("produced {} results, the plan expects {}", outs.len(), step.outputs.len())));

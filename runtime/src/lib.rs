@@ -3,6 +3,8 @@
 //! (`cpu`, `exec`) and device selection (`device`).
 
 pub mod cpu;
+pub mod decode;
+pub mod session;
 pub mod device;
 pub mod dim;
 pub mod error;
@@ -10,6 +12,7 @@ pub mod exec;
 pub mod format;
 pub mod npz;
 pub mod plan;
+pub mod sampling;
 pub mod tensor;
 
 pub use error::RuntimeError;

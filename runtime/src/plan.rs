@@ -20,6 +20,24 @@ pub struct Manifest {
     /// Graph 0 is the entry point; the others are loop bodies referenced by `Loop.body`.
     #[prost(message, repeated, tag = "5")]
     pub graphs: Vec<Graph>,
+    /// Present when the model is a language model lt2c can decode incrementally.
+    #[prost(message, optional, tag = "6")]
+    pub decode: Option<DecodeInfo>,
+}
+
+/// How to run a language model incrementally: which input holds token ids, which output holds
+/// logits, and the symbol of the sequence dim (the chunk length in a decode session).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DecodeInfo {
+    #[prost(string, tag = "1")]
+    pub ids_input: String,
+    #[prost(string, tag = "2")]
+    pub logits_output: String,
+    #[prost(string, tag = "3")]
+    pub seq_symbol: String,
+    /// Empty when decode can be derived; else why not (shown when a session is asked for).
+    #[prost(string, tag = "4")]
+    pub not_decodable: String,
 }
 
 /// Element types a plan value can have.
@@ -84,6 +102,15 @@ pub struct Step {
     /// Where the step came from (the MLIR location / ONNX node name), for error messages.
     #[prost(string, tag = "3")]
     pub origin: String,
+    /// Nonzero for ops that carry state across calls in a decode session (GDN state, conv tail,
+    /// KV, index keys): the cache this step reads and extends, one per enclosing loop iteration.
+    #[prost(uint32, tag = "4")]
+    pub cache_slot: u32,
+    /// Bytes of cache this step keeps per sequence: fixed, and per token of context.
+    #[prost(uint64, tag = "5")]
+    pub cache_fixed_bytes: u64,
+    #[prost(uint64, tag = "6")]
+    pub cache_token_bytes: u64,
     #[prost(
         oneof = "Op",
         tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36"
@@ -344,6 +371,10 @@ pub struct Range {
     pub delta: i64,
     #[prost(string, tag = "3")]
     pub size: String,
+    /// Token positions over the sequence: in a decode session they start after the tokens
+    /// already processed.
+    #[prost(bool, tag = "4")]
+    pub positional: bool,
 }
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Concat {

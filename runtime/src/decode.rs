@@ -1,0 +1,133 @@
+//! Incremental execution: the same plan runs a prompt (prefill) and then one token at a time
+//! (decode), with every stateful step reading and extending its cache. One cache per step and
+//! per enclosing loop iteration, i.e. per (loop τ, layer ℓ): GDN state, conv tail, K/V of full
+//! and windowed attention, index keys and latents of sparse attention.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::cpu::run_op;
+use crate::error::OpError;
+use crate::plan::{self, Op, Step};
+use crate::tensor::Tensor;
+
+/// Identifies one cache: the step's cache slot and the iteration of each enclosing loop.
+pub type CacheKey = (u32, Vec<i64>);
+
+/// The caches of one sequence (or one batch run together) and how many tokens they hold.
+#[derive(Default)]
+pub struct RunState {
+    /// Tokens already processed (positions of the next chunk start here).
+    pub past: i64,
+    pub caches: HashMap<CacheKey, Vec<Rc<Tensor>>>,
+    /// Approximate mode: all loops of an attention step share one KV cache, written by the
+    /// last loop (T-fold less KV memory; Ouro reports little quality loss).
+    pub share_kv_across_loops: bool,
+}
+
+impl RunState {
+    /// Bytes held by the caches now.
+    pub fn cache_bytes(&self) -> usize {
+        self.caches.values().flatten().map(|t| t.numel() * 4).sum()
+    }
+}
+
+fn concat_seq(cache: Option<&Rc<Tensor>>, new: &Rc<Tensor>, env: &HashMap<String, i64>) -> Result<Rc<Tensor>, OpError> {
+    match cache {
+        None => Ok(new.clone()),
+        Some(c) => {
+            let op = Op::Concat(plan::Concat { axis: 1 });
+            Ok(Rc::new(run_op(&op, &[Some(c), Some(new)], env)?.remove(0)))
+        }
+    }
+}
+
+/// Keeps the last `n` positions of a [B, S, ...] tensor.
+fn keep_last(t: Rc<Tensor>, n: i64, env: &HashMap<String, i64>) -> Result<Rc<Tensor>, OpError> {
+    let s = t.shape.get(1).copied().unwrap_or(0) as i64;
+    if n < 0 || s <= n {
+        return Ok(t);
+    }
+    let op = Op::Slice(plan::Slice { axes: vec![1], starts: vec![s - n], ends: vec![s], steps: vec![1] });
+    Ok(Rc::new(run_op(&op, &[Some(&t)], env)?.remove(0)))
+}
+
+fn req(ins: &[Option<Rc<Tensor>>], i: usize) -> Result<Rc<Tensor>, OpError> {
+    ins.get(i).cloned().flatten().ok_or_else(|| OpError::new(format!("required input {i} is missing")))
+}
+
+/// Runs a stateful step (or a positional range) against the caches in `st`.
+pub fn run_stateful(
+    op: &Op,
+    step: &Step,
+    mut ins: Vec<Option<Rc<Tensor>>>,
+    env: &HashMap<String, i64>,
+    st: &mut RunState,
+    iters: &[(i64, i64)],
+) -> Result<Vec<Rc<Tensor>>, OpError> {
+    let run = |op: &Op, ins: &[Option<Rc<Tensor>>]| -> Result<Vec<Rc<Tensor>>, OpError> {
+        let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.as_deref()).collect();
+        Ok(run_op(op, &refs, env)?.into_iter().map(Rc::new).collect())
+    };
+    let path: Vec<i64> = iters.iter().map(|&(i, _)| i).collect();
+    let key = (step.cache_slot, path);
+    match op {
+        Op::Range(r) => {
+            let shifted = Op::Range(plan::Range { start: r.start + st.past * r.delta, ..r.clone() });
+            run(&shifted, &ins)
+        }
+        Op::CausalConv(_) | Op::Gdn(_) => {
+            // The state input (index 3 in both) comes from the cache; the final state goes back.
+            if ins.len() < 4 {
+                ins.resize(4, None);
+            }
+            if ins[3].is_some() {
+                return Err(OpError::new("the model passes its own state; a decode session cannot add one"));
+            }
+            ins[3] = st.caches.get(&key).and_then(|c| c.first().cloned());
+            let outs = run(op, &ins)?;
+            st.caches.insert(key, vec![outs[1].clone()]);
+            Ok(outs)
+        }
+        Op::Attention(a) => {
+            if a.top_left {
+                return Err(OpError::new("attention aligned top-left (queries and keys of different lengths) cannot be decoded"));
+            }
+            let shared = st.share_kv_across_loops && !iters.is_empty();
+            let key = if shared { (step.cache_slot, vec![]) } else { key };
+            let cache = st.caches.get(&key).cloned().unwrap_or_default();
+            let k = concat_seq(cache.first(), &req(&ins, 1)?, env)?;
+            let v = concat_seq(cache.get(1), &req(&ins, 2)?, env)?;
+            let outs = run(op, &[ins[0].clone(), Some(k.clone()), Some(v.clone())])?;
+            let last_iteration = iters.iter().all(|&(i, n)| i == n - 1);
+            if !shared || last_iteration {
+                // A window of w keeps the current token and w-1 before it: later queries never
+                // look further back than `window_left` positions.
+                st.caches.insert(key, vec![keep_last(k, a.window_left, env)?, keep_last(v, a.window_left, env)?]);
+            }
+            Ok(outs)
+        }
+        Op::LightningIndexer(_) => {
+            let cache = st.caches.get(&key).cloned().unwrap_or_default();
+            let k = concat_seq(cache.first(), &req(&ins, 1)?, env)?;
+            let mut ins2 = ins.clone();
+            ins2[1] = Some(k.clone());
+            let outs = run(op, &ins2)?;
+            st.caches.insert(key, vec![k]);
+            Ok(outs)
+        }
+        Op::SparseAttention(_) => {
+            let cache = st.caches.get(&key).cloned().unwrap_or_default();
+            let k = concat_seq(cache.first(), &req(&ins, 1)?, env)?;
+            let v = concat_seq(cache.get(1), &req(&ins, 2)?, env)?;
+            let outs = run(op, &[ins[0].clone(), Some(k.clone()), Some(v.clone()), ins.get(3).cloned().flatten()])?;
+            st.caches.insert(key, vec![k, v]);
+            Ok(outs)
+        }
+        other => {
+            let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.as_deref()).collect();
+            let _ = other;
+            Ok(run_op(op, &refs, env)?.into_iter().map(Rc::new).collect())
+        }
+    }
+}
