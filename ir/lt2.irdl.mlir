@@ -401,6 +401,34 @@ irdl.dialect @lt2 {
     irdl.results(out: %r_out)
     irdl.attributes {"q_heads" = %a_q_heads, "kv_heads" = %a_kv_heads, "scale" = %a_scale}
   }
+  // TopK along `axis`: (values, int64 indices), sorted, ties to the lower index; k is a dim
+  // expression such as "min(4,seq)".
+  irdl.operation @topk {
+    %x = irdl.base "!builtin.tensor"
+    %r_v = irdl.base "!builtin.tensor"
+    %r_i = irdl.base "!builtin.tensor"
+    %a_axis = irdl.base "#builtin.integer"
+    %a_largest = irdl.base "#builtin.integer"
+    %a_k = irdl.base "#builtin.string"
+    irdl.operands(x: %x)
+    irdl.results(values: %r_v, indices: %r_i)
+    irdl.attributes {"axis" = %a_axis, "largest" = %a_largest, "k" = %a_k}
+  }
+  // Elementwise minimum / maximum with numpy broadcasting.
+  irdl.operation @min {
+    %lhs = irdl.base "!builtin.tensor"
+    %rhs = irdl.base "!builtin.tensor"
+    %r_out = irdl.base "!builtin.tensor"
+    irdl.operands(lhs: %lhs, rhs: %rhs)
+    irdl.results(out: %r_out)
+  }
+  irdl.operation @max {
+    %lhs = irdl.base "!builtin.tensor"
+    %rhs = irdl.base "!builtin.tensor"
+    %r_out = irdl.base "!builtin.tensor"
+    irdl.operands(lhs: %lhs, rhs: %rhs)
+    irdl.results(out: %r_out)
+  }
   // The looped stack: runs its region `trip_count` times. Operands are the initial loop-carried
   // values (up to 8, each of its own type: IRDL constraint variables unify across a variadic, so
   // each carried value has its own optional segment). The region's block takes (iteration

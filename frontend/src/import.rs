@@ -92,6 +92,7 @@ impl Importer {
         match self.req(node, i)? {
             Value::Known(k) => Ok(k),
             Value::Rt(_) => Err(node_err(node, format!("{what} (input {i}) given at run time is not supported: it must be known at compile time (a constant or shape arithmetic)"))),
+            Value::Unavailable(why) => Err(node_err(node, why)),
         }
     }
 
@@ -115,6 +116,7 @@ impl Importer {
         let k = match v {
             Value::Rt(r) => return Ok(r),
             Value::Known(k) => k,
+            Value::Unavailable(why) => return Err(node_err(node, why)),
         };
         let bytes = k.bytes().ok_or_else(|| {
             node_err(node, format!("needs at run time a tensor of symbolic integers ({:?}); lt2c computes shapes at compile time only", k.dims()))
@@ -142,7 +144,17 @@ impl Importer {
         for idx in topo_order(g)? {
             let node = &g.node[idx];
             let f = ops::lookup(&node.domain, &node.op_type).ok_or_else(|| node_err(node, "unsupported op"))?;
-            let outs = f(self, node)?;
+            // An op fed an unavailable value yields unavailable values, unless it ignores that
+            // input (GroupQueryAttention's sequence-length inputs).
+            let ignores = |i: usize| node.domain == "com.microsoft" && node.op_type == "GroupQueryAttention" && (i == 5 || i == 6);
+            let unavailable = node.input.iter().enumerate().find_map(|(i, n)| match self.lookup(n) {
+                Some(Value::Unavailable(why)) if !ignores(i) => Some(why.clone()),
+                _ => None,
+            });
+            let outs = match unavailable {
+                Some(why) => vec![Value::Unavailable(why); node.output.len()],
+                None => f(self, node)?,
+            };
             for (i, name) in node.output.iter().enumerate() {
                 if name.is_empty() {
                     continue;

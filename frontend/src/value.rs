@@ -49,6 +49,14 @@ impl Known {
             KnownData::Bool(_) => DType::Bool,
         }
     }
+    /// The elements as f32 (integers converted; symbolic ones as 0).
+    pub fn data_f32(&self) -> Vec<f32> {
+        match &self.data {
+            KnownData::F32(v) => v.clone(),
+            KnownData::I64(v) => v.iter().map(|d| d.as_const().unwrap_or(0) as f32).collect(),
+            KnownData::Bool(v) => v.iter().map(|&b| b as i64 as f32).collect(),
+        }
+    }
     /// The integers as dims, if this is an integer tensor.
     pub fn dims(&self) -> Option<&[Dim]> {
         match &self.data {
@@ -106,6 +114,9 @@ impl Rt {
 pub enum Value {
     Known(Known),
     Rt(Rt),
+    /// A value lt2c cannot compute (e.g. symbolic integers needed at run time); an error only
+    /// if something consumes it (GroupQueryAttention's seqlens_k inputs are read by nobody).
+    Unavailable(String),
 }
 
 impl Value {
@@ -113,18 +124,21 @@ impl Value {
         match self {
             Value::Known(k) => k.shape_dims(),
             Value::Rt(r) => r.shape.clone(),
+            Value::Unavailable(_) => vec![],
         }
     }
     pub fn elem(&self) -> Elem {
         match self {
             Value::Known(k) => k.elem(),
             Value::Rt(r) => r.elem(),
+            Value::Unavailable(_) => Elem::I64,
         }
     }
     pub fn rank(&self) -> usize {
         match self {
             Value::Known(k) => k.shape.len(),
             Value::Rt(r) => r.shape.len(),
+            Value::Unavailable(_) => 0,
         }
     }
 }

@@ -22,6 +22,8 @@ pub enum BinaryOp {
     Mul,
     Div,
     Pow,
+    Min,
+    Max,
 }
 
 /// Elementwise unary ops.
@@ -208,6 +210,8 @@ impl FuncBuilder {
             BinaryOp::Mul => Lt2Op::Mul,
             BinaryOp::Div => Lt2Op::Div,
             BinaryOp::Pow => Lt2Op::Pow,
+            BinaryOp::Min => Lt2Op::Min,
+            BinaryOp::Max => Lt2Op::Max,
         };
         self.one(op, &[a, b], &[], ty, loc)
     }
@@ -379,6 +383,18 @@ impl FuncBuilder {
             ty,
             loc,
         )
+    }
+    /// `lt2.topk`: (values, indices).
+    pub fn topk(&mut self, x: &Val, axis: i64, largest: bool, k: &str, values: TensorType, indices: TensorType, loc: &str) -> (Val, Val) {
+        let mut r = self.op(
+            Lt2Op::TopK,
+            &[x],
+            &[("axis", format!("{axis} : i64")), ("largest", largest.to_string()), ("k", quote(k))],
+            &[values, indices],
+            loc,
+        );
+        let i = r.pop().expect("two results");
+        (r.pop().expect("two results"), i)
     }
     /// `lt2.sparse_attention`.
     #[allow(clippy::too_many_arguments)]

@@ -44,7 +44,8 @@ lt2_ops! {
     Concat => "concat", Slice => "slice", CausalConv => "causal_conv", Gdn => "gdn",
     Attention => "attention", Rope => "rope", Loop => "loop",
     Softmax => "softmax", Where => "where", Compare => "compare", Cast => "cast", Trilu => "trilu",
-    LightningIndexer => "lightning_indexer", SparseAttention => "sparse_attention",
+    LightningIndexer => "lightning_indexer", SparseAttention => "sparse_attention", TopK => "topk",
+    Min => "min", Max => "max",
 }
 
 /// The name of the terminator that ends an `lt2.loop` region.

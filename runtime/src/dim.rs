@@ -17,6 +17,10 @@ pub enum Dim {
     Mul(Box<Dim>, Box<Dim>),
     /// Floor division.
     Div(Box<Dim>, Box<Dim>),
+    /// The smaller of two (ONNX Min over shape values, e.g. `min(2048, seq)` for top-k).
+    Min(Box<Dim>, Box<Dim>),
+    /// The larger of two.
+    Max(Box<Dim>, Box<Dim>),
 }
 
 /// Why a dim expression could not be parsed or evaluated.
@@ -83,6 +87,21 @@ impl Dim {
         }
     }
 
+    pub fn min(a: Dim, b: Dim) -> Dim {
+        match (&a, &b) {
+            (Dim::Const(x), Dim::Const(y)) => Dim::Const(*x.min(y)),
+            _ if a == b => a,
+            _ => Dim::Min(Box::new(a), Box::new(b)),
+        }
+    }
+    pub fn max(a: Dim, b: Dim) -> Dim {
+        match (&a, &b) {
+            (Dim::Const(x), Dim::Const(y)) => Dim::Const(*x.max(y)),
+            _ if a == b => a,
+            _ => Dim::Max(Box::new(a), Box::new(b)),
+        }
+    }
+
     /// Evaluates with the symbols bound in `env`.
     pub fn eval(&self, env: &HashMap<String, i64>) -> Result<i64, DimError> {
         Ok(match self {
@@ -98,6 +117,8 @@ impl Dim {
                 }
                 a.eval(env)?.div_euclid(d)
             }
+            Dim::Min(a, b) => a.eval(env)?.min(b.eval(env)?),
+            Dim::Max(a, b) => a.eval(env)?.max(b.eval(env)?),
         })
     }
 
@@ -114,7 +135,7 @@ impl Dim {
 
     fn prec(&self) -> u8 {
         match self {
-            Dim::Const(_) | Dim::Sym(_) => 3,
+            Dim::Const(_) | Dim::Sym(_) | Dim::Min(..) | Dim::Max(..) => 3,
             Dim::Mul(..) | Dim::Div(..) => 2,
             Dim::Add(..) | Dim::Sub(..) => 1,
         }
@@ -133,6 +154,8 @@ impl fmt::Display for Dim {
         match self {
             Dim::Const(c) => write!(f, "{c}"),
             Dim::Sym(s) => write!(f, "{s}"),
+            Dim::Min(a, b) => write!(f, "min({a},{b})"),
+            Dim::Max(a, b) => write!(f, "max({a},{b})"),
             Dim::Add(a, b) | Dim::Sub(a, b) | Dim::Mul(a, b) | Dim::Div(a, b) => {
                 let (op, p) = match self {
                     Dim::Add(..) => ("+", 1),
@@ -182,7 +205,7 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
                 i += 1;
             }
             out.push(Tok::Ident(cs[st..i].iter().collect()));
-        } else if "+-*/()".contains(c) {
+        } else if "+-*/(),".contains(c) {
             out.push(Tok::Op(c));
             i += 1;
         } else {
@@ -227,6 +250,20 @@ impl Parser<'_> {
         self.pos += 1;
         match t {
             Tok::Num(n) => Some(Dim::Const(n)),
+            Tok::Ident(s) if (s == "min" || s == "max") && self.peek_op() == Some('(') => {
+                self.pos += 1;
+                let a = self.expr()?;
+                if !matches!(self.toks.get(self.pos), Some(Tok::Op(','))) {
+                    return None;
+                }
+                self.pos += 1;
+                let b = self.expr()?;
+                if self.peek_op() != Some(')') {
+                    return None;
+                }
+                self.pos += 1;
+                Some(if s == "min" { Dim::min(a, b) } else { Dim::max(a, b) })
+            }
             Tok::Ident(s) => Some(Dim::Sym(s)),
             Tok::Op('-') => Some(Dim::sub(Dim::Const(0), self.atom()?)),
             Tok::Op('(') => {
@@ -248,7 +285,7 @@ mod tests {
 
     #[test]
     fn print_parse_round_trip() {
-        for s in ["batch", "batch*seq", "seq/2+1", "(a+b)*c", "a-(b-c)", "a/(b*c)", "12"] {
+        for s in ["batch", "batch*seq", "seq/2+1", "(a+b)*c", "a-(b-c)", "a/(b*c)", "12", "min(4,seq)", "max(seq-1,0)*2"] {
             let d = Dim::parse(s).unwrap();
             assert_eq!(d.to_string(), s, "{s}");
             assert_eq!(Dim::parse(&d.to_string()).unwrap(), d);
@@ -260,6 +297,8 @@ mod tests {
         let env: HashMap<String, i64> = [("batch".into(), 3), ("seq".into(), 7)].into();
         assert_eq!(Dim::parse("batch*seq-1").unwrap().eval(&env).unwrap(), 20);
         assert_eq!(Dim::parse("seq/2").unwrap().eval(&env).unwrap(), 3);
+        assert_eq!(Dim::parse("min(4,seq)").unwrap().eval(&env).unwrap(), 4);
+        assert_eq!(Dim::parse("min(9,seq)").unwrap().eval(&env).unwrap(), 7);
         assert_eq!(Dim::parse("n").unwrap().eval(&env), Err(DimError::Unbound("n".into())));
         assert!(Dim::parse("seq/(batch-3)").unwrap().eval(&env).is_err());
     }

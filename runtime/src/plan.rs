@@ -113,7 +113,7 @@ pub struct Step {
     pub cache_token_bytes: u64,
     #[prost(
         oneof = "Op",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37"
     )]
     pub op: Option<Op>,
 }
@@ -213,6 +213,21 @@ pub enum Op {
     /// lt2::SparseAttention (onnx-ops.md).
     #[prost(message, tag = "36")]
     SparseAttention(SparseAttention),
+    /// (x) -> (values, int64 indices): the `k` largest (or smallest) along `axis`, sorted, ties
+    /// to the lower index (TopK-11).
+    #[prost(message, tag = "37")]
+    TopK(TopK),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TopK {
+    #[prost(int64, tag = "1")]
+    pub axis: i64,
+    #[prost(bool, tag = "2")]
+    pub largest: bool,
+    /// A dim expression (e.g. `min(2048,seq)`).
+    #[prost(string, tag = "3")]
+    pub k: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -302,6 +317,8 @@ pub enum BinaryKind {
     Mul = 2,
     Div = 3,
     Pow = 4,
+    Min = 5,
+    Max = 6,
 }
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Binary {

@@ -22,7 +22,7 @@ fn onnx_loop(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
     let body = attrs::graph(node, "body")?;
     let trip = match imp.input(node, 0)? {
         Some(Value::Known(k)) => k.ints().and_then(|v| v.first().copied()).ok_or_else(|| node_err(node, "trip count M must be a constant integer"))?,
-        Some(Value::Rt(_)) => return Err(node_err(node, "a trip count M computed at run time is not supported: it must be a constant")),
+        Some(_) => return Err(node_err(node, "a trip count M computed at run time is not supported: it must be a constant")),
         None => return Err(node_err(node, "a Loop without a trip count M is a while loop; lt2c needs a constant trip count")),
     };
     match imp.input(node, 1)? {

@@ -23,6 +23,9 @@ pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
         "Mul" => |i, n| binary(i, n, BinaryOp::Mul),
         "Div" => |i, n| binary(i, n, BinaryOp::Div),
         "Pow" => |i, n| binary(i, n, BinaryOp::Pow),
+        "Min" => |i, n| binary(i, n, BinaryOp::Min),
+        "Max" => |i, n| binary(i, n, BinaryOp::Max),
+        "TopK" => top_k,
         "Neg" => |i, n| unary(i, n, UnaryOp::Neg),
         "Exp" => |i, n| unary(i, n, UnaryOp::Exp),
         "Sigmoid" => |i, n| unary(i, n, UnaryOp::Sigmoid),
@@ -48,6 +51,8 @@ fn fold_f32(kind: BinaryOp, a: f32, b: f32) -> f32 {
         BinaryOp::Mul => a * b,
         BinaryOp::Div => a / b,
         BinaryOp::Pow => a.powf(b),
+        BinaryOp::Min => a.min(b),
+        BinaryOp::Max => a.max(b),
     }
 }
 
@@ -57,6 +62,8 @@ fn fold_dim(kind: BinaryOp, a: &Dim, b: &Dim) -> Option<Dim> {
         BinaryOp::Sub => Dim::sub(a.clone(), b.clone()),
         BinaryOp::Mul => Dim::mul(a.clone(), b.clone()),
         BinaryOp::Div => Dim::div(a.clone(), b.clone()),
+        BinaryOp::Min => Dim::min(a.clone(), b.clone()),
+        BinaryOp::Max => Dim::max(a.clone(), b.clone()),
         BinaryOp::Pow => match (a.as_const(), b.as_const()) {
             (Some(x), Some(y)) if y >= 0 => Dim::Const(x.checked_pow(u32::try_from(y).ok()?)?),
             _ => return None,
@@ -109,6 +116,9 @@ fn fold_binary(node: &NodeProto, kind: BinaryOp, a: &Known, b: &Known) -> Result
 }
 
 fn binary(imp: &mut Importer, node: &NodeProto, kind: BinaryOp) -> Result<Vec<Value>, FrontendError> {
+    if matches!(kind, BinaryOp::Min | BinaryOp::Max) && node.input.len() != 2 {
+        return Err(node_err(node, "Min/Max of other than two inputs is not supported yet"));
+    }
     let a = imp.req(node, 0)?;
     let b = imp.req(node, 1)?;
     if let (Value::Known(ka), Value::Known(kb)) = (&a, &b) {
@@ -236,7 +246,7 @@ fn reduce(imp: &mut Importer, node: &NodeProto, kind: ReduceOp) -> Result<Vec<Va
     // Opset 18+ takes axes as an input; earlier opsets as an attribute.
     let axes = match imp.input(node, 1)? {
         Some(Value::Known(k)) => k.ints().ok_or_else(|| node_err(node, "axes must be constant"))?,
-        Some(Value::Rt(_)) => return Err(node_err(node, "axes given at run time are not supported: they must be known at compile time")),
+        Some(_) => return Err(node_err(node, "axes given at run time are not supported: they must be known at compile time")),
         None => attrs::ints(node, "axes").unwrap_or_default(),
     };
     let keepdims = attrs::int(node, "keepdims", 1) != 0;
@@ -265,4 +275,23 @@ fn reduce(imp: &mut Importer, node: &NodeProto, kind: ReduceOp) -> Result<Vec<Va
     let r = imp.materialize(node, x)?;
     let val = imp.b.reduce(kind, &r.val, &axes, keepdims, tensor_type(&shape, r.elem()), &Importer::loc(node));
     Ok(vec![Value::Rt(Rt { val, shape })])
+}
+
+/// TopK with k known at compile time (possibly symbolic, e.g. `min(2048, seq)`).
+fn top_k(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let x = imp.rt(node, 0)?;
+    let k = match imp.input(node, 1)? {
+        Some(Value::Known(k)) if k.numel() == 1 => k.dims().map(|d| d[0].clone()).ok_or_else(|| node_err(node, "k must be an integer"))?,
+        Some(_) => return Err(node_err(node, "k given at run time is not supported: it must be known at compile time")),
+        None => Dim::Const(attrs::required_int(node, "k")?),
+    };
+    let axis = norm_axis(attrs::int(node, "axis", -1), x.shape.len()).ok_or_else(|| node_err(node, "axis out of range"))?;
+    let largest = attrs::int(node, "largest", 1) != 0;
+    if attrs::int(node, "sorted", 1) == 0 {
+        // Unsorted output may come in any order; sorted is one valid order.
+    }
+    let mut shape = x.shape.clone();
+    shape[axis] = k.clone();
+    let (v, i) = imp.b.topk(&x.val, axis as i64, largest, &k.to_string(), tensor_type(&shape, Elem::F32), tensor_type(&shape, Elem::I64), &Importer::loc(node));
+    Ok(vec![Value::Rt(Rt { val: v, shape: shape.clone() }), Value::Rt(Rt { val: i, shape })])
 }

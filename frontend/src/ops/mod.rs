@@ -4,6 +4,7 @@ mod attention;
 mod control;
 mod gdn;
 mod math;
+mod ms;
 mod nn;
 mod select;
 mod shape;
@@ -29,4 +30,5 @@ pub fn lookup(domain: &str, op_type: &str) -> Option<ImportFn> {
         .or_else(|| control::lookup(d, op_type))
         .or_else(|| select::lookup(d, op_type))
         .or_else(|| sparse::lookup(d, op_type))
+        .or_else(|| ms::lookup(d, op_type))
 }

@@ -131,7 +131,7 @@ fn trilu(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendErr
     let k = match imp.input(node, 1)? {
         None => 0,
         Some(Value::Known(k)) => k.ints().and_then(|v| v.first().copied()).ok_or_else(|| node_err(node, "k must be a constant integer"))?,
-        Some(Value::Rt(_)) => return Err(node_err(node, "k given at run time is not supported: it must be known at compile time")),
+        Some(_) => return Err(node_err(node, "k given at run time is not supported: it must be known at compile time")),
     };
     let upper = attrs::int(node, "upper", 1) != 0;
     let val = imp.b.trilu(&x.val, upper, k, &Importer::loc(node));

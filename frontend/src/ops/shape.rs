@@ -115,7 +115,7 @@ fn const_ints(imp: &Importer, node: &NodeProto, i: usize, what: &str) -> Result<
     match imp.input(node, i)? {
         None => Ok(None),
         Some(Value::Known(k)) => k.ints().map(Some).ok_or_else(|| node_err(node, format!("{what} must be constant integers"))),
-        Some(Value::Rt(_)) => Err(node_err(node, format!("{what} given at run time is not supported: it must be known at compile time"))),
+        Some(_) => Err(node_err(node, format!("{what} given at run time is not supported: it must be known at compile time"))),
     }
 }
 
@@ -367,7 +367,7 @@ fn reshape(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendE
     let x = imp.req(node, 0)?;
     let target = match imp.input(node, 1)? {
         Some(Value::Known(k)) => k.dims().map(|d| d.to_vec()).ok_or_else(|| node_err(node, "shape must be integers"))?,
-        Some(Value::Rt(_)) => return Err(node_err(node, "a target shape computed at run time is not supported: it must be computable at compile time (from constants and Shape ops)")),
+        Some(_) => return Err(node_err(node, "a target shape computed at run time is not supported: it must be computable at compile time (from constants and Shape ops)")),
         None => attrs::ints(node, "shape").ok_or_else(|| node_err(node, "shape missing"))?.into_iter().map(Dim::Const).collect(),
     };
     let allowzero = attrs::int(node, "allowzero", 0) != 0;
@@ -469,6 +469,12 @@ fn transpose(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
 
 fn expand(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
     let x = imp.req(node, 0)?;
+    if let Value::Known(k) = &x {
+        if k.bytes().is_none() {
+            let why = format!("node `{}` (Expand) broadcasts symbolic integers at run time, which is not supported", crate::attrs::node_name(node));
+            return Ok(vec![Value::Unavailable(why)]);
+        }
+    }
     let target = imp.known(node, 1, "shape")?;
     let target = target.dims().ok_or_else(|| node_err(node, "shape must be integers"))?.to_vec();
     let shape = crate::value::broadcast(&x.shape(), &target).ok_or_else(|| node_err(node, format!("cannot expand {:?} to {:?}", x.shape(), target)))?;

@@ -61,6 +61,8 @@ pub(crate) fn binary(a: &Tensor, b: &Tensor, kind: BinaryKind) -> Result<Tensor,
                 BinaryKind::Mul => |p, q| p * q,
                 BinaryKind::Div => |p, q| p / q,
                 BinaryKind::Pow => f32::powf,
+                BinaryKind::Min => f32::min,
+                BinaryKind::Max => f32::max,
             };
             Data::F32(zip_broadcast(x, &a.shape, y, &b.shape, &out, f))
         }
@@ -76,6 +78,8 @@ pub(crate) fn binary(a: &Tensor, b: &Tensor, kind: BinaryKind) -> Result<Tensor,
                     i64::wrapping_div
                 }
                 BinaryKind::Pow => op_bail!("{op}: int64 operands are not supported (only f32)"),
+                BinaryKind::Min => |p: i64, q: i64| p.min(q),
+                BinaryKind::Max => |p: i64, q: i64| p.max(q),
             };
             Data::I64(zip_broadcast(x, &a.shape, y, &b.shape, &out, f))
         }

@@ -77,6 +77,10 @@ pub fn run_op(
             req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?, req(inputs, 3)?, a.q_heads as usize, a.kv_heads as usize, a.scale,
         )
         .map(one),
+        Op::TopK(a) => {
+            let (v, i) = select::top_k(req(inputs, 0)?, a.axis, a.largest, &a.k, env)?;
+            Ok(vec![v, i])
+        }
         Op::Weight(_) | Op::Loop(_) => Err(OpError::new("control op reached run_op; the executor handles it")),
     }
 }

@@ -129,6 +129,41 @@ pub(crate) fn trilu(x: &Tensor, upper: bool, k: i64) -> Result<Tensor, OpError> 
     Ok(Tensor { shape: x.shape.clone(), data })
 }
 
+/// TopK along `axis`: the k largest (or smallest) values, sorted, ties to the lower index;
+/// returns (values, int64 indices). `k` is a dim expression evaluated with `env`.
+pub(crate) fn top_k(x: &Tensor, axis: i64, largest: bool, k: &str, env: &std::collections::HashMap<String, i64>) -> Result<(Tensor, Tensor), OpError> {
+    let v = expect_f32("top_k", "x", x)?;
+    let ax = norm_axis("top_k", axis, x.shape.len())?;
+    let k = crate::dim::Dim::parse(k).and_then(|d| d.eval(env)).map_err(|e| OpError::new(format!("top_k: k: {e}")))?;
+    let n = x.shape[ax];
+    if k < 0 || k as usize > n {
+        op_bail!("top_k: k = {k} is outside 0..={n} (the size of axis {ax})");
+    }
+    let k = k as usize;
+    let inner: usize = x.shape[ax + 1..].iter().product();
+    let outer: usize = x.shape[..ax].iter().product();
+    let mut shape = x.shape.clone();
+    shape[ax] = k;
+    let (mut vals, mut idxs) = (vec![0f32; outer * k * inner], vec![0i64; outer * k * inner]);
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| v[(o * n + j) * inner + i];
+            order.clear();
+            order.extend(0..n);
+            order.sort_by(|&a, &b| {
+                let c = at(a).partial_cmp(&at(b)).unwrap_or(std::cmp::Ordering::Equal);
+                (if largest { c.reverse() } else { c }).then(a.cmp(&b))
+            });
+            for (r, &j) in order.iter().take(k).enumerate() {
+                vals[(o * k + r) * inner + i] = at(j);
+                idxs[(o * k + r) * inner + i] = j as i64;
+            }
+        }
+    }
+    Ok((Tensor::f32(shape.clone(), vals), Tensor::i64(shape, idxs)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +182,19 @@ mod tests {
         assert_eq!(v[5], 0.0);
         let y0 = softmax(&x, 0).unwrap();
         assert!((y0.as_f32().unwrap()[0] + y0.as_f32().unwrap()[3] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn top_k_sorts_with_ties_to_the_lower_index() {
+        let x = Tensor::f32(vec![2, 4], vec![1.0, 3.0, 3.0, 2.0, 0.0, -1.0, 5.0, f32::NEG_INFINITY]);
+        let env = std::collections::HashMap::from([("seq".to_string(), 2i64)]);
+        let (v, i) = top_k(&x, 1, true, "min(3,seq+1)", &env).unwrap();
+        assert_eq!(v.shape, vec![2, 3]);
+        assert_eq!(i.as_i64().unwrap(), &[1, 2, 3, 2, 0, 1]);
+        assert_eq!(v.as_f32().unwrap(), &[3.0, 3.0, 2.0, 5.0, 0.0, -1.0]);
+        let (_, i) = top_k(&x, 0, false, "1", &env).unwrap();
+        assert_eq!(i.as_i64().unwrap(), &[1, 1, 1, 1]);
+        assert!(top_k(&x, 1, true, "5", &env).is_err());
     }
 
     #[test]
