@@ -4,70 +4,71 @@
 //! and windowed attention, index keys and latents of sparse attention.
 
 use std::collections::HashMap;
-use std::rc::Rc;
 
-use crate::cpu::run_op;
+use crate::backend::Backend;
 use crate::error::OpError;
 use crate::plan::{self, Op, Step};
-use crate::tensor::Tensor;
 
 /// Identifies one cache: the step's cache slot and the iteration of each enclosing loop.
 pub type CacheKey = (u32, Vec<i64>);
 
 /// The caches of one sequence (or one batch run together) and how many tokens they hold.
-#[derive(Default)]
-pub struct RunState {
+pub struct RunState<T> {
     /// Tokens already processed (positions of the next chunk start here).
     pub past: i64,
-    pub caches: HashMap<CacheKey, Vec<Rc<Tensor>>>,
+    pub caches: HashMap<CacheKey, Vec<T>>,
     /// Approximate mode: all loops of an attention step share one KV cache, written by the
     /// last loop (T-fold less KV memory; Ouro reports little quality loss).
     pub share_kv_across_loops: bool,
 }
 
-impl RunState {
-    /// Bytes held by the caches now.
-    pub fn cache_bytes(&self) -> usize {
-        self.caches.values().flatten().map(|t| t.numel() * 4).sum()
+impl<T> Default for RunState<T> {
+    fn default() -> Self {
+        RunState { past: 0, caches: HashMap::new(), share_kv_across_loops: false }
     }
 }
 
-fn concat_seq(cache: Option<&Rc<Tensor>>, new: &Rc<Tensor>, env: &HashMap<String, i64>) -> Result<Rc<Tensor>, OpError> {
+impl<T> RunState<T> {
+    /// Bytes held by the caches now.
+    pub fn cache_bytes<B: Backend<Buf = T>>(&self, b: &B) -> usize {
+        self.caches.values().flatten().map(|t| b.nbytes(t)).sum()
+    }
+}
+
+fn concat_seq<B: Backend>(b: &B, cache: Option<&B::Buf>, new: &B::Buf, env: &HashMap<String, i64>) -> Result<B::Buf, OpError> {
     match cache {
         None => Ok(new.clone()),
-        Some(c) => {
-            let op = Op::Concat(plan::Concat { axis: 1 });
-            Ok(Rc::new(run_op(&op, &[Some(c), Some(new)], env)?.remove(0)))
-        }
+        Some(c) => Ok(b.run_op(&Op::Concat(plan::Concat { axis: 1 }), &[Some(c), Some(new)], env)?.remove(0)),
     }
 }
 
 /// Keeps the last `n` positions of a [B, S, ...] tensor.
-fn keep_last(t: Rc<Tensor>, n: i64, env: &HashMap<String, i64>) -> Result<Rc<Tensor>, OpError> {
-    let s = t.shape.get(1).copied().unwrap_or(0) as i64;
+fn keep_last<B: Backend>(b: &B, t: B::Buf, n: i64, env: &HashMap<String, i64>) -> Result<B::Buf, OpError> {
+    let s = b.shape(&t).get(1).copied().unwrap_or(0) as i64;
     if n < 0 || s <= n {
         return Ok(t);
     }
     let op = Op::Slice(plan::Slice { axes: vec![1], starts: vec![s - n], ends: vec![s], steps: vec![1] });
-    Ok(Rc::new(run_op(&op, &[Some(&t)], env)?.remove(0)))
+    Ok(b.run_op(&op, &[Some(&t)], env)?.remove(0))
 }
 
-fn req(ins: &[Option<Rc<Tensor>>], i: usize) -> Result<Rc<Tensor>, OpError> {
+fn req<T: Clone>(ins: &[Option<T>], i: usize) -> Result<T, OpError> {
     ins.get(i).cloned().flatten().ok_or_else(|| OpError::new(format!("required input {i} is missing")))
 }
 
 /// Runs a stateful step (or a positional range) against the caches in `st`.
-pub fn run_stateful(
+pub fn run_stateful<B: Backend>(
+    b: &B,
     op: &Op,
     step: &Step,
-    mut ins: Vec<Option<Rc<Tensor>>>,
+    mut ins: Vec<Option<B::Buf>>,
     env: &HashMap<String, i64>,
-    st: &mut RunState,
+    st: &mut RunState<B::Buf>,
     iters: &[(i64, i64)],
-) -> Result<Vec<Rc<Tensor>>, OpError> {
-    let run = |op: &Op, ins: &[Option<Rc<Tensor>>]| -> Result<Vec<Rc<Tensor>>, OpError> {
-        let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.as_deref()).collect();
-        Ok(run_op(op, &refs, env)?.into_iter().map(Rc::new).collect())
+) -> Result<Vec<B::Buf>, OpError> {
+    let run = |op: &Op, ins: &[Option<B::Buf>]| -> Result<Vec<B::Buf>, OpError> {
+        let refs: Vec<Option<&B::Buf>> = ins.iter().map(|t| t.as_ref()).collect();
+        b.run_op(op, &refs, env)
     };
     let path: Vec<i64> = iters.iter().map(|&(i, _)| i).collect();
     let key = (step.cache_slot, path);
@@ -96,20 +97,20 @@ pub fn run_stateful(
             let shared = st.share_kv_across_loops && !iters.is_empty();
             let key = if shared { (step.cache_slot, vec![]) } else { key };
             let cache = st.caches.get(&key).cloned().unwrap_or_default();
-            let k = concat_seq(cache.first(), &req(&ins, 1)?, env)?;
-            let v = concat_seq(cache.get(1), &req(&ins, 2)?, env)?;
+            let k = concat_seq(b, cache.first(), &req(&ins, 1)?, env)?;
+            let v = concat_seq(b, cache.get(1), &req(&ins, 2)?, env)?;
             let outs = run(op, &[ins[0].clone(), Some(k.clone()), Some(v.clone())])?;
             let last_iteration = iters.iter().all(|&(i, n)| i == n - 1);
             if !shared || last_iteration {
                 // A window of w keeps the current token and w-1 before it: later queries never
                 // look further back than `window_left` positions.
-                st.caches.insert(key, vec![keep_last(k, a.window_left, env)?, keep_last(v, a.window_left, env)?]);
+                st.caches.insert(key, vec![keep_last(b, k, a.window_left, env)?, keep_last(b, v, a.window_left, env)?]);
             }
             Ok(outs)
         }
         Op::LightningIndexer(_) => {
             let cache = st.caches.get(&key).cloned().unwrap_or_default();
-            let k = concat_seq(cache.first(), &req(&ins, 1)?, env)?;
+            let k = concat_seq(b, cache.first(), &req(&ins, 1)?, env)?;
             let mut ins2 = ins.clone();
             ins2[1] = Some(k.clone());
             let outs = run(op, &ins2)?;
@@ -118,16 +119,12 @@ pub fn run_stateful(
         }
         Op::SparseAttention(_) => {
             let cache = st.caches.get(&key).cloned().unwrap_or_default();
-            let k = concat_seq(cache.first(), &req(&ins, 1)?, env)?;
-            let v = concat_seq(cache.get(1), &req(&ins, 2)?, env)?;
+            let k = concat_seq(b, cache.first(), &req(&ins, 1)?, env)?;
+            let v = concat_seq(b, cache.get(1), &req(&ins, 2)?, env)?;
             let outs = run(op, &[ins[0].clone(), Some(k.clone()), Some(v.clone()), ins.get(3).cloned().flatten()])?;
             st.caches.insert(key, vec![k, v]);
             Ok(outs)
         }
-        other => {
-            let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.as_deref()).collect();
-            let _ = other;
-            Ok(run_op(op, &refs, env)?.into_iter().map(Rc::new).collect())
-        }
+        _ => run(op, &ins),
     }
 }

@@ -1,49 +1,43 @@
-//! The plan executor for the CPU backend: binds inputs, resolves dim symbols, walks the
+//! The plan executor, shared by every backend: binds inputs, resolves dim symbols, walks the
 //! steps of a graph (recursing into loop bodies) and returns the outputs.
 
 use std::collections::HashMap;
-use std::rc::Rc;
 
-use crate::cpu;
+use crate::backend::Backend;
+use crate::cpu::Cpu;
 use crate::decode::RunState;
 use crate::dim::Dim;
 use crate::error::RuntimeError;
 use crate::format::ModelFile;
 use crate::plan::{DType, Graph, Op, Step, TensorSig, ABSENT};
-use crate::tensor::{Data, Tensor};
+use crate::tensor::Tensor;
 
-/// A model loaded for the CPU backend: the manifest plus every weight decoded to a host tensor.
-pub struct CpuModel {
+/// A model loaded on a backend: the manifest plus its weights on the device.
+pub struct Model<B: Backend> {
+    backend: B,
     file: ModelFile,
-    weights: Vec<Rc<Tensor>>,
+    weights: Vec<B::Buf>,
 }
 
+/// The CPU reference backend's model.
+pub type CpuModel = Model<Cpu>;
+
 impl CpuModel {
-    /// Decodes the weights of an opened model file.
+    /// Decodes the weights of an opened model file for the CPU backend.
     pub fn new(file: ModelFile) -> Result<CpuModel, RuntimeError> {
-        let mut weights = Vec::with_capacity(file.manifest.weights.len());
-        for (i, w) in file.manifest.weights.iter().enumerate() {
-            let bytes = file.weight_bytes(i);
-            let shape: Vec<usize> = w.shape.iter().map(|&d| d as usize).collect();
-            let n: usize = shape.iter().product();
-            let data = match DType::try_from(w.dtype) {
-                Ok(DType::F32) if bytes.len() == 4 * n => {
-                    Data::F32(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
-                }
-                Ok(DType::I64) if bytes.len() == 8 * n => {
-                    Data::I64(bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect())
-                }
-                Ok(DType::Bool) if bytes.len() == n => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
-                _ => {
-                    return Err(RuntimeError::Corrupt(format!(
-                        "weight `{}`: dtype {} with {} bytes does not fit shape {:?}",
-                        w.name, w.dtype, bytes.len(), shape
-                    )))
-                }
-            };
-            weights.push(Rc::new(Tensor { shape, data }));
-        }
-        Ok(CpuModel { file, weights })
+        Model::load(Cpu, file)
+    }
+}
+
+impl<B: Backend> Model<B> {
+    /// Loads a model file onto `backend`.
+    pub fn load(backend: B, file: ModelFile) -> Result<Model<B>, RuntimeError> {
+        let weights = backend.load_weights(&file)?;
+        Ok(Model { backend, file, weights })
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
     }
 
     pub fn file(&self) -> &ModelFile {
@@ -58,18 +52,20 @@ impl CpuModel {
 
     /// Runs the entry graph; with `state`, stateful steps read and extend its caches (a decode
     /// session's prefill or decode step).
-    pub fn run_with(&self, inputs: &HashMap<String, Tensor>, mut state: Option<&mut RunState>) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+    pub fn run_with(&self, inputs: &HashMap<String, Tensor>, mut state: Option<&mut RunState<B::Buf>>) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let m = &self.file.manifest;
         let env = bind_symbols(&m.inputs, inputs)?;
         let entry = m.graphs.first().ok_or_else(|| RuntimeError::Corrupt("plan has no graphs".into()))?;
-        let args: Vec<Rc<Tensor>> = m.inputs.iter().map(|s| Rc::new(inputs[&s.name].clone())).collect();
+        let dev = |e: crate::error::OpError| RuntimeError::Device { device: self.backend.name().into(), reason: e.0 };
+        let args: Vec<B::Buf> = m.inputs.iter().map(|s| self.backend.upload(&inputs[&s.name])).collect::<Result<_, _>>().map_err(dev)?;
         let mut iters = Vec::new();
         let outs = self.run_graph(entry, args, &env, &mut state, &mut iters)?;
-        Ok(m.outputs.iter().map(|s| s.name.clone()).zip(outs.into_iter().map(|t| Rc::try_unwrap(t).unwrap_or_else(|t| (*t).clone()))).collect())
+        let host: Vec<Tensor> = outs.iter().map(|b| self.backend.download(b)).collect::<Result<_, _>>().map_err(dev)?;
+        Ok(m.outputs.iter().map(|s| s.name.clone()).zip(host).collect())
     }
 
-    fn run_graph(&self, g: &Graph, args: Vec<Rc<Tensor>>, env: &HashMap<String, i64>, state: &mut Option<&mut RunState>, iters: &mut Vec<(i64, i64)>) -> Result<Vec<Rc<Tensor>>, RuntimeError> {
-        let mut vals: Vec<Option<Rc<Tensor>>> = vec![None; g.num_values as usize];
+    fn run_graph(&self, g: &Graph, args: Vec<B::Buf>, env: &HashMap<String, i64>, state: &mut Option<&mut RunState<B::Buf>>, iters: &mut Vec<(i64, i64)>) -> Result<Vec<B::Buf>, RuntimeError> {
+        let mut vals: Vec<Option<B::Buf>> = vec![None; g.num_values as usize];
         if args.len() != g.inputs.len() {
             return Err(RuntimeError::Corrupt(format!("graph `{}` takes {} inputs, got {}", g.name, g.inputs.len(), args.len())));
         }
@@ -79,7 +75,7 @@ impl CpuModel {
         for (si, step) in g.steps.iter().enumerate() {
             let err = |reason: String| RuntimeError::Step { step: si, op: op_name(step), origin: step.origin.clone(), reason };
             let op = step.op.as_ref().ok_or_else(|| err("step has no op (unknown to this runtime?)".into()))?;
-            let mut ins: Vec<Option<Rc<Tensor>>> = Vec::with_capacity(step.inputs.len());
+            let mut ins: Vec<Option<B::Buf>> = Vec::with_capacity(step.inputs.len());
             for &i in &step.inputs {
                 if i == ABSENT {
                     ins.push(None);
@@ -88,21 +84,21 @@ impl CpuModel {
                     ins.push(Some(v));
                 }
             }
-            let outs: Vec<Rc<Tensor>> = match op {
+            let outs: Vec<B::Buf> = match op {
                 Op::Weight(w) => vec![self.weights.get(w.index as usize).cloned().ok_or_else(|| err(format!("no weight #{}", w.index)))?],
                 Op::Loop(l) => {
                     let body = self.file.manifest.graphs.get(l.body as usize).ok_or_else(|| err(format!("no graph #{}", l.body)))?;
                     let nc = l.num_carried as usize;
-                    let ins: Vec<Rc<Tensor>> = ins.into_iter().map(|t| t.ok_or_else(|| err("loop inputs cannot be absent".into()))).collect::<Result<_, _>>()?;
+                    let ins: Vec<B::Buf> = ins.into_iter().map(|t| t.ok_or_else(|| err("loop inputs cannot be absent".into()))).collect::<Result<_, _>>()?;
                     if ins.len() < nc {
                         return Err(err(format!("loop carries {nc} values but has {} inputs", ins.len())));
                     }
                     let (mut carried, captured) = (ins[..nc].to_vec(), &ins[nc..]);
                     let n_scan = step.outputs.len().saturating_sub(nc);
-                    let mut scans: Vec<Vec<Rc<Tensor>>> = vec![Vec::new(); n_scan];
+                    let mut scans: Vec<Vec<B::Buf>> = vec![Vec::new(); n_scan];
                     for it in 0..l.trip_count {
                         let mut a = Vec::with_capacity(1 + ins.len());
-                        a.push(Rc::new(Tensor::i64(vec![], vec![it])));
+                        a.push(self.backend.upload(&Tensor::i64(vec![], vec![it])).map_err(|e| err(e.0))?);
                         a.extend(carried.iter().cloned());
                         a.extend(captured.iter().cloned());
                         iters.push((it, l.trip_count));
@@ -118,17 +114,17 @@ impl CpuModel {
                         carried = outs;
                     }
                     for s in scans {
-                        carried.push(Rc::new(stack(&s).map_err(err)?));
+                        carried.push(self.backend.stack(&s).map_err(|e| err(e.0))?);
                     }
                     carried
                 }
                 _ => match state.as_deref_mut() {
                     Some(st) if step.cache_slot != 0 || matches!(op, Op::Range(r) if r.positional) => {
-                        crate::decode::run_stateful(op, step, ins, env, st, iters).map_err(|e| err(e.0))?
+                        crate::decode::run_stateful(&self.backend, op, step, ins, env, st, iters).map_err(|e| err(e.0))?
                     }
                     _ => {
-                        let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.as_deref()).collect();
-                        cpu::run_op(op, &refs, env).map_err(|e| err(e.0))?.into_iter().map(Rc::new).collect()
+                        let refs: Vec<Option<&B::Buf>> = ins.iter().map(|t| t.as_ref()).collect();
+                        self.backend.run_op(op, &refs, env).map_err(|e| err(e.0))?
                     }
                 },
             };
@@ -146,7 +142,7 @@ impl CpuModel {
     }
 }
 
-fn slot<'a>(vals: &'a mut [Option<Rc<Tensor>>], id: u32, g: &Graph) -> Result<&'a mut Option<Rc<Tensor>>, RuntimeError> {
+fn slot<'a, T>(vals: &'a mut [Option<T>], id: u32, g: &Graph) -> Result<&'a mut Option<T>, RuntimeError> {
     vals.get_mut(id as usize).ok_or_else(|| RuntimeError::Corrupt(format!("graph `{}` uses value %{id} past its {} values", g.name, g.num_values)))
 }
 
@@ -194,20 +190,4 @@ pub fn unused_inputs<'a>(sigs: &[TensorSig], inputs: &'a HashMap<String, Tensor>
     let mut v: Vec<&str> = inputs.keys().filter(|k| !sigs.iter().any(|s| &s.name == *k)).map(String::as_str).collect();
     v.sort_unstable();
     v
-}
-
-/// Stacks equally shaped tensors along a new leading axis (Loop scan outputs).
-fn stack(xs: &[Rc<Tensor>]) -> Result<Tensor, String> {
-    let first = xs.first().ok_or("no iterations to stack")?;
-    if xs.iter().any(|x| x.shape != first.shape || x.dtype() != first.dtype()) {
-        return Err("a scan output changed shape or dtype across iterations".into());
-    }
-    let mut shape = vec![xs.len()];
-    shape.extend(&first.shape);
-    let data = match &first.data {
-        Data::F32(_) => Data::F32(xs.iter().flat_map(|x| x.as_f32().unwrap_or(&[]).iter().copied()).collect()),
-        Data::I64(_) => Data::I64(xs.iter().flat_map(|x| x.as_i64().unwrap_or(&[]).iter().copied()).collect()),
-        Data::Bool(_) => Data::Bool(xs.iter().flat_map(|x| match &x.data { Data::Bool(v) => v.clone(), _ => vec![] }).collect()),
-    };
-    Ok(Tensor { shape, data })
 }

@@ -2,6 +2,7 @@
 //! MLIR: the plan format (`plan`), the file format (`format`), the CPU reference backend
 //! (`cpu`, `exec`) and device selection (`device`).
 
+pub mod backend;
 pub mod cpu;
 pub mod decode;
 pub mod session;

@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
+use crate::backend::Backend;
 use crate::decode::RunState;
 use crate::error::RuntimeError;
-use crate::exec::CpuModel;
+use crate::exec::Model;
 use crate::plan::{DecodeInfo, Graph, Op};
 use crate::tensor::Tensor;
 
@@ -44,16 +45,16 @@ impl CacheReport {
 }
 
 /// A prefill/decode session over a compiled language model.
-pub struct Session<'m> {
-    model: &'m CpuModel,
+pub struct Session<'m, B: Backend> {
+    model: &'m Model<B>,
     info: DecodeInfo,
     opts: SessionOptions,
-    seqs: Vec<(RunState, usize)>,
+    seqs: Vec<(RunState<B::Buf>, usize)>,
 }
 
-impl<'m> Session<'m> {
+impl<'m, B: Backend> Session<'m, B> {
     /// Opens a session; fails with the reason when the model cannot be decoded incrementally.
-    pub fn new(model: &'m CpuModel, opts: SessionOptions) -> Result<Session<'m>, RuntimeError> {
+    pub fn new(model: &'m Model<B>, opts: SessionOptions) -> Result<Session<'m, B>, RuntimeError> {
         let info = model.file().manifest.decode.clone().ok_or_else(|| RuntimeError::Device {
             device: "session".into(),
             reason: "this model has no token-ids input and logits output (expected int64 [batch, seq] -> float [batch, seq, vocab])".into(),
@@ -86,7 +87,7 @@ impl<'m> Session<'m> {
 
     /// Bytes the caches hold now.
     pub fn cache_bytes(&self) -> usize {
-        self.seqs.iter().map(|(s, _)| s.cache_bytes()).sum()
+        self.seqs.iter().map(|(s, _)| s.cache_bytes(self.model.backend())).sum()
     }
 
     /// Drops every sequence and its caches.

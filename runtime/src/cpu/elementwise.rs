@@ -145,7 +145,7 @@ mod tests {
         if let Data::F32(v) = &mut b.data {
             v[0] = 2.5;
         }
-        for kind in [BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div, BinaryKind::Pow] {
+        for kind in [BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div, BinaryKind::Pow, BinaryKind::Min, BinaryKind::Max] {
             let y = binary(&a_pos, &b, kind).unwrap();
             assert_eq!(y.shape, vec![2, 4, 3]);
             let (av, bv) = (f32s(&a_pos), f32s(&b));
@@ -160,6 +160,8 @@ mod tests {
                             BinaryKind::Mul => p * q,
                             BinaryKind::Div => p / q,
                             BinaryKind::Pow => p.powf(q),
+                            BinaryKind::Min => if p < q { p } else { q },
+                            BinaryKind::Max => if p > q { p } else { q },
                         });
                     }
                 }

@@ -14,10 +14,84 @@ mod shape;
 mod sparse;
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
-use crate::error::OpError;
-use crate::plan::Op;
-use crate::tensor::Tensor;
+use crate::backend::Backend;
+use crate::error::{OpError, RuntimeError};
+use crate::format::ModelFile;
+use crate::plan::{DType, Op};
+use crate::tensor::{Data, Tensor};
+
+/// The CPU reference backend: host tensors, fp32 semantics of every op.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu;
+
+impl Backend for Cpu {
+    type Buf = Rc<Tensor>;
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+    fn load_weights(&self, file: &ModelFile) -> Result<Vec<Rc<Tensor>>, RuntimeError> {
+        let mut weights = Vec::with_capacity(file.manifest.weights.len());
+        for (i, w) in file.manifest.weights.iter().enumerate() {
+            let bytes = file.weight_bytes(i);
+            let shape: Vec<usize> = w.shape.iter().map(|&d| d as usize).collect();
+            let n: usize = shape.iter().product();
+            let data = match DType::try_from(w.dtype) {
+                Ok(DType::F32) if bytes.len() == 4 * n => Data::F32(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+                Ok(DType::I64) if bytes.len() == 8 * n => {
+                    Data::I64(bytes.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
+                }
+                Ok(DType::Bool) if bytes.len() == n => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
+                _ => {
+                    return Err(RuntimeError::Corrupt(format!(
+                        "weight `{}`: dtype {} with {} bytes does not fit shape {:?}",
+                        w.name,
+                        w.dtype,
+                        bytes.len(),
+                        shape
+                    )))
+                }
+            };
+            weights.push(Rc::new(Tensor { shape, data }));
+        }
+        Ok(weights)
+    }
+    fn upload(&self, t: &Tensor) -> Result<Rc<Tensor>, OpError> {
+        Ok(Rc::new(t.clone()))
+    }
+    fn download(&self, b: &Rc<Tensor>) -> Result<Tensor, OpError> {
+        Ok((**b).clone())
+    }
+    fn shape(&self, b: &Rc<Tensor>) -> Vec<usize> {
+        b.shape.clone()
+    }
+    fn run_op(&self, op: &Op, inputs: &[Option<&Rc<Tensor>>], env: &HashMap<String, i64>) -> Result<Vec<Rc<Tensor>>, OpError> {
+        let refs: Vec<Option<&Tensor>> = inputs.iter().map(|t| t.map(|r| &**r)).collect();
+        Ok(run_op(op, &refs, env)?.into_iter().map(Rc::new).collect())
+    }
+    fn stack(&self, xs: &[Rc<Tensor>]) -> Result<Rc<Tensor>, OpError> {
+        let first = xs.first().ok_or_else(|| OpError::new("no iterations to stack"))?;
+        if xs.iter().any(|x| x.shape != first.shape || x.dtype() != first.dtype()) {
+            return Err(OpError::new("a scan output changed shape or dtype across iterations"));
+        }
+        let mut shape = vec![xs.len()];
+        shape.extend(&first.shape);
+        let data = match &first.data {
+            Data::F32(_) => Data::F32(xs.iter().flat_map(|x| x.as_f32().unwrap_or(&[]).iter().copied()).collect()),
+            Data::I64(_) => Data::I64(xs.iter().flat_map(|x| x.as_i64().unwrap_or(&[]).iter().copied()).collect()),
+            Data::Bool(_) => Data::Bool(xs.iter().flat_map(|x| if let Data::Bool(v) = &x.data { v.clone() } else { vec![] }).collect()),
+        };
+        Ok(Rc::new(Tensor { shape, data }))
+    }
+    fn nbytes(&self, b: &Rc<Tensor>) -> usize {
+        b.numel() * match b.dtype() {
+            DType::F32 => 4,
+            DType::I64 => 8,
+            DType::Bool => 1,
+        }
+    }
+}
 
 /// Runs one non-control-flow op. `inputs[i]` is None for an omitted optional input; `env`
 /// binds the dim symbols (`batch`, `seq`, ...) used by shape attributes.

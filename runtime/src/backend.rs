@@ -1,0 +1,32 @@
+//! What a backend provides to the shared plan executor (`exec.rs`), decode caches
+//! (`decode.rs`) and sessions: its buffer type, weights, transfers and one function per plan op.
+//! The CPU reference backend (`cpu/`) is one; the CUDA backend is another.
+
+use std::collections::HashMap;
+
+use crate::error::{OpError, RuntimeError};
+use crate::format::ModelFile;
+use crate::plan::Op;
+use crate::tensor::Tensor;
+
+/// A device that executes plan ops on its own buffers.
+pub trait Backend: Sized {
+    /// A tensor living on the device (cheap to clone: reference counted).
+    type Buf: Clone;
+    /// Short name for messages (`cpu`, `cuda`).
+    fn name(&self) -> &'static str;
+    /// Loads the model's weights onto the device.
+    fn load_weights(&self, file: &ModelFile) -> Result<Vec<Self::Buf>, RuntimeError>;
+    /// Copies a host tensor to the device.
+    fn upload(&self, t: &Tensor) -> Result<Self::Buf, OpError>;
+    /// Copies a device buffer to the host.
+    fn download(&self, b: &Self::Buf) -> Result<Tensor, OpError>;
+    /// The buffer's shape.
+    fn shape(&self, b: &Self::Buf) -> Vec<usize>;
+    /// Runs one non-control op (everything but `Weight` and `Loop`).
+    fn run_op(&self, op: &Op, inputs: &[Option<&Self::Buf>], env: &HashMap<String, i64>) -> Result<Vec<Self::Buf>, OpError>;
+    /// Stacks equally shaped buffers along a new leading axis (Loop scan outputs).
+    fn stack(&self, xs: &[Self::Buf]) -> Result<Self::Buf, OpError>;
+    /// Bytes a buffer holds (cache accounting).
+    fn nbytes(&self, b: &Self::Buf) -> usize;
+}
