@@ -266,15 +266,16 @@ irdl.dialect @lt2 {
     irdl.results(out: %r_out)
     irdl.attributes {"axes" = %a_axes, "starts" = %a_starts, "ends" = %a_ends, "steps" = %a_steps}
   }
-  // Depthwise causal 1-D conv over channels-last x[B, L, C] with weight [C, k] and an optional fused activation ("" or "silu"); returns (y, state_out [B, C, k-1]).
+  // Depthwise causal 1-D conv over channels-last x[B, L, C] with weight [C, k], optional bias and past state [B, C, k-1], and an optional fused activation ("" or "silu"); returns (y, state_out [B, C, k-1]).
   irdl.operation @causal_conv {
     %x = irdl.base "!builtin.tensor"
     %w = irdl.base "!builtin.tensor"
     %bias = irdl.base "!builtin.tensor"
+    %state = irdl.base "!builtin.tensor"
     %r_y = irdl.base "!builtin.tensor"
     %r_state_out = irdl.base "!builtin.tensor"
     %a_activation = irdl.base "#builtin.string"
-    irdl.operands(x: %x, w: %w, bias: optional %bias)
+    irdl.operands(x: %x, w: %w, bias: optional %bias, state: optional %state)
     irdl.results(y: %r_y, state_out: %r_state_out)
     irdl.attributes {"activation" = %a_activation}
   }

@@ -279,11 +279,13 @@ impl FuncBuilder {
             loc,
         )
     }
-    /// `lt2.causal_conv` (channels-last); returns (y, state_out).
-    pub fn causal_conv(&mut self, x: &Val, w: &Val, bias: Option<&Val>, activation: &str, y: TensorType, state: TensorType, loc: &str) -> (Val, Val) {
+    /// `lt2.causal_conv` (channels-last) with optional bias and past state; returns (y, state_out).
+    #[allow(clippy::too_many_arguments)]
+    pub fn causal_conv(&mut self, x: &Val, w: &Val, bias: Option<&Val>, past: Option<&Val>, activation: &str, y: TensorType, state: TensorType, loc: &str) -> (Val, Val) {
         let mut ops = vec![x, w];
         ops.extend(bias);
-        let seg = format!("array<i32: 1, 1, {}>", bias.is_some() as i32);
+        ops.extend(past);
+        let seg = format!("array<i32: 1, 1, {}, {}>", bias.is_some() as i32, past.is_some() as i32);
         let mut r = self.op(Lt2Op::CausalConv, &ops, &[("activation", quote(activation)), ("operandSegmentSizes", seg)], &[y, state], loc);
         let s = r.pop().expect("two results");
         (r.pop().expect("two results"), s)

@@ -24,13 +24,17 @@ fn last_const(node: &NodeProto, r: &Rt, what: &str) -> Result<i64, FrontendError
 }
 
 fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
-    for (i, what) in [(3, "attn_mask"), (4, "past_key"), (5, "past_value"), (6, "nonpad_kv_seqlen")] {
+    for (i, what) in [(3, "attn_mask"), (6, "nonpad_kv_seqlen")] {
         if imp.input(node, i)?.is_some() {
             return Err(node_err(node, format!("input `{what}` is not supported yet")));
         }
     }
-    if node.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err(node_err(node, "outputs present_key/present_value/qk_matmul_output are not supported yet"));
+    if node.output.get(3).is_some_and(|o| !o.is_empty()) {
+        return Err(node_err(node, "the qk_matmul_output output is not supported yet"));
+    }
+    let past = (imp.opt_rt(node, 4)?, imp.opt_rt(node, 5)?);
+    if past.0.is_some() != past.1.is_some() {
+        return Err(node_err(node, "past_key and past_value must be given together"));
     }
     if attrs::float(node, "softcap", 0.0) != 0.0 {
         return Err(node_err(node, "softcap is not supported yet"));
@@ -40,6 +44,32 @@ fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
     let mut k = imp.rt(node, 1)?;
     let mut v = imp.rt(node, 2)?;
     let four_d = q.shape.len() == 4;
+    // The explicit-cache form: K/V become concat(past, new) along the sequence ([B, Hkv, P+S, D]),
+    // returned as present_key / present_value; queries align bottom-right (offset = past length).
+    let mut present: Vec<Value> = Vec::new();
+    if let (Some(pk), Some(pv)) = &past {
+        let seq_axis = if four_d { 2 } else { 1 };
+        if q.shape[seq_axis] != k.shape[seq_axis] {
+            return Err(node_err(node, "a past with new keys of another length than the queries is not supported (the causal offset would not be the past length)"));
+        }
+        let hkv = pk.shape[1].as_const().ok_or_else(|| node_err(node, "past_key's head count must be static"))?;
+        let mut full = Vec::new();
+        for (new, old) in [(&k, pk), (&v, pv)] {
+            let heads_first = if four_d { new.clone() } else { unpack(imp, node, new, hkv, &loc)? };
+            let mut shape = old.shape.clone();
+            shape[2] = Dim::add(old.shape[2].clone(), heads_first.shape[2].clone());
+            let val = imp.b.concat(&old.val, &heads_first.val, 2, tensor_type(&shape, Elem::F32), &loc);
+            full.push(Rt { val, shape });
+        }
+        present = full.iter().cloned().map(Value::Rt).collect();
+        if four_d {
+            k = full[0].clone();
+            v = full[1].clone();
+        } else {
+            k = packed(imp, &full[0], &loc)?;
+            v = packed(imp, &full[1], &loc)?;
+        }
+    }
     let (hq, hkv) = if four_d {
         if k.shape.len() != 4 || v.shape.len() != 4 {
             return Err(node_err(node, "Q, K and V must all be 3-D or all 4-D"));
@@ -70,10 +100,22 @@ fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
     let causal = attrs::int(node, "is_causal", 0) != 0;
     let window = (attrs::int(node, "left_window_size", -1), attrs::int(node, "right_window_size", -1));
     // ONNX aligns the causal mask and windows to the top-left (offset 0) when there is no past.
-    let top_left = q.shape[1] != k.shape[1];
+    let top_left = past.0.is_none() && q.shape[1] != k.shape[1];
     let shape = vec![q.shape[0].clone(), q.shape[1].clone(), Dim::Const(hq * (vd / hkv))];
     let val = imp.b.attention(&q.val, &k.val, &v.val, hq, hkv, scale, causal, window, top_left, tensor_type(&shape, Elem::F32), &loc);
-    finish(imp, node, Rt { val, shape }, four_d, hq, &loc)
+    let mut outs = finish(imp, node, Rt { val, shape }, four_d, hq, &loc)?;
+    outs.extend(present);
+    Ok(outs)
+}
+
+/// [B, S, H*D] -> [B, H, S, D].
+fn unpack(imp: &mut Importer, node: &NodeProto, x: &Rt, heads: i64, loc: &str) -> Result<Rt, FrontendError> {
+    let w = x.shape[2].as_const().ok_or_else(|| node_err(node, "the hidden size must be static"))?;
+    let r_shape = vec![x.shape[0].clone(), x.shape[1].clone(), Dim::Const(heads), Dim::Const(w / heads)];
+    let r = imp.b.reshape(&x.val, &Importer::dim_strings(&r_shape), tensor_type(&r_shape, Elem::F32), loc);
+    let t_shape = vec![x.shape[0].clone(), Dim::Const(heads), x.shape[1].clone(), Dim::Const(w / heads)];
+    let val = imp.b.transpose(&r, &[0, 2, 1, 3], tensor_type(&t_shape, Elem::F32), loc);
+    Ok(Rt { val, shape: t_shape })
 }
 
 /// [B, H, S, D] -> [B, S, H*D].

@@ -83,9 +83,7 @@ fn causal_conv(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Front
     let x = imp.rt(node, 0)?;
     let w = imp.rt(node, 1)?;
     let bias = imp.opt_rt(node, 2)?;
-    if imp.input(node, 3)?.is_some() {
-        return Err(node_err(node, "the past_state input is not supported yet"));
-    }
+    let past = imp.opt_rt(node, 3)?;
     if x.shape.len() != 3 {
         return Err(node_err(node, "input must be [B, C, L]"));
     }
@@ -101,7 +99,7 @@ fn causal_conv(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Front
     let cl_shape = vec![b.clone(), l.clone(), c.clone()];
     let xt = imp.b.transpose(&x.val, &[0, 2, 1], tensor_type(&cl_shape, Elem::F32), &loc);
     let st_shape = vec![b, c, Dim::Const(ksize - 1)];
-    let (y, st) = imp.b.causal_conv(&xt, &w.val, bias.as_ref().map(|b| &b.val), act, tensor_type(&cl_shape, Elem::F32), tensor_type(&st_shape, Elem::F32), &loc);
+    let (y, st) = imp.b.causal_conv(&xt, &w.val, bias.as_ref().map(|b| &b.val), past.as_ref().map(|p| &p.val), act, tensor_type(&cl_shape, Elem::F32), tensor_type(&st_shape, Elem::F32), &loc);
     let yt = imp.b.transpose(&y, &[0, 2, 1], x.val.ty.clone(), &loc);
     Ok(vec![Value::Rt(Rt { val: yt, shape: x.shape }), Value::Rt(Rt { val: st, shape: st_shape })])
 }

@@ -173,13 +173,11 @@ fn causal_conv(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Front
     if attrs::int(node, "ndim", 1) != 1 || attrs::int(node, "dilation", 1) != 1 || attrs::int(node, "state_window", 0) != 0 {
         return Err(node_err(node, "ndim, dilation and state_window other than the defaults are not supported yet"));
     }
-    if imp.input(node, 3)?.is_some() {
-        return Err(node_err(node, "the past_state input is not supported yet"));
-    }
     let loc = Importer::loc(node);
     let x = imp.rt(node, 0)?;
     let w = imp.rt(node, 1)?;
     let bias = imp.opt_rt(node, 2)?;
+    let past = imp.opt_rt(node, 3)?;
     let act = match attrs::string(node, "activation", "none")?.as_str() {
         "none" | "" => "none",
         "silu" | "swish" => "silu",
@@ -194,7 +192,7 @@ fn causal_conv(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Front
     let cl_shape = vec![b.clone(), l, c.clone()];
     let xin = if channels_last { x.val.clone() } else { imp.b.transpose(&x.val, &[0, 2, 1], tensor_type(&cl_shape, Elem::F32), &loc) };
     let st_shape = vec![b, c, Dim::Const(ksize - 1)];
-    let (y, st) = imp.b.causal_conv(&xin, &w.val, bias.as_ref().map(|b| &b.val), act, tensor_type(&cl_shape, Elem::F32), tensor_type(&st_shape, Elem::F32), &loc);
+    let (y, st) = imp.b.causal_conv(&xin, &w.val, bias.as_ref().map(|b| &b.val), past.as_ref().map(|p| &p.val), act, tensor_type(&cl_shape, Elem::F32), tensor_type(&st_shape, Elem::F32), &loc);
     let y = if channels_last { y } else { imp.b.transpose(&y, &[0, 2, 1], x.val.ty.clone(), &loc) };
     Ok(vec![Value::Rt(Rt { val: y, shape: x.shape }), Value::Rt(Rt { val: st, shape: st_shape })])
 }
