@@ -297,11 +297,12 @@ irdl.dialect @lt2 {
     irdl.results(out: %r_out, state_out: %r_state_out)
     irdl.attributes {"q_heads" = %a_q_heads, "kv_heads" = %a_kv_heads, "scale" = %a_scale, "update_rule" = %a_update_rule}
   }
-  // Softmax attention over packed q [B,Lq,Hq*D], k [B,Lk,Hkv*D], v [B,Lk,Hkv*Dv] (GQA when Hq > Hkv); causal is bottom-right aligned; window_left / window_right bound the keys around the query's position (-1 = unbounded; a causal window of w tokens is w-1, 0); query i sits at position i + Lk - Lq, or at i when top_left (ONNX Attention without a past).
+  // Softmax attention over packed q [B,Lq,Hq*D], k [B,Lk,Hkv*D], v [B,Lk,Hkv*Dv] (GQA when Hq > Hkv); causal is bottom-right aligned; window_left / window_right bound the keys around the query's position (-1 = unbounded; a causal window of w tokens is w-1, 0); query i sits at position i + Lk - Lq, or at i when top_left (ONNX Attention without a past). An optional mask broadcastable to [B, Hq, Lq, Lk] is added to the scores (bool: false = -inf).
   irdl.operation @attention {
     %q = irdl.base "!builtin.tensor"
     %k = irdl.base "!builtin.tensor"
     %v = irdl.base "!builtin.tensor"
+    %mask = irdl.base "!builtin.tensor"
     %r_out = irdl.base "!builtin.tensor"
     %a_q_heads = irdl.base "#builtin.integer"
     %a_kv_heads = irdl.base "#builtin.integer"
@@ -310,7 +311,7 @@ irdl.dialect @lt2 {
     %a_window_left = irdl.base "#builtin.integer"
     %a_window_right = irdl.base "#builtin.integer"
     %a_top_left = irdl.base "#builtin.integer"
-    irdl.operands(q: %q, k: %k, v: %v)
+    irdl.operands(q: %q, k: %k, v: %v, mask: optional %mask)
     irdl.results(out: %r_out)
     irdl.attributes {"q_heads" = %a_q_heads, "kv_heads" = %a_kv_heads, "scale" = %a_scale, "causal" = %a_causal, "window_left" = %a_window_left, "window_right" = %a_window_right, "top_left" = %a_top_left}
   }

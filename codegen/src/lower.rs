@@ -111,6 +111,9 @@ fn decode_info(m: &mut Manifest) -> Option<plan::DecodeInfo> {
                     }
                 }
                 Some(Op::Attention(a)) if a.top_left => why.push(format!("`{}` aligns its causal mask top-left", s.origin)),
+                Some(Op::Attention(_)) if s.inputs.get(3).is_some_and(|&m| m != plan::ABSENT) => {
+                    why.push(format!("`{}` takes an explicit attention mask, whose shape follows the whole sequence", s.origin))
+                }
                 _ => {}
             }
         }

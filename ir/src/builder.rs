@@ -333,9 +333,16 @@ impl FuncBuilder {
     /// aligns the mask to query i at position i (ONNX without past) instead of i + Lk - Lq.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(&mut self, q: &Val, k: &Val, v: &Val, q_heads: i64, kv_heads: i64, scale: f32, causal: bool, window: (i64, i64), top_left: bool, ty: TensorType, loc: &str) -> Val {
+        self.attention_masked(q, k, v, None, q_heads, kv_heads, scale, causal, window, top_left, ty, loc)
+    }
+    /// `lt2.attention` with an optional mask added to the scores.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_masked(&mut self, q: &Val, k: &Val, v: &Val, mask: Option<&Val>, q_heads: i64, kv_heads: i64, scale: f32, causal: bool, window: (i64, i64), top_left: bool, ty: TensorType, loc: &str) -> Val {
+        let mut ops = vec![q, k, v];
+        ops.extend(mask);
         self.one(
             Lt2Op::Attention,
-            &[q, k, v],
+            &ops,
             &[
                 ("q_heads", format!("{q_heads} : i64")),
                 ("kv_heads", format!("{kv_heads} : i64")),

@@ -2,10 +2,16 @@
 
 Modules:
 - `lt2.reference`: numpy reference of the ops lt2c compiles (ONNX semantics), and a full
-  numpy forward of the example LT2-hybrid model.
-- `lt2.models.example`: builder of the tiny LT2-hybrid ONNX model (Loop and unrolled forms).
+  numpy forward of every looped model (`looped_forward`).
+- `lt2.models.looped`: configurable builder of looped LT2/Ouro models (Loop and unrolled
+  forms; standard, com.microsoft and decomposed spellings; external data).
+- `lt2.models.example`: the tiny LT2-hybrid example model (a `looped` config).
+- `lt2.lt2_ops`, `lt2.ms_ops`: numpy oracles of the `lt2` domain and of the onnxruntime
+  contrib ops, as ReferenceEvaluator custom ops.
+- `lt2.zoo`: the model zoo and its generator (`python -m lt2.zoo.gen`).
 - `lt2.oracles`: thin wrappers that run a model through `onnx.reference.ReferenceEvaluator`
-  and onnxruntime (CPU), plus the relative-error measure used by every comparison.
+  (with the lt2/com.microsoft oracles) and onnxruntime (CPU), plus the relative-error
+  measure used by every comparison.
 - `lt2.examples.gen_example`: writes the `tests/fixtures/lt2_tiny` fixture.
 """
 

@@ -30,21 +30,75 @@ def rel_err(a, b) -> float:
     return float(np.linalg.norm(a - b) / (nb if nb > 0 else 1.0))
 
 
-def run_reference(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
-    """All outputs of ``model`` on ``feeds`` from onnx's ReferenceEvaluator."""
+def _stacking_loop():
+    """onnx 1.23.2's reference ``Loop`` joins scan outputs with ``np.vstack``: per-iteration
+    values of rank >= 2 are *concatenated* along axis 0 (T iterations of ``[B, L, 1]`` give
+    ``[T*B, L, 1]``, not ``[T, B, L, 1]``). The ONNX spec (and onnxruntime) stack them on a new
+    leading axis. This subclass stacks; everything else is onnx's implementation."""
+    from onnx.reference.ops.op_loop import Loop as _OnnxLoop
+
+    class Loop(_OnnxLoop):
+        op_domain = ""
+
+        def _run(self, M, cond, *args, context=None, body=None, attributes=None, bindings=None):  # noqa: D102
+            body = self.body
+            names_in, names_out = body.input_names, body.output_names
+            inputs = dict.fromkeys(names_in)
+            for name, val in zip(names_in[2:], args):  # loop-carried initial values
+                inputs[name] = val
+            if context is not None:
+                inputs.update({a: context[a] for a in context})
+            scans = [[] for _ in range(self.K)]
+            it, outputs = 0, None
+            while cond and (M is None or it < M):
+                if names_in and names_in[0] is not None:
+                    inputs[names_in[0]] = np.array(it, dtype=None if M is None else M.dtype)
+                if len(names_in) > 1 and names_in[1] is not None:
+                    inputs[names_in[1]] = cond
+                outputs = self._run_body(inputs, attributes=attributes, bindings=bindings)
+                for k in range(self.K):
+                    scans[k].append(outputs[-self.K + k])
+                cond = outputs[self.output_index[names_out[0]]]
+                if cond is None:
+                    raise RuntimeError(f"Condition {names_out[0]!r} returned by the subgraph cannot be None.")
+                for i, o in zip(names_in[2:], names_out[1:]):
+                    inputs[i] = outputs[self.output_index[o]]
+                it += 1
+            res = [inputs[i] for i in names_in[2:]] if it == 0 else list(outputs[1 : 1 + self.N])
+            res.extend(np.stack([np.asarray(x) for x in s], axis=0) for s in scans)
+            return self._check_and_fix_outputs(tuple(res))
+
+    return Loop
+
+
+def reference_ops() -> list:
+    """The custom ``OpRun`` classes ``run_reference`` registers: the ``lt2`` domain
+    (``lt2.lt2_ops``), the onnxruntime contrib ops of the ``ms`` spelling (``lt2.ms_ops``),
+    and a ``Loop`` that stacks scan outputs as the spec says (see ``_stacking_loop``)."""
+    from .lt2_ops import LT2_OPS
+    from .ms_ops import MS_OPS
+
+    return [*LT2_OPS, *MS_OPS, _stacking_loop()]
+
+
+def run_reference(model, feeds: dict) -> list[np.ndarray]:
+    """All outputs of ``model`` (a ModelProto or a path) on ``feeds`` from onnx's
+    ReferenceEvaluator, with the ``lt2`` and ``com.microsoft`` oracles of ``reference_ops``."""
     from onnx.reference import ReferenceEvaluator
 
-    return ReferenceEvaluator(model).run(None, feeds)
+    return ReferenceEvaluator(model, new_ops=reference_ops()).run(None, feeds)
 
 
-def run_onnxruntime(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
-    """All outputs of ``model`` on ``feeds`` from onnxruntime's CPU execution provider."""
+def run_onnxruntime(model, feeds: dict) -> list[np.ndarray]:
+    """All outputs of ``model`` (a ModelProto or a path) on ``feeds`` from onnxruntime's
+    CPU execution provider."""
     os.environ["ALLOW_RELEASED_ONNX_OPSET_ONLY"] = "0"  # read at model load
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3  # hide the "opset 27 is under development" warning
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
     return sess.run(None, feeds)
 
 

@@ -24,8 +24,11 @@ Layouts follow the ONNX ops they mirror:
                         ``j*g .. j*g+g-1``).
 
 Weights of projections are stored ``[in, out]`` (``y = x @ W``), as MatMul reads them.
-``lt2_forward`` is the whole example LT2-hybrid model (``lt2.models.example``), written from
-lt2-models.md directly and *not* from the ONNX graph, so it checks the graph.
+``looped_forward`` is the whole forward of every looped model (``lt2.models.looped``: LT2
+Full+GDN, GDN+DSA, sliding window, pure GDN, Ouro with sandwich norms and exit gate), written
+from lt2-models.md and research/lt2-spec.md directly and *not* from the ONNX graph, so it
+checks the graphs; ``lt2_forward`` is its logits (the example model). DSA layers use the
+``lt2`` domain oracles of ``lt2.lt2_ops``.
 """
 
 from __future__ import annotations
@@ -236,8 +239,12 @@ def rotary_embedding(
     return y.reshape(x.shape) if x.ndim == 3 else y.transpose(0, 2, 1, 3)
 
 
-def attention(q, k, v, *, q_num_heads=None, kv_num_heads=None, is_causal=False, scale=None):
+def attention(q, k, v, *, q_num_heads=None, kv_num_heads=None, is_causal=False, scale=None, window=0):
     """Attention-23 (no cache, no mask): ``softmax(scale * q k^T [+ causal]) v`` per head.
+
+    ``window`` > 0 keeps, for query i, only keys ``j > i - window`` (the current key and
+    ``window - 1`` predecessors with ``is_causal``): Attention-25's
+    ``left_window_size = window - 1``.
 
     3-D packed ``[B, L, H*D]`` inputs need ``q_num_heads`` and ``kv_num_heads`` and give
     ``[B, L, H_q*D_v]``; 4-D ``[B, H, L, D]`` inputs give ``[B, H_q, L, D_v]``. ``scale``
@@ -258,9 +265,13 @@ def attention(q, k, v, *, q_num_heads=None, kv_num_heads=None, is_causal=False, 
         v = np.repeat(v, hq // hk, axis=1)
     sc = q.shape[-1] ** -0.5 if scale is None else float(scale)
     s = sc * np.einsum("bhid,bhjd->bhij", q, k)
-    if is_causal:
+    if is_causal or window:
         lq, lk = s.shape[-2:]
-        mask = np.arange(lk)[None, :] <= np.arange(lq)[:, None]
+        mask = np.ones((lq, lk), bool)
+        if is_causal:
+            mask &= np.arange(lk)[None, :] <= np.arange(lq)[:, None]
+        if window:
+            mask &= np.arange(lk)[None, :] > np.arange(lq)[:, None] - window
         s = np.where(mask, s, -np.inf)
     s = s - np.max(s, axis=-1, keepdims=True)
     p = np.exp(s)
@@ -285,46 +296,171 @@ def gdn_mixer(x, w, prefix, cfg):
 
     ``w[prefix + name]`` holds ``q_proj, k_proj, v_proj, a_proj, b_proj, g_proj, o_proj``
     (``.weight``, ``[in, out]``), ``q_conv, k_conv, v_conv`` (``.weight``, ``[C, 1, k]``),
-    ``A_log [H]``, ``dt_bias [H]``, ``o_norm.weight [V]``.
+    ``A_log [HV]``, ``dt_bias [HV]``, ``o_norm.weight [V]``. With grouped values
+    (``cfg.gdn_v_heads`` = HV > H = ``cfg.gdn_heads``) the normalised q/k heads are repeated,
+    key head h serving value heads ``h*g .. h*g+g-1`` (flash-linear-attention's
+    ``repeat(x, '... h d -> ... (h g) d')``), and the decay, beta and state are per value head.
     """
     x = _f(x)
     bsz, length, _ = x.shape
     h, dk, dv = cfg.gdn_heads, cfg.gdn_k, cfg.gdn_v
+    hv = getattr(cfg, "gdn_v_heads", 0) or h
 
     def proj_conv(tag):
         y = x @ _f(w[f"{prefix}{tag}_proj.weight"])
         y, _ = causal_conv1d(y.transpose(0, 2, 1), w[f"{prefix}{tag}_conv.weight"], activation="silu")
         return y.transpose(0, 2, 1)
 
-    q = l2_norm(proj_conv("q").reshape(bsz, length, h, dk), cfg.qk_l2_eps).reshape(bsz, length, h * dk)
-    k = l2_norm(proj_conv("k").reshape(bsz, length, h, dk), cfg.qk_l2_eps).reshape(bsz, length, h * dk)
+    q = l2_norm(proj_conv("q").reshape(bsz, length, h, dk), cfg.qk_l2_eps)
+    k = l2_norm(proj_conv("k").reshape(bsz, length, h, dk), cfg.qk_l2_eps)
+    q = np.repeat(q, hv // h, axis=2).reshape(bsz, length, hv * dk)
+    k = np.repeat(k, hv // h, axis=2).reshape(bsz, length, hv * dk)
     v = proj_conv("v")
     g = -np.exp(_f(w[f"{prefix}A_log"])) * softplus(x @ _f(w[f"{prefix}a_proj.weight"]) + _f(w[f"{prefix}dt_bias"]))
     beta = sigmoid(x @ _f(w[f"{prefix}b_proj.weight"]))
-    o, _ = gated_delta_rule(q, k, v, g, beta, num_heads=h, scale=dk**-0.5)
-    o = rms_norm(o.reshape(bsz, length, h, dv), w[f"{prefix}o_norm.weight"], cfg.gdn_norm_eps)
-    o = o * silu((x @ _f(w[f"{prefix}g_proj.weight"])).reshape(bsz, length, h, dv))
-    return o.reshape(bsz, length, h * dv) @ _f(w[f"{prefix}o_proj.weight"])
+    o, _ = gated_delta_rule(q, k, v, g, beta, num_heads=hv, scale=dk**-0.5)
+    o = rms_norm(o.reshape(bsz, length, hv, dv), w[f"{prefix}o_norm.weight"], cfg.gdn_norm_eps)
+    o = o * silu((x @ _f(w[f"{prefix}g_proj.weight"])).reshape(bsz, length, hv, dv))
+    return o.reshape(bsz, length, hv * dv) @ _f(w[f"{prefix}o_proj.weight"])
 
 
-def attention_mixer(x, w, prefix, cfg, position_ids, cos_cache, sin_cache):
-    """Causal full-attention mixer with RoPE (interleaved or rotate-half per ``cfg``)."""
+def attention_mixer(x, w, prefix, cfg, position_ids, cos_cache, sin_cache, window=0):
+    """Causal attention mixer with RoPE (interleaved or rotate-half per ``cfg``), an
+    optional sliding ``window`` and, with ``cfg.attn_output_gate``, the sigmoid output
+    gate ``attn * sigmoid(x W_gate)`` before ``W_o``."""
     x = _f(x)
     q = x @ _f(w[f"{prefix}q_proj.weight"])
     k = x @ _f(w[f"{prefix}k_proj.weight"])
     v = x @ _f(w[f"{prefix}v_proj.weight"])
     q = rotary_embedding(q, cos_cache, sin_cache, position_ids, interleaved=cfg.rope_interleaved, num_heads=cfg.attn_q_heads)
     k = rotary_embedding(k, cos_cache, sin_cache, position_ids, interleaved=cfg.rope_interleaved, num_heads=cfg.attn_kv_heads)
-    a = attention(q, k, v, q_num_heads=cfg.attn_q_heads, kv_num_heads=cfg.attn_kv_heads, is_causal=True)
+    a = attention(q, k, v, q_num_heads=cfg.attn_q_heads, kv_num_heads=cfg.attn_kv_heads, is_causal=True, window=window)
+    if getattr(cfg, "attn_output_gate", False):
+        a = a * sigmoid(x @ _f(w[f"{prefix}gate_proj.weight"]))
     return a @ _f(w[f"{prefix}o_proj.weight"])
 
 
-def lt2_forward(weights, input_ids, cfg):
-    """Whole forward of the example LT2-hybrid model (``lt2.models.example``), float64.
+def dsa_mixer(x, w, prefix, cfg, stats=None):
+    """LT2's DSA mixer (research/lt2-spec.md b.3) on normalised input ``x [B, L, d]``::
+
+        q_s = x W_qs [B,L,H*S];  k_s = x W_ks [B,L,S]
+        idx = top-k over s <= t of mean_h(q_s[t,h] . k_s[s])   (lt2 LightningIndexer)
+        q = x W_q [B,L,H*D_lat];  c = x W_kv [B,L,D_lat]        (one shared latent)
+        o[t,h] = softmax_{s in idx_t}(D_lat^-1/2 q[t,h] . c[s]) c[s, :D_v]
+        out = concat_h(o) W_o
+
+    ``stats`` (a list) receives, per call, the smallest gap between the top-k-th and the
+    next causal score over all queries with more than top-k causal positions (how far the
+    golden is from a tie that float32 rounding could flip).
+    """
+    from .lt2_ops import indexer_scores, lightning_indexer, sparse_attention
+
+    x = _f(x)
+    hh, k = cfg.dsa_heads, cfg.dsa_top_k
+    dl = cfg.dsa_value_dim + cfg.dsa_tail_dim
+    qs = x @ _f(w[f"{prefix}qs_proj.weight"])
+    ks = x @ _f(w[f"{prefix}ks_proj.weight"])
+    idx = lightning_indexer(qs, ks, num_heads=hh, top_k=k)
+    if stats is not None:
+        sc = indexer_scores(qs, ks, num_heads=hh)
+        gaps = []
+        for t in range(k, sc.shape[1]):
+            srt = np.sort(sc[:, t, : t + 1], axis=-1)[:, ::-1]
+            gaps.append(np.min(srt[:, k - 1] - srt[:, k]))
+        stats.append(min(gaps) if gaps else np.inf)
+    q = x @ _f(w[f"{prefix}q_proj.weight"])
+    c = x @ _f(w[f"{prefix}kv_proj.weight"])
+    o = sparse_attention(q, c, c[:, :, : cfg.dsa_value_dim], idx, q_num_heads=hh, kv_num_heads=1, scale=dl**-0.5)
+    return o @ _f(w[f"{prefix}o_proj.weight"])
+
+
+def looped_forward(weights, input_ids, cfg, stats=None):
+    """Whole forward of a looped model (``lt2.models.looped``), float64, from lt2-models.md.
 
     ``weights``: name -> array, the initializer names of the ONNX model (see
-    ``lt2.models.example.make_weights``); ``cfg``: an ``ExampleConfig``. Returns logits
-    ``[B, L, vocab]`` (float64)::
+    ``lt2.models.looped.make_weights``); ``cfg``: a ``LoopedConfig``. Returns
+    ``{"logits": [B, L, vocab]}`` plus ``"exit_probs": [B, L, T]`` with an exit gate::
+
+        h = embed[ids]
+        for tau in range(T):
+            h_in = h
+            for each layer l:                                   # mixer: gdn | attn | swa | dsa
+                h += [post_norm](Mixer_l(RMSNorm(h)))           # post norms: Ouro's sandwich
+                h += [post_norm](SwiGLU_l(RMSNorm(h)))
+            h = h + rho[tau] * h_in                             # loop_residual
+            if final_norm_every_loop: h = RMSNorm_final(h)      # Ouro
+            if exit_gate: lambda_tau = sigmoid(h w_exit + b_exit)
+        logits = LMHead(h if final_norm_every_loop else RMSNorm_final(h))
+        exit_probs: p_tau = lambda_tau prod_{j<tau}(1 - lambda_j) (tau < T-1), p_{T-1} = prod_{j<T-1}(1 - lambda_j)
+
+    ``stats``: see ``dsa_mixer``.
+    """
+    w = weights
+    opt = lambda name, default: getattr(cfg, name, default)  # noqa: E731 (ExampleConfig-like configs)
+    ids = np.asarray(input_ids)
+    embed = _f(w["embed.weight"])
+    h = embed[ids]
+    bsz, length = ids.shape
+    pos = np.broadcast_to(np.arange(length, dtype=np.int64), (bsz, length))
+    cos, sin = w.get("rope.cos_cache"), w.get("rope.sin_cache")
+    sandwich, every, gate = opt("sandwich_norm", False), opt("final_norm_every_loop", False), opt("exit_gate", False)
+    lams = []
+    for tau in range(cfg.n_loops):
+        h_in = h
+        for l, mixer in enumerate(cfg.mixers):
+            lp = f"layers.{l}."
+            x = rms_norm(h, w[f"{lp}mixer_norm.weight"], cfg.norm_eps)
+            if mixer == "gdn":
+                y = gdn_mixer(x, w, f"{lp}gdn.", cfg)
+            elif mixer == "attn":
+                y = attention_mixer(x, w, f"{lp}attn.", cfg, pos, cos, sin)
+            elif mixer == "swa":
+                y = attention_mixer(x, w, f"{lp}attn.", cfg, pos, cos, sin, window=cfg.window)
+            elif mixer == "dsa":
+                y = dsa_mixer(x, w, f"{lp}dsa.", cfg, stats)
+            else:
+                raise ValueError(f"unknown mixer {mixer!r}")
+            if sandwich:
+                y = rms_norm(y, w[f"{lp}mixer_post_norm.weight"], cfg.norm_eps)
+            h = h + y
+            x = rms_norm(h, w[f"{lp}ffn_norm.weight"], cfg.norm_eps)
+            y = swiglu_ffn(x, w[f"{lp}ffn.w1.weight"], w[f"{lp}ffn.w2.weight"], w[f"{lp}ffn.w3.weight"])
+            if sandwich:
+                y = rms_norm(y, w[f"{lp}ffn_post_norm.weight"], cfg.norm_eps)
+            h = h + y
+        if opt("loop_residual", True):
+            h = h + _f(w["rho"])[tau] * h_in
+        if every:
+            h = rms_norm(h, w["final_norm.weight"], cfg.norm_eps)
+        if gate:
+            lams.append(sigmoid(h @ _f(w["exit_gate.weight"]) + _f(w["exit_gate.bias"]))[..., 0])
+    if not every:
+        h = rms_norm(h, w["final_norm.weight"], cfg.norm_eps)
+    head = embed.T if opt("tied_head", True) else _f(w["lm_head.weight"])
+    out = {"logits": h @ head}
+    if gate:
+        out["exit_probs"] = exit_distribution(np.stack(lams, axis=-1))
+    return out
+
+
+def exit_distribution(lambdas):
+    """Ouro's exit distribution from per-loop gates ``lambdas [..., T]`` (float64):
+    ``p_tau = lambda_tau prod_{j<tau}(1 - lambda_j)`` for ``tau < T-1`` and
+    ``p_{T-1} = prod_{j<T-1}(1 - lambda_j)``; sums to 1 along the last axis."""
+    lam = _f(lambdas)
+    t = lam.shape[-1]
+    p = np.zeros_like(lam)
+    survive = np.ones(lam.shape[:-1])
+    for tau in range(t - 1):
+        p[..., tau] = lam[..., tau] * survive
+        survive = survive * (1.0 - lam[..., tau])
+    p[..., t - 1] = survive
+    return p
+
+
+def lt2_forward(weights, input_ids, cfg):
+    """Logits ``[B, L, vocab]`` (float64) of a looped model without exit gate, e.g. the
+    example LT2-hybrid model (``lt2.models.example``): ``looped_forward(...)["logits"]``::
 
         h = embed[ids]
         for tau in range(T):
@@ -333,26 +469,4 @@ def lt2_forward(weights, input_ids, cfg):
             h = h + rho[tau] * h_in
         logits = RMSNorm_final(h) @ embed^T          # tied head
     """
-    w = weights
-    ids = np.asarray(input_ids)
-    embed = _f(w["embed.weight"])
-    h = embed[ids]
-    bsz, length = ids.shape
-    pos = np.broadcast_to(np.arange(length, dtype=np.int64), (bsz, length))
-    cos, sin = w["rope.cos_cache"], w["rope.sin_cache"]
-    for tau in range(cfg.n_loops):
-        h_in = h
-        for l, mixer in enumerate(cfg.mixers):
-            lp = f"layers.{l}."
-            x = rms_norm(h, w[f"{lp}mixer_norm.weight"], cfg.norm_eps)
-            if mixer == "gdn":
-                h = h + gdn_mixer(x, w, f"{lp}gdn.", cfg)
-            elif mixer == "attn":
-                h = h + attention_mixer(x, w, f"{lp}attn.", cfg, pos, cos, sin)
-            else:
-                raise ValueError(f"unknown mixer {mixer!r}")
-            x = rms_norm(h, w[f"{lp}ffn_norm.weight"], cfg.norm_eps)
-            h = h + swiglu_ffn(x, w[f"{lp}ffn.w1.weight"], w[f"{lp}ffn.w2.weight"], w[f"{lp}ffn.w3.weight"])
-        h = h + _f(w["rho"])[tau] * h_in
-    h = rms_norm(h, w["final_norm.weight"], cfg.norm_eps)
-    return h @ embed.T
+    return looped_forward(weights, input_ids, cfg)["logits"]

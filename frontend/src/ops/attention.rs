@@ -24,7 +24,7 @@ fn last_const(node: &NodeProto, r: &Rt, what: &str) -> Result<i64, FrontendError
 }
 
 fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
-    for (i, what) in [(3, "attn_mask"), (6, "nonpad_kv_seqlen")] {
+    for (i, what) in [(6, "nonpad_kv_seqlen")] {
         if imp.input(node, i)?.is_some() {
             return Err(node_err(node, format!("input `{what}` is not supported yet")));
         }
@@ -101,8 +101,14 @@ fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
     let window = (attrs::int(node, "left_window_size", -1), attrs::int(node, "right_window_size", -1));
     // ONNX aligns the causal mask and windows to the top-left (offset 0) when there is no past.
     let top_left = past.0.is_none() && q.shape[1] != k.shape[1];
+    let mask = imp.opt_rt(node, 3)?;
+    if let Some(m) = &mask {
+        if m.shape.len() > 4 {
+            return Err(node_err(node, "attn_mask of rank above 4 is not supported"));
+        }
+    }
     let shape = vec![q.shape[0].clone(), q.shape[1].clone(), Dim::Const(hq * (vd / hkv))];
-    let val = imp.b.attention(&q.val, &k.val, &v.val, hq, hkv, scale, causal, window, top_left, tensor_type(&shape, Elem::F32), &loc);
+    let val = imp.b.attention_masked(&q.val, &k.val, &v.val, mask.as_ref().map(|m| &m.val), hq, hkv, scale, causal, window, top_left, tensor_type(&shape, Elem::F32), &loc);
     let mut outs = finish(imp, node, Rt { val, shape }, four_d, hq, &loc)?;
     outs.extend(present);
     Ok(outs)

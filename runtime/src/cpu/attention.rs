@@ -5,7 +5,8 @@ use crate::error::OpError;
 use crate::op_bail;
 use crate::tensor::Tensor;
 
-use super::shape::expect_f32;
+use super::shape::{broadcast_shape, broadcast_strides, expect_f32};
+use crate::tensor::Data;
 
 /// softmax(scale * q k^T) v per head, for q [B,Lq,Hq*D], k [B,Lk,Hkv*D], v [B,Lk,Hkv*Dv]
 /// -> [B,Lq,Hq*Dv]. Query head h reads kv head h / (Hq/Hkv); `scale` 0 means D^-1/2. When
@@ -15,10 +16,29 @@ use super::shape::expect_f32;
 /// bound): a causal window of w tokens is (w-1, 0). `top_left` puts query i at position i
 /// instead (ONNX Attention without a past).
 #[allow(clippy::too_many_arguments)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
+    q_heads: usize,
+    kv_heads: usize,
+    scale: f32,
+    causal: bool,
+    window: (i64, i64),
+    top_left: bool,
+) -> Result<Tensor, OpError> {
+    attention_masked(q, k, v, None, q_heads, kv_heads, scale, causal, window, top_left)
+}
+
+/// `attention` with an optional mask broadcastable to [B, Hq, Lq, Lk] added to the scaled
+/// scores: f32 values are added, bool false excludes the key (ONNX Attention's attn_mask).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention_masked(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
     q_heads: usize,
     kv_heads: usize,
     scale: f32,
@@ -48,6 +68,22 @@ pub(crate) fn attention(
     }
     let scale = if scale == 0.0 { (1.0 / (d as f64).sqrt()) as f32 } else { scale };
     let group = q_heads / kv_heads;
+    // The mask as an additive f32 [B, Hq, Lq, Lk] view: offsets into its data per (b, h, i, j).
+    let mask_add: Option<(Vec<f32>, Vec<isize>)> = match mask {
+        None => None,
+        Some(m) => {
+            let full = [nb, q_heads, lq, lk];
+            if m.shape.len() > 4 || broadcast_shape(op, &m.shape, &full)? != full {
+                op_bail!("{op}: mask {:?} does not broadcast to [B, Hq, Lq, Lk] = {full:?}", m.shape);
+            }
+            let vals: Vec<f32> = match &m.data {
+                Data::F32(x) => x.clone(),
+                Data::Bool(x) => x.iter().map(|&b| if b { 0.0 } else { f32::NEG_INFINITY }).collect(),
+                Data::I64(_) => op_bail!("{op}: mask must be bool or f32"),
+            };
+            Some((vals, broadcast_strides(&m.shape, &full)))
+        }
+    };
     let mut out = vec![0f32; nb * lq * q_heads * dv];
     let mut p = vec![0f32; lk];
     for b in 0..nb {
@@ -73,7 +109,13 @@ pub(crate) fn attention(
                         dot += a * c;
                     }
                     *pj = scale * dot;
+                    if let Some((mv, ms)) = &mask_add {
+                        *pj += mv[(b as isize * ms[0] + h as isize * ms[1] + i as isize * ms[2] + j as isize * ms[3]) as usize];
+                    }
                     max = max.max(*pj);
+                }
+                if max == f32::NEG_INFINITY {
+                    continue; // every visible key masked: zeros
                 }
                 let mut sum = 0f32;
                 for pj in &mut p[lo..n] {

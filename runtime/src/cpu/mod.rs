@@ -10,7 +10,7 @@ mod norm;
 mod reduce;
 mod rope;
 mod select;
-mod shape;
+pub(crate) mod shape;
 mod sparse;
 
 use std::collections::HashMap;
@@ -129,8 +129,8 @@ pub fn run_op(
             )?;
             Ok(vec![o, st])
         }
-        Op::Attention(a) => attention::attention(
-            req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?, a.q_heads as usize, a.kv_heads as usize, a.scale, a.causal,
+        Op::Attention(a) => attention::attention_masked(
+            req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?, opt(inputs, 3), a.q_heads as usize, a.kv_heads as usize, a.scale, a.causal,
             (a.window_left, a.window_right),
             a.top_left,
         )

@@ -1,0 +1,32 @@
+// Depthwise causal 1-D convolution with carried state, channels-last. Semantics:
+// runtime/src/cpu/conv.rs: y[b,t,c] = act(sum_j w[c,j] * xpad[b,t+j,c] + bias[c]) where xpad is
+// state [B, C, k-1] (zeros if absent) followed by x [B, L, C]; the sum runs over j in order.
+#include "common.cuh"
+
+// xpad[b, t, c] for t in 0 .. k-1+L.
+__device__ __forceinline__ float conv_xpad(const float* x, const float* state, i64 b, i64 t, i64 c, i64 L, i64 C, i64 p) {
+    if (t >= p) return x[(b * L + (t - p)) * C + c];
+    return state ? state[(b * C + c) * p + t] : 0.0f;
+}
+
+// One thread per output element (b, t, c).
+extern "C" __global__ void lt2_causal_conv_f32(const float* x, const float* w, const float* bias, const float* state, float* y,
+                                               i64 B, i64 L, i64 C, i64 K, int silu) {
+    i64 p = K - 1;
+    LT2_GRID_STRIDE(i, B * L * C) {
+        i64 c = i % C, t = (i / C) % L, b = i / (C * L);
+        float acc = 0.0f;
+        for (i64 j = 0; j < K; ++j) acc += w[c * K + j] * conv_xpad(x, state, b, t + j, c, L, C, p);
+        if (bias) acc += bias[c];
+        y[i] = silu ? lt2_silu(acc) : acc;
+    }
+}
+
+// The new state [B, C, k-1]: the last k-1 entries of xpad.
+extern "C" __global__ void lt2_causal_conv_state_f32(const float* x, const float* state, float* state_out, i64 B, i64 L, i64 C, i64 K) {
+    i64 p = K - 1;
+    LT2_GRID_STRIDE(i, B * C * p) {
+        i64 j = i % p, c = (i / p) % C, b = i / (p * C);
+        state_out[i] = conv_xpad(x, state, b, L + j, c, L, C, p);
+    }
+}

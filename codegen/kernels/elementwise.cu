@@ -1,0 +1,173 @@
+// Elementwise ops with numpy broadcasting: Binary, Unary, Compare, Where, Cast.
+// Semantics: runtime/src/cpu/elementwise.rs and runtime/src/cpu/select.rs. The op code is a
+// kernel argument (uniform across the grid), numbered as plan::BinaryKind / UnaryKind /
+// CompareKind.
+#include "common.cuh"
+
+// ---- Binary (plan::BinaryKind: Add 0, Sub 1, Mul 2, Div 3, Pow 4, Min 5, Max 6) ----
+
+__device__ __forceinline__ float binary_f32(int op, float a, float b) {
+    switch (op) {
+        case 0: return a + b;
+        case 1: return a - b;
+        case 2: return a * b;
+        case 3: return a / b;
+        case 4: return powf(a, b);
+        case 5: return fminf(a, b);
+        default: return fmaxf(a, b);
+    }
+}
+
+// int64: wrapping Add/Sub/Mul, Div truncating toward zero (i64::MIN / -1 wraps), Min, Max.
+__device__ __forceinline__ i64 binary_i64(int op, i64 a, i64 b, i64* err) {
+    switch (op) {
+        case 0: return (i64)((u64)a + (u64)b);
+        case 1: return (i64)((u64)a - (u64)b);
+        case 2: return (i64)((u64)a * (u64)b);
+        case 3:
+            if (b == 0) {
+                lt2_report(err, LT2_ERR_DIV_ZERO, a, 0);
+                return 0;
+            }
+            if (b == -1) return (i64)(0ull - (u64)a);
+            return a / b;
+        case 5: return a < b ? a : b;
+        default: return a > b ? a : b;
+    }
+}
+
+extern "C" __global__ void lt2_binary_f32(const float* a, const float* b, float* out, int op, Bcast p) {
+    LT2_GRID_STRIDE(i, p.n) {
+        i64 oa, ob, oc;
+        lt2_bcast_offsets(p, i, &oa, &ob, &oc);
+        out[i] = binary_f32(op, a[oa], b[ob]);
+    }
+}
+
+extern "C" __global__ void lt2_binary_i64(const i64* a, const i64* b, i64* out, int op, Bcast p, i64* err) {
+    LT2_GRID_STRIDE(i, p.n) {
+        i64 oa, ob, oc;
+        lt2_bcast_offsets(p, i, &oa, &ob, &oc);
+        out[i] = binary_i64(op, a[oa], b[ob], err);
+    }
+}
+
+// ---- Unary (plan::UnaryKind: Neg 0, Exp 1, Sigmoid 2, Softplus 3, Sqrt 4, Silu 5, Log 6,
+// Tanh 7, Relu 8, Reciprocal 9, Abs 10, Identity 11) ----
+
+extern "C" __global__ void lt2_unary_f32(const float* x, float* out, int op, i64 n) {
+    LT2_GRID_STRIDE(i, n) {
+        float v = x[i], r;
+        switch (op) {
+            case 0: r = -v; break;
+            case 1: r = expf(v); break;
+            case 2: r = lt2_sigmoid(v); break;
+            case 3: r = lt2_softplus(v); break;
+            case 4: r = sqrtf(v); break;
+            case 5: r = lt2_silu(v); break;
+            case 6: r = logf(v); break;
+            case 7: r = tanhf(v); break;
+            case 8: r = v < 0.0f ? 0.0f : v; break;  // NaN stays NaN
+            case 9: r = 1.0f / v; break;
+            case 10: r = fabsf(v); break;
+            default: r = v; break;
+        }
+        out[i] = r;
+    }
+}
+
+// int64: Neg and Abs wrap, Relu (the host rejects the others, as the CPU backend does).
+extern "C" __global__ void lt2_unary_i64(const i64* x, i64* out, int op, i64 n) {
+    LT2_GRID_STRIDE(i, n) {
+        i64 v = x[i], r;
+        switch (op) {
+            case 0: r = (i64)(0ull - (u64)v); break;
+            case 10: r = v < 0 ? (i64)(0ull - (u64)v) : v; break;
+            case 8: r = v < 0 ? 0 : v; break;
+            default: r = v; break;
+        }
+        out[i] = r;
+    }
+}
+
+// ---- Compare (plan::CompareKind: Eq 0, Lt 1, Le 2, Gt 3, Ge 4, And 5, Or 6, Not 7) -> bool ----
+
+template <typename T>
+__device__ __forceinline__ u8 compare(int op, T a, T b) {
+    switch (op) {
+        case 0: return a == b;
+        case 1: return a < b;
+        case 2: return a <= b;
+        case 3: return a > b;
+        case 4: return a >= b;
+        default: return 0;
+    }
+}
+
+extern "C" __global__ void lt2_compare_f32(const float* a, const float* b, u8* out, int op, Bcast p) {
+    LT2_GRID_STRIDE(i, p.n) {
+        i64 oa, ob, oc;
+        lt2_bcast_offsets(p, i, &oa, &ob, &oc);
+        out[i] = compare<float>(op, a[oa], b[ob]);
+    }
+}
+
+extern "C" __global__ void lt2_compare_i64(const i64* a, const i64* b, u8* out, int op, Bcast p) {
+    LT2_GRID_STRIDE(i, p.n) {
+        i64 oa, ob, oc;
+        lt2_bcast_offsets(p, i, &oa, &ob, &oc);
+        out[i] = compare<i64>(op, a[oa], b[ob]);
+    }
+}
+
+// Bool operands: Eq, And, Or, and Not (which reads only `a`).
+extern "C" __global__ void lt2_compare_bool(const u8* a, const u8* b, u8* out, int op, Bcast p) {
+    LT2_GRID_STRIDE(i, p.n) {
+        i64 oa, ob, oc;
+        lt2_bcast_offsets(p, i, &oa, &ob, &oc);
+        bool x = a[oa] != 0;
+        u8 r;
+        switch (op) {
+            case 0: r = x == (b[ob] != 0); break;
+            case 5: r = x && (b[ob] != 0); break;
+            case 6: r = x || (b[ob] != 0); break;
+            default: r = !x; break;
+        }
+        out[i] = r;
+    }
+}
+
+// ---- Where(cond, a, b): operand 0 = cond, 1 = a, 2 = b; one kernel per element width ----
+
+#define LT2_WHERE(name, T)                                                                 \
+    extern "C" __global__ void name(const u8* c, const T* a, const T* b, T* out, Bcast p) { \
+        LT2_GRID_STRIDE(i, p.n) {                                                          \
+            i64 oc, oa, ob;                                                                \
+            lt2_bcast_offsets(p, i, &oc, &oa, &ob);                                        \
+            out[i] = c[oc] ? a[oa] : b[ob];                                                \
+        }                                                                                  \
+    }
+LT2_WHERE(lt2_where_w1, u8)
+LT2_WHERE(lt2_where_w4, u32)
+LT2_WHERE(lt2_where_w8, u64)
+
+// ---- Cast between f32 (0), i64 (1) and bool (2), as plan::DType ----
+// f32 -> i64 truncates toward zero, saturates, NaN -> 0 (PTX cvt.rzi, like Rust `as`).
+
+extern "C" __global__ void lt2_cast(const void* x, void* out, int from, int to, i64 n) {
+    LT2_GRID_STRIDE(i, n) {
+        if (from == 0) {
+            float v = ((const float*)x)[i];
+            if (to == 1) ((i64*)out)[i] = (i64)v;
+            else ((u8*)out)[i] = v != 0.0f;
+        } else if (from == 1) {
+            i64 v = ((const i64*)x)[i];
+            if (to == 0) ((float*)out)[i] = (float)v;
+            else ((u8*)out)[i] = v != 0;
+        } else {
+            u8 v = ((const u8*)x)[i] != 0;
+            if (to == 0) ((float*)out)[i] = (float)v;
+            else ((i64*)out)[i] = (i64)v;
+        }
+    }
+}

@@ -1,0 +1,63 @@
+"""Greedy `lt2c generate` (prefill + incremental decode with compiler-derived caches) picks the
+same tokens as greedy decoding by the numpy oracle, which re-runs the whole sequence every step
+(issue 4). Skipped when the lt2c binary is not built."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lt2 import reference as R
+from lt2.models import example
+
+ROOT = Path(__file__).resolve().parents[2]
+LT2C = ROOT / "target" / "release" / "lt2c"
+FIXTURE = ROOT / "tests" / "fixtures" / "lt2_tiny" / "model.onnx"
+
+
+def numpy_greedy(prompt, n):
+    cfg = example.ExampleConfig()
+    w = example.make_weights(cfg)
+    ids = list(prompt)
+    logits = []
+    for _ in range(n):
+        out = R.lt2_forward(w, np.array([ids], dtype=np.int64), cfg)[0, -1]
+        logits.append(out)
+        ids.append(int(np.argmax(out)))
+    return ids[len(prompt):], np.array(logits)
+
+
+@pytest.mark.skipif(not LT2C.exists(), reason="target/release/lt2c is not built (cargo build --release)")
+def test_greedy_generate_matches_numpy_oracle(tmp_path):
+    model = tmp_path / "m.bin"
+    subprocess.run([str(LT2C), str(FIXTURE), "-o", str(model)], check=True, capture_output=True)
+    prompt = [7, 100, 3, 250, 42]
+    n = 10
+    logits_file = tmp_path / "logits.npz"
+    r = subprocess.run(
+        [str(LT2C), "generate", str(model), "--prompt-ids", ",".join(map(str, prompt)), "--max-new-tokens", str(n),
+         "--device", "cpu", "--json", "--logits-out", str(logits_file)],
+        check=True, capture_output=True, text=True,
+    )
+    out = json.loads(r.stdout)
+    assert set(out) == {"tokens", "prefill_ms", "decode_ms_per_token", "device"}
+    assert out["device"] == "cpu"
+    want, want_logits = numpy_greedy(prompt, n)
+    assert out["tokens"] == want
+    got_logits = np.load(logits_file)["logits"]
+    assert got_logits.shape == (n, 256)
+    err = np.linalg.norm(got_logits - want_logits) / np.linalg.norm(want_logits)
+    assert err < 1e-4, err
+
+
+@pytest.mark.skipif(not LT2C.exists(), reason="target/release/lt2c is not built")
+def test_generate_past_capacity_is_a_clear_error(tmp_path):
+    model = tmp_path / "m.bin"
+    subprocess.run([str(LT2C), str(FIXTURE), "-o", str(model)], check=True, capture_output=True)
+    r = subprocess.run([str(LT2C), "generate", str(model), "--prompt-ids", "1,2,3", "--max-new-tokens", "8",
+                        "--max-context", "6", "--device", "cpu"], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "context capacity of 6" in r.stderr and "panicked" not in r.stderr
