@@ -12,8 +12,11 @@ use anyhow::Result;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use lt2_runtime::device::{self, DeviceRequest};
-use lt2_runtime::exec::{op_name, CpuModel};
+use lt2_runtime::backend::Backend;
+use lt2_runtime::cpu::Cpu;
+use lt2_runtime::cuda::Cuda;
+use lt2_runtime::device::{self, DeviceChoice, DeviceRequest};
+use lt2_runtime::exec::{op_name, Model};
 use lt2_runtime::format::ModelFile;
 use lt2_runtime::npz;
 use lt2_runtime::plan::DType;
@@ -155,6 +158,10 @@ struct RunArgs {
     /// Which backend runs the model.
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
+    /// Run the model this many times and report the fastest run (the first one includes
+    /// one-time set-up such as cuBLASLt's algorithm choice).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
 }
 
 fn main() {
@@ -254,23 +261,56 @@ fn emit(text: &str) -> Result<()> {
     }
 }
 
+/// The backend a run uses, opened.
+enum Opened {
+    Cpu(DeviceChoice),
+    Cuda(Cuda, DeviceChoice),
+}
+
+/// Chooses and opens the backend: `--device cuda` fails with the reason when the GPU cannot be
+/// used; `auto` falls back to the CPU (saying why) when a GPU is present but fails to start.
+fn open_backend(d: DeviceArg) -> Result<Opened> {
+    let choice = device::choose(device_request(d))?;
+    match choice.backend {
+        device::Backend::Cpu => Ok(Opened::Cpu(choice)),
+        device::Backend::Cuda => match Cuda::new() {
+            Ok(cu) => Ok(Opened::Cuda(cu, choice)),
+            Err(e) if matches!(d, DeviceArg::Auto) => {
+                Ok(Opened::Cpu(DeviceChoice { backend: device::Backend::Cpu, reason: format!("auto: the GPU could not be used: {e}") }))
+            }
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
 fn run(a: RunArgs) -> Result<()> {
-    let choice = device::choose(device_request(a.device))?;
+    match open_backend(a.device)? {
+        Opened::Cpu(choice) => run_on(Cpu, &choice, &a),
+        Opened::Cuda(cu, choice) => run_on(cu, &choice, &a),
+    }
+}
+
+fn run_on<B: Backend>(backend: B, choice: &DeviceChoice, a: &RunArgs) -> Result<()> {
     let file = ModelFile::open(&a.model)?;
-    let model = CpuModel::new(file)?;
+    let model = Model::load(backend, file)?;
     let inputs: HashMap<_, _> = npz::read_npz(&a.inputs)?;
     let unused = lt2_runtime::exec::unused_inputs(&model.file().manifest.inputs, &inputs);
     if !unused.is_empty() {
         eprintln!("note: ignoring arrays that are not model inputs: {}", unused.join(", "));
     }
-    let t = std::time::Instant::now();
-    let outs = model.run(&inputs)?;
-    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut best = f64::INFINITY;
+    let mut outs = Vec::new();
+    for _ in 0..a.repeat.max(1) {
+        let t = std::time::Instant::now();
+        outs = model.run(&inputs)?;
+        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+    }
     npz::write_npz(&a.outputs, &outs)?;
     for (name, t) in &outs {
         eprintln!("output {name}: {:?} {:?}", t.dtype(), t.shape);
     }
-    eprintln!("ran on {} ({}) in {ms:.2} ms; wrote {}", choice.backend.name(), choice.reason, a.outputs.display());
+    let runs = if a.repeat > 1 { format!(" (fastest of {})", a.repeat) } else { String::new() };
+    eprintln!("ran on {} ({}) in {best:.2} ms{runs}; wrote {}", choice.backend.name(), choice.reason, a.outputs.display());
     Ok(())
 }
 
@@ -283,10 +323,16 @@ fn device_request(d: DeviceArg) -> DeviceRequest {
 }
 
 fn generate(a: GenerateArgs) -> Result<()> {
+    match open_backend(a.device)? {
+        Opened::Cpu(choice) => generate_on(Cpu, &choice, &a),
+        Opened::Cuda(cu, choice) => generate_on(cu, &choice, &a),
+    }
+}
+
+fn generate_on<B: Backend>(backend: B, choice: &DeviceChoice, a: &GenerateArgs) -> Result<()> {
     use lt2_runtime::sampling::{sample, Rng, Sampling};
     use lt2_runtime::session::{Session, SessionOptions};
-    let choice = device::choose(device_request(a.device))?;
-    let model = CpuModel::new(ModelFile::open(&a.model)?)?;
+    let model = Model::load(backend, ModelFile::open(&a.model)?)?;
     let mut session = Session::new(&model, SessionOptions { max_context: a.max_context, share_kv_across_loops: a.share_kv_across_loops })?;
     let report = session.cache_report();
     if !a.json {

@@ -22,12 +22,14 @@ pub struct DeviceChoice {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Cpu,
+    Cuda,
 }
 
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Cpu => "cpu",
+            Backend::Cuda => "cuda",
         }
     }
 }
@@ -35,31 +37,27 @@ impl Backend {
 /// Whether the CUDA driver library can be loaded. cudarc panics when it cannot, so this is
 /// asked before any cudarc call.
 pub fn cuda_driver_present() -> Result<(), String> {
-    // SAFETY: loading the NVIDIA driver library runs its initialisers, as every CUDA program does.
-    match unsafe { libloading::Library::new("libcuda.so.1") } {
-        Ok(_) => Ok(()),
-        Err(e) => Err(format!("the CUDA driver library libcuda.so.1 could not be loaded ({e}); install the NVIDIA driver")),
-    }
+    crate::cuda::libs::check(crate::cuda::libs::DRIVER)
 }
 
-/// Picks the backend for a request.
+/// Whether a usable GPU is present: the driver, cuBLASLt and NVRTC load and device 0 answers.
+/// Ok holds the device's description.
+pub fn cuda_usable() -> Result<String, String> {
+    crate::cuda::Cuda::probe()
+}
+
+/// Picks the backend for a request. `cuda` fails with the reason when no usable GPU is present;
+/// `auto` falls back to the CPU, saying why.
 pub fn choose(req: DeviceRequest) -> Result<DeviceChoice, RuntimeError> {
-    let no_cuda_backend = "this lt2c build has no CUDA backend yet";
     match req {
         DeviceRequest::Cpu => Ok(DeviceChoice { backend: Backend::Cpu, reason: "requested with --device cpu".into() }),
-        DeviceRequest::Cuda => {
-            let why = match cuda_driver_present() {
-                Err(e) => e,
-                Ok(()) => format!("a CUDA driver is present, but {no_cuda_backend}"),
-            };
-            Err(RuntimeError::Device { device: "cuda".into(), reason: why })
-        }
-        DeviceRequest::Auto => {
-            let reason = match cuda_driver_present() {
-                Err(e) => format!("auto: no usable GPU: {e}"),
-                Ok(()) => format!("auto: {no_cuda_backend}"),
-            };
-            Ok(DeviceChoice { backend: Backend::Cpu, reason })
-        }
+        DeviceRequest::Cuda => match cuda_usable() {
+            Ok(dev) => Ok(DeviceChoice { backend: Backend::Cuda, reason: format!("requested with --device cuda: {dev}") }),
+            Err(why) => Err(RuntimeError::Device { device: "cuda".into(), reason: why }),
+        },
+        DeviceRequest::Auto => match cuda_usable() {
+            Ok(dev) => Ok(DeviceChoice { backend: Backend::Cuda, reason: format!("auto: a usable GPU is present: {dev}") }),
+            Err(why) => Ok(DeviceChoice { backend: Backend::Cpu, reason: format!("auto: no usable GPU: {why}") }),
+        },
     }
 }

@@ -1,9 +1,10 @@
 //! lt2-runtime: loads model.bin and runs its plan. It ships to GPU hosts, so it links no
 //! MLIR: the plan format (`plan`), the file format (`format`), the CPU reference backend
-//! (`cpu`, `exec`) and device selection (`device`).
+//! (`cpu`, `exec`), the CUDA backend (`cuda`) and device selection (`device`).
 
 pub mod backend;
 pub mod cpu;
+pub mod cuda;
 pub mod decode;
 pub mod session;
 pub mod device;

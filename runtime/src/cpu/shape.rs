@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use crate::dim::Dim;
 use crate::error::OpError;
 use crate::op_bail;
+use crate::plan::DType;
 use crate::tensor::{Data, Tensor};
 
 // ---------------------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ pub(crate) fn expect_f32<'a>(op: &str, what: &str, t: &'a Tensor) -> Result<&'a 
 }
 
 /// Evaluates dim-expression strings with `env`; each must be a non-negative integer.
-fn eval_dims(op: &str, dims: &[String], env: &HashMap<String, i64>) -> Result<Vec<usize>, OpError> {
+pub(crate) fn eval_dims(op: &str, dims: &[String], env: &HashMap<String, i64>) -> Result<Vec<usize>, OpError> {
     dims.iter()
         .enumerate()
         .map(|(i, s)| {
@@ -199,26 +200,29 @@ pub(crate) fn reshape(x: &Tensor, shape: &[String], env: &HashMap<String, i64>) 
     Ok(Tensor { shape: dims, data: x.data.clone() })
 }
 
+/// The axis order of ONNX Transpose for rank `r`: `perm` checked, or reversed when empty.
+pub(crate) fn transpose_perm(perm: &[i64], r: usize) -> Result<Vec<usize>, OpError> {
+    if perm.is_empty() {
+        return Ok((0..r).rev().collect());
+    }
+    if perm.len() != r {
+        op_bail!("transpose: perm {perm:?} has {} entries but the input has rank {r}", perm.len());
+    }
+    let mut seen = vec![false; r];
+    let mut p = Vec::with_capacity(r);
+    for &a in perm {
+        if a < 0 || a as usize >= r || seen[a as usize] {
+            op_bail!("transpose: perm {perm:?} is not a permutation of 0..{r}");
+        }
+        seen[a as usize] = true;
+        p.push(a as usize);
+    }
+    Ok(p)
+}
+
 /// ONNX Transpose: `out.shape[i] = x.shape[perm[i]]`; an empty `perm` reverses the axes.
 pub(crate) fn transpose(x: &Tensor, perm: &[i64]) -> Result<Tensor, OpError> {
-    let r = x.shape.len();
-    let perm: Vec<usize> = if perm.is_empty() {
-        (0..r).rev().collect()
-    } else {
-        if perm.len() != r {
-            op_bail!("transpose: perm {perm:?} has {} entries but the input has rank {r}", perm.len());
-        }
-        let mut seen = vec![false; r];
-        let mut p = Vec::with_capacity(r);
-        for &a in perm {
-            if a < 0 || a as usize >= r || seen[a as usize] {
-                op_bail!("transpose: perm {perm:?} is not a permutation of 0..{r}");
-            }
-            seen[a as usize] = true;
-            p.push(a as usize);
-        }
-        p
-    };
+    let perm = transpose_perm(perm, x.shape.len())?;
     let st = strides(&x.shape);
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
     let view: Vec<isize> = perm.iter().map(|&p| st[p] as isize).collect();
@@ -247,31 +251,36 @@ pub(crate) fn range(start: i64, delta: i64, size: &String, env: &HashMap<String,
     Ok(Tensor::i64(vec![n], v))
 }
 
-/// ONNX Concat along `axis` (negative counts from the end); inputs share dtype, rank and all
-/// dims but `axis`.
-pub(crate) fn concat(xs: &[&Tensor], axis: i64) -> Result<Tensor, OpError> {
-    let Some(first) = xs.first() else { op_bail!("concat: no inputs") };
-    let r = first.shape.len();
+/// The checked axis and output shape of ONNX Concat of inputs with these shapes and dtypes
+/// (negative axis counts from the end): they share dtype, rank and all dims but `axis`.
+pub(crate) fn concat_shape(xs: &[(&[usize], DType)], axis: i64) -> Result<(usize, Vec<usize>), OpError> {
+    let Some(&(first, dtype)) = xs.first() else { op_bail!("concat: no inputs") };
+    let r = first.len();
     if r == 0 {
         op_bail!("concat: inputs must have rank >= 1, got a scalar");
     }
     let axis = norm_axis("concat", axis, r)?;
-    let mut shape = first.shape.clone();
+    let mut shape = first.to_vec();
     shape[axis] = 0;
-    for (i, x) in xs.iter().enumerate() {
-        if x.dtype() != first.dtype() {
-            op_bail!("concat: input {i} is {:?} but input 0 is {:?}", x.dtype(), first.dtype());
+    for (i, &(s, d)) in xs.iter().enumerate() {
+        if d != dtype {
+            op_bail!("concat: input {i} is {d:?} but input 0 is {dtype:?}");
         }
-        let same_others = x.shape.len() == r && (0..r).all(|d| d == axis || x.shape[d] == first.shape[d]);
+        let same_others = s.len() == r && (0..r).all(|a| a == axis || s[a] == first[a]);
         if !same_others {
-            op_bail!(
-                "concat: input {i} has shape {:?}, incompatible with input 0 {:?} along axis {axis}",
-                x.shape,
-                first.shape
-            );
+            op_bail!("concat: input {i} has shape {s:?}, incompatible with input 0 {first:?} along axis {axis}");
         }
-        shape[axis] += x.shape[axis];
+        shape[axis] += s[axis];
     }
+    Ok((axis, shape))
+}
+
+/// ONNX Concat along `axis` (negative counts from the end); inputs share dtype, rank and all
+/// dims but `axis`.
+pub(crate) fn concat(xs: &[&Tensor], axis: i64) -> Result<Tensor, OpError> {
+    let sigs: Vec<(&[usize], DType)> = xs.iter().map(|x| (x.shape.as_slice(), x.dtype())).collect();
+    let (axis, shape) = concat_shape(&sigs, axis)?;
+    let first = xs[0];
     let outer: usize = first.shape[..axis].iter().product();
     let inner: usize = first.shape[axis + 1..].iter().product();
 
@@ -303,10 +312,11 @@ pub(crate) fn concat(xs: &[&Tensor], axis: i64) -> Result<Tensor, OpError> {
     Ok(Tensor { shape, data })
 }
 
-/// ONNX Slice with constant bounds: for each listed axis (empty `axes` = 0, 1, ...; negative
-/// counts from the end), take `starts:ends:steps` (empty `steps` = all 1) with ONNX clamping.
-pub(crate) fn slice(x: &Tensor, axes: &[i64], starts: &[i64], ends: &[i64], steps: &[i64]) -> Result<Tensor, OpError> {
-    let r = x.shape.len();
+/// The strided view ONNX Slice with constant bounds takes of a tensor of `in_shape`: for each
+/// listed axis (empty `axes` = 0, 1, ...; negative counts from the end), `starts:ends:steps`
+/// (empty `steps` = all 1) with ONNX clamping. Returns (shape, strides, base offset).
+pub(crate) fn slice_view(in_shape: &[usize], axes: &[i64], starts: &[i64], ends: &[i64], steps: &[i64]) -> Result<(Vec<usize>, Vec<isize>, isize), OpError> {
+    let r = in_shape.len();
     if starts.len() != ends.len() {
         op_bail!("slice: {} starts but {} ends", starts.len(), ends.len());
     }
@@ -324,8 +334,8 @@ pub(crate) fn slice(x: &Tensor, axes: &[i64], starts: &[i64], ends: &[i64], step
     if !steps.is_empty() && steps.len() != starts.len() {
         op_bail!("slice: {} steps but {} starts", steps.len(), starts.len());
     }
-    let st = strides(&x.shape);
-    let mut shape = x.shape.clone();
+    let st = strides(&in_shape);
+    let mut shape = in_shape.to_vec();
     let mut view: Vec<isize> = st.iter().map(|&s| s as isize).collect();
     let mut base: isize = 0;
     let mut seen = vec![false; r];
@@ -338,7 +348,7 @@ pub(crate) fn slice(x: &Tensor, axes: &[i64], starts: &[i64], ends: &[i64], step
         if step == 0 {
             op_bail!("slice: step for axis {a} is 0");
         }
-        let dim = x.shape[a] as i64;
+        let dim = in_shape[a] as i64;
         let wrap = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
         let (start, end) = (wrap(starts[i]), wrap(ends[i]));
         let (start, len) = if dim == 0 {
@@ -355,6 +365,12 @@ pub(crate) fn slice(x: &Tensor, axes: &[i64], starts: &[i64], ends: &[i64], step
         // With len <= 1 the stride is never applied; avoid overflow for huge steps.
         view[a] = if len > 1 { step as isize * st[a] as isize } else { 0 };
     }
+    Ok((shape, view, base))
+}
+
+/// ONNX Slice with constant bounds (see `slice_view`).
+pub(crate) fn slice(x: &Tensor, axes: &[i64], starts: &[i64], ends: &[i64], steps: &[i64]) -> Result<Tensor, OpError> {
+    let (shape, view, base) = slice_view(&x.shape, axes, starts, ends, steps)?;
     let offsets = strided_offsets(&shape, &view, base);
     Ok(Tensor { shape, data: take(&x.data, &offsets) })
 }

@@ -1,0 +1,145 @@
+//! Launch wrappers for elementwise ops with numpy broadcasting (Binary, Unary); the `Bcast`
+//! view they share with Compare and Where. Semantics: `cpu/elementwise.rs`.
+
+use crate::cpu::shape::{broadcast_shape, broadcast_strides};
+use crate::error::OpError;
+use crate::op_bail;
+use crate::plan::{BinaryKind, DType, UnaryKind};
+
+use super::kernels::{Kernel, Ty};
+use super::{device_repr, grid_for, launch, Cuda, CudaBuf};
+
+pub(crate) const MAX_RANK: usize = 8;
+
+/// common.cuh `Bcast`: up to three operands read with (broadcast) strides over `dims`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bcast {
+    rank: i32,
+    pad: i32,
+    n: i64,
+    dims: [i64; MAX_RANK],
+    st: [[i64; MAX_RANK]; 3],
+}
+device_repr!(Bcast);
+
+impl Bcast {
+    /// Elements of the output.
+    pub(crate) fn n_elems(&self) -> usize {
+        self.n as usize
+    }
+}
+
+/// Merges adjacent dims that every operand walks contiguously and drops size-1 dims, so most
+/// views become rank 1 or 2. `st[k]` are operand k's strides over `dims`.
+pub(crate) fn collapse(dims: &[usize], st: &[Vec<isize>]) -> (Vec<i64>, Vec<Vec<i64>>) {
+    let mut od: Vec<i64> = Vec::new();
+    let mut os: Vec<Vec<i64>> = vec![Vec::new(); st.len()];
+    for (d, &n) in dims.iter().enumerate() {
+        if n == 1 {
+            continue;
+        }
+        let mergeable = !od.is_empty() && st.iter().enumerate().all(|(k, s)| *os[k].last().unwrap() == s[d] as i64 * n as i64);
+        if mergeable {
+            *od.last_mut().unwrap() *= n as i64;
+            for (k, s) in st.iter().enumerate() {
+                *os[k].last_mut().unwrap() = s[d] as i64;
+            }
+        } else {
+            od.push(n as i64);
+            for (k, s) in st.iter().enumerate() {
+                os[k].push(s[d] as i64);
+            }
+        }
+    }
+    if od.is_empty() {
+        od.push(1);
+        for s in &mut os {
+            s.push(0);
+        }
+    }
+    (od, os)
+}
+
+/// The broadcast view of `shapes` (one to three operands) over their broadcast shape `out`.
+pub(crate) fn bcast(op: &str, out: &[usize], shapes: &[&[usize]]) -> Result<Bcast, OpError> {
+    let st: Vec<Vec<isize>> = shapes.iter().map(|s| broadcast_strides(s, out)).collect();
+    let (dims, sts) = collapse(out, &st);
+    if dims.len() > MAX_RANK {
+        op_bail!("{op}: broadcasting over {} non-mergeable dims is more than the CUDA backend's {MAX_RANK}", dims.len());
+    }
+    let mut p = Bcast { rank: dims.len() as i32, pad: 0, n: out.iter().product::<usize>() as i64, dims: [1; MAX_RANK], st: [[0; MAX_RANK]; 3] };
+    p.dims[..dims.len()].copy_from_slice(&dims);
+    for (k, s) in sts.iter().enumerate() {
+        p.st[k][..s.len()].copy_from_slice(s);
+    }
+    Ok(p)
+}
+
+/// Binary arithmetic with broadcasting: f32 for every kind; int64 for all but Pow.
+pub(crate) fn binary(cu: &Cuda, a: &CudaBuf, b: &CudaBuf, kind: BinaryKind) -> Result<CudaBuf, OpError> {
+    let op = format!("binary {kind:?}");
+    if a.dtype != b.dtype {
+        op_bail!("{op}: operand dtypes differ ({:?} vs {:?})", a.dtype, b.dtype);
+    }
+    let ty = match (a.dtype, kind) {
+        (DType::F32, _) => Ty::F32,
+        (DType::I64, BinaryKind::Pow) => op_bail!("{op}: int64 operands are not supported (only f32)"),
+        (DType::I64, _) => Ty::I64,
+        (d, _) => op_bail!("{op}: {d:?} operands are not supported"),
+    };
+    let shape = broadcast_shape(&op, &a.shape, &b.shape)?;
+    let p = bcast(&op, &shape, &[&a.shape, &b.shape])?;
+    let out = cu.alloc(shape, a.dtype)?;
+    if p.n == 0 {
+        return Ok(out);
+    }
+    let cfg = grid_for(p.n as usize, 256);
+    match ty {
+        Ty::I64 => launch!(cu, Kernel::Binary(ty), cfg, a.ptr(), b.ptr(), out.ptr(), kind as i32, p, cu.err_ptr())?,
+        _ => launch!(cu, Kernel::Binary(ty), cfg, a.ptr(), b.ptr(), out.ptr(), kind as i32, p)?,
+    }
+    Ok(out)
+}
+
+/// Elementwise unary function on f32 (Identity: any dtype; Neg, Abs, Relu also int64).
+pub(crate) fn unary(cu: &Cuda, x: &CudaBuf, kind: UnaryKind) -> Result<CudaBuf, OpError> {
+    if kind == UnaryKind::Identity {
+        return Ok(x.clone());
+    }
+    let ty = match x.dtype {
+        DType::F32 => Ty::F32,
+        DType::I64 if matches!(kind, UnaryKind::Neg | UnaryKind::Abs | UnaryKind::Relu) => Ty::I64,
+        DType::I64 => op_bail!("unary {kind:?}: int64 input is not supported (only f32)"),
+        DType::Bool => op_bail!("unary {kind:?}: bool input is not supported"),
+    };
+    let out = cu.alloc(x.shape.clone(), x.dtype)?;
+    let n = x.numel();
+    if n > 0 {
+        launch!(cu, Kernel::Unary(ty), grid_for(n, 256), x.ptr(), out.ptr(), kind as i32, n as i64)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collapse_merges_contiguous_dims_and_keeps_broadcast_ones() {
+        // Same shape: one dim.
+        let (d, s) = collapse(&[2, 3, 4], &[vec![12, 4, 1], vec![12, 4, 1]]);
+        assert_eq!(d, vec![24]);
+        assert_eq!(s, vec![vec![1], vec![1]]);
+        // [2,3,4] + [4] broadcast: the second operand repeats every 4.
+        let (d, s) = collapse(&[2, 3, 4], &[vec![12, 4, 1], vec![0, 0, 1]]);
+        assert_eq!(d, vec![6, 4]);
+        assert_eq!(s, vec![vec![4, 1], vec![0, 1]]);
+        // Scalar output.
+        let (d, s) = collapse(&[], &[vec![], vec![]]);
+        assert_eq!((d, s), (vec![1], vec![vec![0], vec![0]]));
+        // Size-1 dims vanish.
+        let (d, _) = collapse(&[1, 5, 1], &[vec![5, 1, 1]]);
+        assert_eq!(d, vec![5]);
+    }
+}

@@ -1,0 +1,139 @@
+//! Launch wrapper for linear attention with a matrix state (the gated delta rule and its special
+//! cases), the token recurrence with the state in registers. Semantics: `cpu/gdn.rs`.
+
+use cudarc::driver::LaunchConfig;
+
+use crate::error::OpError;
+use crate::op_bail;
+use crate::plan::{DType, UpdateRule};
+
+use super::kernels::Kernel;
+use super::{device_repr, expect_f32, launch, Cuda, CudaBuf};
+
+/// State rows each thread keeps in registers (gdn.cu GDN_ROWS).
+const ROWS: usize = 32;
+
+/// gdn.cu `GdnParams`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct GdnParams {
+    b: i32,
+    t: i32,
+    hq: i32,
+    hkv: i32,
+    dk: i32,
+    dv: i32,
+    gated: i32,
+    delta: i32,
+    g_per_dim: i32,
+    beta_per_head: i32,
+    scale: f32,
+    pad: i32,
+}
+device_repr!(GdnParams);
+
+/// (o [B,T,Hq*V], final state [B,Hkv,K,V]) from q, k, v and optional state, decay, beta.
+pub(crate) fn linear_attention(
+    cu: &Cuda,
+    [q, k, v]: [&CudaBuf; 3],
+    [state, decay, beta]: [Option<&CudaBuf>; 3],
+    q_heads: usize,
+    kv_heads: usize,
+    scale: f32,
+    rule: UpdateRule,
+) -> Result<(CudaBuf, CudaBuf), OpError> {
+    let op = "linear_attention";
+    for (what, t) in [("q", q), ("k", k), ("v", v)] {
+        expect_f32(op, what, t)?;
+    }
+    if q_heads == 0 || kv_heads == 0 || !q_heads.is_multiple_of(kv_heads) {
+        op_bail!("{op}: q_heads ({q_heads}) must be a positive multiple of kv_heads ({kv_heads})");
+    }
+    let (&[nb, t, qw], &[kb, kt, kw], &[vb, vt, vw]) = (q.shape.as_slice(), k.shape.as_slice(), v.shape.as_slice()) else {
+        op_bail!("{op}: q, k, v must be rank 3 [B, T, H*D], got {:?}, {:?}, {:?}", q.shape, k.shape, v.shape)
+    };
+    if (kb, kt) != (nb, t) || (vb, vt) != (nb, t) {
+        op_bail!("{op}: q {:?}, k {:?}, v {:?} disagree on [B, T]", q.shape, k.shape, v.shape);
+    }
+    if qw % q_heads != 0 || vw % kv_heads != 0 {
+        op_bail!("{op}: q width {qw} / v width {vw} not divisible by q_heads {q_heads} / kv_heads {kv_heads}");
+    }
+    let (dk, dv) = (qw / q_heads, vw / kv_heads);
+    if kw != kv_heads * dk {
+        op_bail!("{op}: k width {kw} must be kv_heads * K = {kv_heads} * {dk} (K from q {:?})", q.shape);
+    }
+    let gated = matches!(rule, UpdateRule::Gated | UpdateRule::GatedDelta);
+    let delta = matches!(rule, UpdateRule::Delta | UpdateRule::GatedDelta);
+    let g_per_dim = match (gated, decay) {
+        (true, Some(d)) => {
+            expect_f32(op, "decay", d)?;
+            if d.shape == [nb, t, kv_heads] {
+                false
+            } else if d.shape == [nb, t, kv_heads * dk] {
+                true
+            } else {
+                op_bail!("{op}: decay must be [B, T, Hkv] = [{nb}, {t}, {kv_heads}] or [B, T, Hkv*K] = [{nb}, {t}, {}], got {:?}", kv_heads * dk, d.shape)
+            }
+        }
+        (true, None) => op_bail!("{op}: update rule {rule:?} requires the decay input"),
+        (false, Some(_)) => op_bail!("{op}: update rule {rule:?} takes no decay input"),
+        (false, None) => false,
+    };
+    let beta_per_head = match (delta, beta) {
+        (true, Some(b)) => {
+            expect_f32(op, "beta", b)?;
+            if b.shape == [nb, t, kv_heads] {
+                true
+            } else if b.shape == [nb, t, 1] {
+                false
+            } else {
+                op_bail!("{op}: beta must be [B, T, Hkv] = [{nb}, {t}, {kv_heads}] or [B, T, 1], got {:?}", b.shape)
+            }
+        }
+        (true, None) => op_bail!("{op}: update rule {rule:?} requires the beta input"),
+        (false, Some(_)) => op_bail!("{op}: update rule {rule:?} takes no beta input"),
+        (false, None) => false,
+    };
+    if let Some(s) = state {
+        expect_f32(op, "state", s)?;
+        if s.shape != [nb, kv_heads, dk, dv] {
+            op_bail!("{op}: state must be [B, Hkv, K, V] = [{nb}, {kv_heads}, {dk}, {dv}], got {:?}", s.shape);
+        }
+    }
+    let scale = if scale == 0.0 { (1.0 / (dk as f64).sqrt()) as f32 } else { scale };
+    let o = cu.alloc(vec![nb, t, q_heads * dv], DType::F32)?;
+    let s_out = cu.alloc(vec![nb, kv_heads, dk, dv], DType::F32)?;
+    if nb == 0 || dv == 0 {
+        return Ok((o, s_out));
+    }
+    if dk == 0 {
+        // No state rows: o = 0 and the state is empty.
+        return Ok((cu.zeros(o.shape.clone(), DType::F32)?, s_out));
+    }
+    // Row groups of ROWS rows (threadIdx.y) times a tile of columns (threadIdx.x).
+    let groups = dk.div_ceil(ROWS);
+    if groups > 32 {
+        op_bail!("{op}: key dim {dk} is more than the CUDA kernel's {} rows", 32 * ROWS);
+    }
+    let cols = (256 / groups).clamp(1, dv.next_multiple_of(32).min(1024 / groups));
+    let group = q_heads / kv_heads;
+    let smem = (2 * dk + group * dk + groups * cols) * 4;
+    let cfg = LaunchConfig { grid_dim: ((nb * kv_heads) as u32, dv.div_ceil(cols) as u32, 1), block_dim: (cols as u32, groups as u32, 1), shared_mem_bytes: smem as u32 };
+    let p = GdnParams {
+        b: nb as i32,
+        t: t as i32,
+        hq: q_heads as i32,
+        hkv: kv_heads as i32,
+        dk: dk as i32,
+        dv: dv as i32,
+        gated: gated as i32,
+        delta: delta as i32,
+        g_per_dim: g_per_dim as i32,
+        beta_per_head: beta_per_head as i32,
+        scale,
+        pad: 0,
+    };
+    let ptr = |b: Option<&CudaBuf>| b.map_or(0, |b| b.ptr());
+    launch!(cu, Kernel::Gdn, cfg, q.ptr(), k.ptr(), v.ptr(), ptr(state), ptr(decay), ptr(beta), o.ptr(), s_out.ptr(), p)?;
+    Ok((o, s_out))
+}

@@ -1,0 +1,37 @@
+//! Launch wrapper for RMSNormalization. Semantics: `cpu/norm.rs`.
+
+use cudarc::driver::LaunchConfig;
+
+use crate::cpu::shape::{broadcast_shape, norm_axis};
+use crate::error::OpError;
+use crate::op_bail;
+
+use super::kernels::Kernel;
+use super::{expect_f32, launch, shape, Cuda, CudaBuf};
+
+/// `x / sqrt(mean(x^2 over dims axis..) + eps) * scale`, `scale` broadcast to those dims.
+pub(crate) fn rms_norm(cu: &Cuda, x: &CudaBuf, scale: &CudaBuf, eps: f32, axis: i64) -> Result<CudaBuf, OpError> {
+    expect_f32("rms_norm", "x", x)?;
+    expect_f32("rms_norm", "scale", scale)?;
+    if x.shape.is_empty() {
+        op_bail!("rms_norm: x must have rank >= 1, got a scalar");
+    }
+    let axis = norm_axis("rms_norm", axis, x.shape.len())?;
+    let inner = &x.shape[axis..];
+    let fits = scale.shape.len() <= inner.len() && broadcast_shape("rms_norm", &scale.shape, inner).map(|s| s == inner).unwrap_or(false);
+    if !fits {
+        op_bail!("rms_norm: scale shape {:?} does not broadcast to the normalised dims {inner:?} (x {:?}, axis {axis})", scale.shape, x.shape);
+    }
+    let n: usize = inner.iter().product();
+    let rows: usize = x.shape[..axis].iter().product();
+    // A scale that is not already the full [inner] block is broadcast once.
+    let full = if scale.numel() == n { scale.clone() } else { shape::broadcast_to(cu, scale, inner)? };
+    let out = cu.alloc(x.shape.clone(), x.dtype)?;
+    if n == 0 || rows == 0 {
+        return Ok(out);
+    }
+    let threads = if n >= 1024 { 512 } else { 128 };
+    let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
+    launch!(cu, Kernel::RmsNorm, cfg, x.ptr(), full.ptr(), out.ptr(), rows as i64, n as i64, eps)?;
+    Ok(out)
+}

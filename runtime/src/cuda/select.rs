@@ -1,0 +1,140 @@
+//! Launch wrappers for Softmax, Where, Compare, Cast, Trilu and TopK. Semantics:
+//! `cpu/select.rs`.
+
+use std::collections::HashMap;
+
+use cudarc::driver::LaunchConfig;
+
+use crate::cpu::shape::{broadcast_shape, norm_axis};
+use crate::error::OpError;
+use crate::op_bail;
+use crate::plan::{CompareKind, DType};
+
+use super::elementwise::bcast;
+use super::kernels::{Kernel, Ty, Width};
+use super::{dtype_size, expect_f32, grid_for, launch, Cuda, CudaBuf};
+
+/// Softmax along `axis` (a scalar gives 1).
+pub(crate) fn softmax(cu: &Cuda, x: &CudaBuf, axis: i64) -> Result<CudaBuf, OpError> {
+    expect_f32("softmax", "x", x)?;
+    let ax = norm_axis("softmax", axis, x.shape.len().max(1))?;
+    if x.shape.is_empty() {
+        return cu.upload_bytes(&1f32.to_le_bytes(), vec![], DType::F32);
+    }
+    let n = x.shape[ax];
+    let inner: usize = x.shape[ax + 1..].iter().product();
+    let outer: usize = x.shape[..ax].iter().product();
+    let out = cu.alloc(x.shape.clone(), DType::F32)?;
+    let rows = outer * inner;
+    if rows > 0 && n > 0 {
+        // One warp per row, 8 per block.
+        let cfg = LaunchConfig { grid_dim: (rows.div_ceil(8) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        launch!(cu, Kernel::Softmax, cfg, x.ptr(), out.ptr(), outer as i64, n as i64, inner as i64)?;
+    }
+    Ok(out)
+}
+
+/// Where(cond, a, b) with three-way broadcasting.
+pub(crate) fn where_(cu: &Cuda, c: &CudaBuf, a: &CudaBuf, b: &CudaBuf) -> Result<CudaBuf, OpError> {
+    if c.dtype != DType::Bool {
+        op_bail!("where: condition must be bool, got {:?}", c.dtype);
+    }
+    if a.dtype != b.dtype {
+        op_bail!("where: branches differ in dtype ({:?} vs {:?})", a.dtype, b.dtype);
+    }
+    let shape = broadcast_shape("where", &broadcast_shape("where", &c.shape, &a.shape)?, &b.shape)?;
+    let p = bcast("where", &shape, &[&c.shape, &a.shape, &b.shape])?;
+    let out = cu.alloc(shape, a.dtype)?;
+    if p.n_elems() > 0 {
+        let k = Kernel::Where(Width::of_bytes(dtype_size(a.dtype)));
+        launch!(cu, k, grid_for(p.n_elems(), 256), c.ptr(), a.ptr(), b.ptr(), out.ptr(), p)?;
+    }
+    Ok(out)
+}
+
+/// Comparisons (f32 or i64) and logic (bool) -> bool, with broadcasting; Not takes one operand.
+pub(crate) fn compare(cu: &Cuda, a: &CudaBuf, b: Option<&CudaBuf>, kind: CompareKind) -> Result<CudaBuf, OpError> {
+    let op = format!("compare {kind:?}");
+    if kind == CompareKind::Not {
+        if a.dtype != DType::Bool {
+            op_bail!("{op}: operand must be bool");
+        }
+        let p = bcast(&op, &a.shape, &[&a.shape, &a.shape])?;
+        let out = cu.alloc(a.shape.clone(), DType::Bool)?;
+        if p.n_elems() > 0 {
+            launch!(cu, Kernel::Compare(Ty::Bool), grid_for(p.n_elems(), 256), a.ptr(), a.ptr(), out.ptr(), kind as i32, p)?;
+        }
+        return Ok(out);
+    }
+    let b = b.ok_or_else(|| OpError::new(format!("{op}: needs two operands")))?;
+    if a.dtype != b.dtype {
+        op_bail!("{op}: operand dtypes differ ({:?} vs {:?})", a.dtype, b.dtype);
+    }
+    let logic = matches!(kind, CompareKind::And | CompareKind::Or);
+    let ty = match a.dtype {
+        DType::Bool if logic || kind == CompareKind::Eq => Ty::Bool,
+        _ if logic => op_bail!("{op}: operands must be bool"),
+        DType::F32 => Ty::F32,
+        DType::I64 => Ty::I64,
+        DType::Bool => op_bail!("{op}: {:?} operands are not supported", a.dtype),
+    };
+    let shape = broadcast_shape(&op, &a.shape, &b.shape)?;
+    let p = bcast(&op, &shape, &[&a.shape, &b.shape])?;
+    let out = cu.alloc(shape, DType::Bool)?;
+    if p.n_elems() > 0 {
+        launch!(cu, Kernel::Compare(ty), grid_for(p.n_elems(), 256), a.ptr(), b.ptr(), out.ptr(), kind as i32, p)?;
+    }
+    Ok(out)
+}
+
+/// Converts between f32, i64 and bool (f32 -> i64 truncates toward zero).
+pub(crate) fn cast(cu: &Cuda, x: &CudaBuf, to: DType) -> Result<CudaBuf, OpError> {
+    if x.dtype == to {
+        return Ok(x.clone());
+    }
+    let out = cu.alloc(x.shape.clone(), to)?;
+    let n = x.numel();
+    if n > 0 {
+        launch!(cu, Kernel::Cast, grid_for(n, 256), x.ptr(), out.ptr(), x.dtype as i32, to as i32, n as i64)?;
+    }
+    Ok(out)
+}
+
+/// Keeps the lower (or upper) triangle of the last two dims.
+pub(crate) fn trilu(cu: &Cuda, x: &CudaBuf, upper: bool, k: i64) -> Result<CudaBuf, OpError> {
+    let r = x.shape.len();
+    if r < 2 {
+        op_bail!("trilu: input must have rank >= 2, got {:?}", x.shape);
+    }
+    let (rows, cols) = (x.shape[r - 2], x.shape[r - 1]);
+    let out = cu.alloc(x.shape.clone(), x.dtype)?;
+    let n = x.numel();
+    if n > 0 {
+        let kern = Kernel::Trilu(Width::of_bytes(dtype_size(x.dtype)));
+        launch!(cu, kern, grid_for(n, 256), x.ptr(), out.ptr(), n as i64, rows as i64, cols as i64, upper as i32, k)?;
+    }
+    Ok(out)
+}
+
+/// TopK along `axis`: (values, int64 indices), sorted, ties to the lower index.
+pub(crate) fn top_k(cu: &Cuda, x: &CudaBuf, axis: i64, largest: bool, k: &str, env: &HashMap<String, i64>) -> Result<(CudaBuf, CudaBuf), OpError> {
+    expect_f32("top_k", "x", x)?;
+    let ax = norm_axis("top_k", axis, x.shape.len())?;
+    let k = crate::dim::Dim::parse(k).and_then(|d| d.eval(env)).map_err(|e| OpError::new(format!("top_k: k: {e}")))?;
+    let n = x.shape[ax];
+    if k < 0 || k as usize > n {
+        op_bail!("top_k: k = {k} is outside 0..={n} (the size of axis {ax})");
+    }
+    let inner: usize = x.shape[ax + 1..].iter().product();
+    let outer: usize = x.shape[..ax].iter().product();
+    let mut shape = x.shape.clone();
+    shape[ax] = k as usize;
+    let vals = cu.alloc(shape.clone(), DType::F32)?;
+    let idxs = cu.alloc(shape, DType::I64)?;
+    let rows = outer * inner;
+    if rows > 0 && k > 0 {
+        let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        launch!(cu, Kernel::TopK, cfg, x.ptr(), vals.ptr(), idxs.ptr(), outer as i64, n as i64, inner as i64, k, largest as i32)?;
+    }
+    Ok((vals, idxs))
+}

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# The GPU check (issue 5): one command for the GPU machine. For the tiny example and every
+# zoo model's forms (tests/models/zoo.toml), compiles the ONNX form with lt2c, runs it with
+# `--device cuda` and `--device cpu` on each io file and compares the outputs; then runs greedy
+# `lt2c generate` on both devices and compares the tokens and the logits behind them (prefill +
+# decode). Prints and writes a markdown table ($OUT/gpu-check.md, else out/gpu-check.md).
+#
+#   bash scripts/gpu-check.sh                      # uses target/release/lt2c
+#   LT2C=path/to/lt2c GEN_TOKENS=16 bash scripts/gpu-check.sh
+#   GPU_CHECK_DEVICE=cpu bash scripts/gpu-check.sh   # the flow without a GPU (CPU vs CPU)
+#   LT2_RUNTIME_TESTS=path/to/lt2_runtime-<hash> bash scripts/gpu-check.sh   # also run the
+#       lt2-runtime test binary's CUDA tests (op parity against the CPU) first
+#   SANITIZE=1 bash scripts/gpu-check.sh           # also compute-sanitizer memcheck + racecheck
+#       on a prefill + decode of a small zoo model
+#
+# Needs python3 with numpy. No Rust toolchain: build here (`cargo build --release`) and carry
+# the binary. Exit status 1 when any row misses the bar (relative error >= 1e-5, different
+# tokens, or a failed run).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export LT2C=${LT2C:-target/release/lt2c}
+export GEN_TOKENS=${GEN_TOKENS:-16}
+export REPORT_DIR=${OUT:-out}
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+mkdir -p "$REPORT_DIR"
+WORK=$(mktemp -d)
+export WORK
+export LT2C_CACHE_DIR=$WORK/kernel-cache
+trap 'rm -rf "$WORK"' EXIT
+
+{
+  echo "## environment"
+  date -u +"%Y-%m-%d %H:%M UTC"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -2 || true
+  "$LT2C" --version
+} | tee "$WORK/env.txt"
+
+status=0
+if [ -n "${LT2_RUNTIME_TESTS:-}" ]; then
+  echo "## lt2-runtime CUDA tests ($LT2_RUNTIME_TESTS cuda::)"
+  if ! "$LT2_RUNTIME_TESTS" cuda:: --nocapture --test-threads 1 2>&1 | tee "$WORK/unit.txt"; then status=1; fi
+  tail -n 3 "$WORK/unit.txt" > "$WORK/unit-summary.txt"
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c "import numpy" 2>/dev/null && [ -x .venv/bin/python ]; then PY=.venv/bin/python; fi
+"$PY" - <<'PY' || status=1
+import json, os, re, subprocess, sys, time
+import numpy as np
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    tomllib = None
+
+lt2c, work, gen_tokens = os.environ["LT2C"], os.environ["WORK"], int(os.environ["GEN_TOKENS"])
+# GPU_CHECK_DEVICE=cpu runs the whole check CPU against CPU (to try the script without a GPU).
+GPU = os.environ.get("GPU_CHECK_DEVICE", "cuda")
+report = os.path.join(os.environ["REPORT_DIR"], "gpu-check.md")
+BAR = 1e-5
+
+def rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    d = np.linalg.norm(b)
+    return float(np.linalg.norm(a - b) / (d if d > 0 else 1.0))
+
+def maxrel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    s = np.max(np.abs(b)) if b.size else 0.0
+    return float(np.max(np.abs(a - b)) / (s if s > 0 else 1.0)) if a.size else 0.0
+
+def sh(args):
+    t = time.time()
+    p = subprocess.run(args, capture_output=True, text=True)
+    return p, time.time() - t
+
+def run(bin_, io, dev, out):
+    p, wall = sh([lt2c, "run", bin_, "--inputs", io, "--outputs", out, "--device", dev, "--repeat", "3"])
+    m = re.search(r"in ([0-9.]+) ms", p.stderr)
+    return p, (float(m.group(1)) if m else None)
+
+models = []  # (name, dir, forms, io files, outputs)
+models.append(("lt2_tiny", "tests/fixtures/lt2_tiny", ["model.onnx", "model_unrolled.onnx"], ["io.npz", "io_b1_l7.npz"], ["logits"]))
+if tomllib:
+    with open("tests/models/zoo.toml", "rb") as f:
+        zoo = tomllib.load(f)
+    for m in zoo["model"]:
+        models.append((m["name"], m["dir"], [f["file"] for f in m["form"]], m["io"], m["outputs"]))
+else:
+    print("warning: no tomllib (Python < 3.11): only the tiny example is checked", file=sys.stderr)
+
+rows, failures = [], 0
+for name, d, forms, ios, outputs in models:
+    for form in forms:
+        bin_ = os.path.join(work, f"{name}-{form}.bin")
+        p, _ = sh([lt2c, os.path.join(d, form), "-o", bin_])
+        if p.returncode != 0:
+            rows.append((name, form, "-", "compile failed: " + p.stderr.strip().splitlines()[-1][:120], "", "", "", "", ""))
+            failures += 1
+            continue
+        for io in ios:
+            iop = os.path.join(d, io)
+            pc, tc = run(bin_, iop, "cpu", os.path.join(work, "cpu.npz"))
+            pg, tg = run(bin_, iop, GPU, os.path.join(work, "cuda.npz"))
+            if pc.returncode != 0 or pg.returncode != 0:
+                why = (pg.stderr if pg.returncode else pc.stderr).strip().splitlines()[-1][:160]
+                rows.append((name, form, io, "run failed: " + why, "", "", "", "", ""))
+                failures += 1
+                continue
+            cpu, gpu, gold = np.load(os.path.join(work, "cpu.npz")), np.load(os.path.join(work, "cuda.npz")), np.load(iop)
+            errs = {o: rel(gpu[o], cpu[o]) for o in outputs}
+            mx = {o: maxrel(gpu[o], cpu[o]) for o in outputs}
+            golden = max((rel(gpu[o], gold[o]) for o in outputs if o in gold.files), default=float("nan"))
+            ok = all(e < BAR for e in errs.values())
+            failures += not ok
+            rows.append((name, form, io,
+                         ", ".join(f"{o} {errs[o]:.1e}" for o in outputs) + ("" if ok else " **FAIL**"),
+                         ", ".join(f"{mx[o]:.1e}" for o in outputs), f"{golden:.1e}",
+                         f"{tc:.2f}" if tc is not None else "?", f"{tg:.2f}" if tg is not None else "?", ""))
+        # Greedy generation on both devices from the first io file's first row.
+        ids = np.load(os.path.join(d, ios[0]))["input_ids"][0][:8]
+        prompt = ",".join(str(int(x)) for x in ids)
+        gen = {}
+        for dev in ("cpu", "cuda"):
+            lo = os.path.join(work, f"gen-{dev}.npz")
+            p, _ = sh([lt2c, "generate", bin_, "--prompt-ids", prompt, "--max-new-tokens", str(gen_tokens), "--device", GPU if dev == "cuda" else dev, "--json", "--logits-out", lo])
+            if p.returncode != 0:
+                gen[dev] = (None, p.stderr.strip().splitlines()[-1][:160] if p.stderr.strip() else "failed")
+            else:
+                gen[dev] = (json.loads(p.stdout.strip().splitlines()[-1]), np.load(lo)["logits"])
+        if gen["cpu"][0] is None or gen["cuda"][0] is None:
+            why = gen["cuda"][1] if gen["cuda"][0] is None else gen["cpu"][1]
+            decodable = "derive decode" not in why and "no token-ids input" not in why
+            rows.append((name, form, f"generate {len(ids)}+{gen_tokens}", ("generate failed: " if decodable else "not decodable: ") + why, "", "", "", "", ""))
+            failures += decodable
+            continue
+        (jc, lc), (jg, lg) = gen["cpu"], gen["cuda"]
+        same = jc["tokens"] == jg["tokens"]
+        e = rel(lg, lc)
+        ok = same and e < BAR
+        failures += not ok
+        rows.append((name, form, f"generate {len(ids)}+{gen_tokens}",
+                     f"logits {e:.1e}" + ("" if ok else " **FAIL**"), f"{maxrel(lg, lc):.1e}", "",
+                     f"{jc['prefill_ms']:.2f} / {jc['decode_ms_per_token']:.2f}", f"{jg['prefill_ms']:.2f} / {jg['decode_ms_per_token']:.2f}",
+                     f"{'same' if same else 'DIFFERENT'} ({' '.join(map(str, jg['tokens']))})"))
+
+head = ("| model | form | io | rel. L2 error cuda vs cpu | max abs err / max abs | cuda vs golden | cpu ms | cuda ms | greedy tokens |\n"
+        "|---|---|---|---|---|---|---|---|---|")
+lines = [head] + ["| " + " | ".join(r) + " |" for r in rows]
+env = open(os.path.join(work, "env.txt")).read().strip()
+unit = ""
+if os.path.exists(os.path.join(work, "unit-summary.txt")):
+    unit = "\nlt2-runtime CUDA tests:\n```\n" + open(os.path.join(work, "unit-summary.txt")).read().strip() + "\n```\n"
+text = (f"# lt2c GPU check\n\n```\n{env}\n```\n{unit}\n"
+        f"Times: `lt2c run --repeat 3` (fastest run: upload, all steps, download); generate: prefill ms / decode ms per token.\n"
+        f"Bar: relative L2 error < {BAR:g} for every output and for the logits behind every generated token; same greedy tokens.\n\n"
+        + "\n".join(lines) + f"\n\n{len(rows)} rows, {failures} below the bar.\n")
+with open(report, "w") as f:
+    f.write(text)
+print(text)
+sys.exit(1 if failures else 0)
+PY
+if [ "${SANITIZE:-0}" = 1 ]; then
+  san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  m=tests/fixtures/zoo/lt2_full_gdn/standard_loop.onnx
+  "$LT2C" "$m" -o "$WORK/san.bin" 2>/dev/null
+  {
+    echo
+    echo "compute-sanitizer on \`lt2c generate\` ($m, prompt 5 tokens, 4 new: prefill + decode):"
+    echo '```'
+    for tool in memcheck racecheck; do
+      out=$("$san" --tool "$tool" --error-exitcode 9 "$LT2C" generate "$WORK/san.bin" --prompt-ids 1,2,3,4,5 --max-new-tokens 4 --device cuda 2>&1)
+      rc=$?
+      [ $rc -eq 0 ] || status=1
+      echo "$tool: exit $rc; $(echo "$out" | grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' | tr '\n' ' ')"
+      [ $rc -eq 0 ] || echo "$out" | grep -v '^=========     ' | head -40
+    done
+    echo '```'
+  } | tee -a "$REPORT_DIR/gpu-check.md"
+fi
+exit $status
