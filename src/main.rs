@@ -214,27 +214,38 @@ fn compile(a: CompileArgs) -> Result<()> {
         bail!("no model given: `lt2c MODEL.onnx -o MODEL.bin` (see `lt2c --help`)");
     };
     let t0 = std::time::Instant::now();
+    let size = std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0);
+    let big = size > (64 << 20);
+    if big {
+        eprintln!("importing {} ({:.0} MB)...", input.display(), size as f64 / 1e6);
+    }
     let imported = lt2_frontend::import_file(&input).with_context(|| format!("importing {}", input.display()))?;
     for w in &imported.warnings {
         eprintln!("warning: {w}");
     }
+    let t_import = t0.elapsed();
     let context = lt2_ir::new_context()?;
     let mut module = lt2_ir::parse_module(&context, &imported.mlir).context("the importer produced IR that does not verify (an lt2c bug)")?;
     lt2_ir::verify::verify_module(&module, Some("import"))?;
     if let Some(Emit::MlirImported) = a.emit {
         return emit(&module.as_operation().to_string());
     }
+    let t1 = std::time::Instant::now();
     run_passes(&mut module, &a.passes)?;
     if let Some(Emit::Mlir) = a.emit {
         return emit(&module.as_operation().to_string());
     }
+    let t_passes = t1.elapsed();
     let out = a.output.unwrap_or_else(|| input.with_extension("bin"));
+    if big {
+        eprintln!("imported in {:.1} s; passes {:.2} s; writing {}...", t_import.as_secs_f64(), t_passes.as_secs_f64(), out.display());
+    }
     let size = lt2_codegen::write_model(&module, &imported.weights, &out)?;
     eprintln!(
-        "compiled {} -> {} ({:.1} KiB, {} weights, {:.2} s)",
+        "compiled {} -> {} ({:.1} MiB, {} weights, {:.2} s)",
         input.display(),
         out.display(),
-        size as f64 / 1024.0,
+        size as f64 / (1 << 20) as f64,
         imported.weights.entries().len(),
         t0.elapsed().as_secs_f64()
     );

@@ -22,20 +22,21 @@ pub enum CodegenError {
     Runtime(#[from] lt2_runtime::RuntimeError),
 }
 
+/// The bytes of each manifest weight, in manifest order.
+fn weight_views<'w>(manifest: &Manifest, weights: &'w WeightStore) -> Vec<WeightBytes<'w>> {
+    manifest.weights.iter().map(|w| WeightBytes { bytes: weights.get(&w.name).map(|d| d.data.as_bytes()).unwrap_or(&[]) }).collect()
+}
+
 /// Lowers the module and encodes model.bin bytes.
 pub fn encode_model(module: &Module, weights: &WeightStore) -> Result<Vec<u8>, CodegenError> {
     let manifest: Manifest = lower::lower(module, weights)?;
-    let bytes: Vec<WeightBytes> = manifest
-        .weights
-        .iter()
-        .map(|w| WeightBytes { bytes: weights.get(&w.name).map(|d| d.bytes.as_slice()).unwrap_or(&[]) })
-        .collect();
-    Ok(format::encode(manifest, &bytes))
+    let views = weight_views(&manifest, weights);
+    Ok(format::encode(manifest, &views))
 }
 
 /// Lowers the module and writes model.bin to `path`; returns the file size.
 pub fn write_model(module: &Module, weights: &WeightStore, path: &Path) -> Result<usize, CodegenError> {
-    let bytes = encode_model(module, weights)?;
-    format::write_file(path, &bytes)?;
-    Ok(bytes.len())
+    let manifest: Manifest = lower::lower(module, weights)?;
+    let views = weight_views(&manifest, weights);
+    Ok(format::write_model_file(path, manifest.clone(), &views)? as usize)
 }

@@ -29,7 +29,7 @@ fn module_text() -> String {
 
 fn weights() -> WeightStore {
     let mut ws = WeightStore::default();
-    ws.insert(WeightData { name: "w".into(), elem: Elem::F32, shape: vec![2], bytes: [0.5f32, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect() });
+    ws.insert(WeightData { name: "w".into(), elem: Elem::F32, shape: vec![2], data: lt2_ir::WeightBytes::Raw([0.5f32, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect()) });
     ws
 }
 

@@ -15,7 +15,7 @@ use crate::attrs::{node_err, node_name};
 use crate::error::FrontendError;
 use crate::ops;
 use crate::value::{Known, Rt, Value};
-use lt2_ir::{WeightData, WeightStore};
+use lt2_ir::{WeightBytes, WeightData, WeightStore};
 
 /// One lexical scope: the main graph, or a loop body nested in it.
 #[derive(Default)]
@@ -118,9 +118,12 @@ impl Importer {
             Value::Known(k) => k,
             Value::Unavailable(why) => return Err(node_err(node, why)),
         };
-        let bytes = k.bytes().ok_or_else(|| {
-            node_err(node, format!("needs at run time a tensor of symbolic integers ({:?}); lt2c computes shapes at compile time only", k.dims()))
-        })?;
+        let bytes = match &k.data {
+            crate::value::KnownData::F32(v) => WeightBytes::F32(v.clone()),
+            _ => WeightBytes::Raw(k.bytes().ok_or_else(|| {
+                node_err(node, format!("needs at run time a tensor of symbolic integers ({:?}); lt2c computes shapes at compile time only", k.dims()))
+            })?),
+        };
         let name = match &k.source {
             Some(s) => s.clone(),
             None => {
@@ -131,7 +134,7 @@ impl Importer {
         if let Some(v) = self.scopes.iter().rev().find_map(|s| s.weight_vals.get(&name)) {
             return Ok(Rt { val: v.clone(), shape: k.shape_dims() });
         }
-        self.weights.insert(WeightData { name: name.clone(), elem: k.elem(), shape: k.shape.clone(), bytes });
+        self.weights.insert(WeightData { name: name.clone(), elem: k.elem(), shape: k.shape.clone(), data: bytes });
         let val = self.b.weight(&name, k.ty(), &name);
         if let Some(s) = self.scopes.last_mut() {
             s.weight_vals.insert(name, val.clone());

@@ -43,6 +43,7 @@ pub fn import_file(path: &Path) -> Result<Imported, FrontendError> {
         path: path.display().to_string(),
         reason: format!("not a valid ONNX protobuf ({e})"),
     })?;
+    drop(bytes);
     import_model(&model, path.parent())
 }
 

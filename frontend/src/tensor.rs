@@ -2,6 +2,7 @@
 //! model) into compile-time tensors.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tract_onnx::pb::TensorProto;
 
@@ -36,16 +37,16 @@ pub fn decode(t: &TensorProto, base: Option<&Path>) -> Result<Known, String> {
         &t.raw_data
     };
     let data = match t.data_type {
-        dt::FLOAT => KnownData::F32(if !raw.is_empty() {
+        dt::FLOAT => KnownData::F32(Arc::new(if !raw.is_empty() {
             raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
         } else {
             t.float_data.clone()
-        }),
-        dt::DOUBLE => KnownData::F32(if !raw.is_empty() {
+        })),
+        dt::DOUBLE => KnownData::F32(Arc::new(if !raw.is_empty() {
             raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect()
         } else {
             t.double_data.iter().map(|&x| x as f32).collect()
-        }),
+        })),
         dt::INT64 => KnownData::I64(
             if !raw.is_empty() { raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect::<Vec<i64>>() } else { t.int64_data.clone() }
                 .into_iter()

@@ -2,6 +2,8 @@
 //! (`Known`: initializers, constants, and shape arithmetic, whose integers may be symbolic
 //! dims such as `seq`), or a runtime tensor in the IR with a symbolic shape (`Rt`).
 
+use std::sync::Arc;
+
 use lt2_ir::builder::Val;
 use lt2_ir::{Elem, TensorType};
 use lt2_runtime::dim::Dim;
@@ -10,7 +12,8 @@ use lt2_runtime::plan::DType;
 /// Compile-time contents.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KnownData {
-    F32(Vec<f32>),
+    /// Shared: initializers can be large, and the importer hands values around by clone.
+    F32(Arc<Vec<f32>>),
     /// Integers, possibly symbolic (shape arithmetic).
     I64(Vec<Dim>),
     Bool(Vec<bool>),
@@ -27,7 +30,7 @@ pub struct Known {
 
 impl Known {
     pub fn f32(shape: Vec<usize>, v: Vec<f32>) -> Known {
-        Known { shape, data: KnownData::F32(v), source: None }
+        Known { shape, data: KnownData::F32(Arc::new(v)), source: None }
     }
     pub fn i64(shape: Vec<usize>, v: Vec<Dim>) -> Known {
         Known { shape, data: KnownData::I64(v), source: None }
@@ -52,7 +55,7 @@ impl Known {
     /// The elements as f32 (integers converted; symbolic ones as 0).
     pub fn data_f32(&self) -> Vec<f32> {
         match &self.data {
-            KnownData::F32(v) => v.clone(),
+            KnownData::F32(v) => v.to_vec(),
             KnownData::I64(v) => v.iter().map(|d| d.as_const().unwrap_or(0) as f32).collect(),
             KnownData::Bool(v) => v.iter().map(|&b| b as i64 as f32).collect(),
         }

@@ -15,4 +15,4 @@ pub use context::{new_context, parse_module};
 pub use error::IrError;
 pub use ops::Lt2Op;
 pub use types::{Elem, TensorType};
-pub use weights::{WeightData, WeightStore};
+pub use weights::{WeightBytes, WeightData, WeightStore};

@@ -2,7 +2,32 @@
 //! (ONNX initializers, and constants the importer folded). Kept out of the IR so printing and
 //! passes stay cheap however large the model is.
 
+use std::sync::Arc;
+
 use crate::types::Elem;
+
+#[cfg(target_endian = "big")]
+compile_error!("model.bin stores little-endian weights; big-endian hosts are not supported");
+
+/// A weight's bytes: owned, or shared f32 data viewed as bytes without a copy (multi-GB models
+/// must not be duplicated on their way to model.bin).
+#[derive(Clone, Debug, PartialEq)]
+pub enum WeightBytes {
+    Raw(Vec<u8>),
+    F32(Arc<Vec<f32>>),
+}
+
+impl WeightBytes {
+    /// Little-endian bytes in row-major order.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            WeightBytes::Raw(v) => v,
+            // SAFETY: f32 has no padding or invalid bit patterns, u8 has alignment 1, and the
+            // length covers exactly the vector's initialised elements; little-endian is asserted above.
+            WeightBytes::F32(v) => unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 4) },
+        }
+    }
+}
 
 /// One weight's data, little-endian bytes in row-major order.
 #[derive(Clone, Debug, PartialEq)]
@@ -10,7 +35,7 @@ pub struct WeightData {
     pub name: String,
     pub elem: Elem,
     pub shape: Vec<usize>,
-    pub bytes: Vec<u8>,
+    pub data: WeightBytes,
 }
 
 /// All weights of a model, by name, in creation order.
@@ -37,6 +62,6 @@ impl WeightStore {
         &self.entries
     }
     pub fn total_bytes(&self) -> usize {
-        self.entries.iter().map(|e| e.bytes.len()).sum()
+        self.entries.iter().map(|e| e.data.as_bytes().len()).sum()
     }
 }

@@ -13,6 +13,7 @@
 //! W+N u64    xxh3-64 checksum of every byte before it
 //! ```
 
+use std::io::Write;
 use std::path::Path;
 
 use prost::Message;
@@ -40,7 +41,25 @@ fn align_up(x: usize, a: usize) -> usize {
 
 /// Serialises a manifest and its weights (in `manifest.weights` order) into model.bin bytes.
 /// Fills each `WeightEntry`'s offset and nbytes.
-pub fn encode(mut manifest: Manifest, weights: &[WeightBytes<'_>]) -> Vec<u8> {
+pub fn encode(manifest: Manifest, weights: &[WeightBytes<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    emit(&mut out, manifest, weights).expect("writing to a Vec cannot fail");
+    out
+}
+
+/// Writes model.bin straight to `path` (weights streamed, never copied into one buffer);
+/// returns the file size.
+pub fn write_model_file(path: &Path, manifest: Manifest, weights: &[WeightBytes<'_>]) -> Result<u64, RuntimeError> {
+    let io = |e| RuntimeError::Io { path: path.display().to_string(), source: e };
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 22, file);
+    let n = emit(&mut w, manifest, weights).map_err(io)?;
+    w.flush().map_err(io)?;
+    Ok(n)
+}
+
+/// Writes the file to `out` while hashing it; returns the bytes written.
+fn emit<W: Write>(out: &mut W, mut manifest: Manifest, weights: &[WeightBytes<'_>]) -> std::io::Result<u64> {
     assert_eq!(manifest.weights.len(), weights.len(), "one byte slice per weight entry");
     let mut off = 0usize;
     for (e, w) in manifest.weights.iter_mut().zip(weights) {
@@ -52,23 +71,53 @@ pub fn encode(mut manifest: Manifest, weights: &[WeightBytes<'_>]) -> Vec<u8> {
     let blob_len = off;
     let man = manifest.encode_to_vec();
     let blob_off = align_up(HEADER_LEN + man.len(), WEIGHT_ALIGN);
-    let mut out = Vec::with_capacity(blob_off + blob_len + 8);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&(man.len() as u64).to_le_bytes());
-    out.extend_from_slice(&(blob_off as u64).to_le_bytes());
-    out.extend_from_slice(&(blob_len as u64).to_le_bytes());
-    out.extend_from_slice(&man);
-    out.resize(blob_off, 0);
+    let mut h = Hashing { inner: out, hasher: xxhash_rust::xxh3::Xxh3::new(), written: 0 };
+    h.write_all(MAGIC)?;
+    h.write_all(&FORMAT_VERSION.to_le_bytes())?;
+    h.write_all(&0u32.to_le_bytes())?;
+    h.write_all(&(man.len() as u64).to_le_bytes())?;
+    h.write_all(&(blob_off as u64).to_le_bytes())?;
+    h.write_all(&(blob_len as u64).to_le_bytes())?;
+    h.write_all(&man)?;
+    h.pad_to(blob_off as u64)?;
     for (e, w) in manifest.weights.iter().zip(weights) {
-        out.resize(blob_off + e.offset as usize, 0);
-        out.extend_from_slice(w.bytes);
+        h.pad_to(blob_off as u64 + e.offset)?;
+        h.write_all(w.bytes)?;
     }
-    out.resize(blob_off + blob_len, 0);
-    let sum = xxhash_rust::xxh3::xxh3_64(&out);
-    out.extend_from_slice(&sum.to_le_bytes());
-    out
+    h.pad_to((blob_off + blob_len) as u64)?;
+    let sum = h.hasher.digest();
+    h.inner.write_all(&sum.to_le_bytes())?;
+    Ok(h.written + 8)
+}
+
+/// A writer that hashes everything passing through it.
+struct Hashing<'a, W: Write> {
+    inner: &'a mut W,
+    hasher: xxhash_rust::xxh3::Xxh3,
+    written: u64,
+}
+
+impl<W: Write> Hashing<'_, W> {
+    fn pad_to(&mut self, pos: u64) -> std::io::Result<()> {
+        const ZEROS: [u8; 64] = [0; 64];
+        while self.written < pos {
+            let n = ((pos - self.written) as usize).min(ZEROS.len());
+            self.write_all(&ZEROS[..n])?;
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for Hashing<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A model.bin opened and checked: the manifest decoded, the weights mapped.

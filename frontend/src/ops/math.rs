@@ -98,7 +98,7 @@ fn fold_binary(node: &NodeProto, kind: BinaryOp, a: &Known, b: &Known) -> Result
     let n: usize = out.iter().product();
     let data = match (&a.data, &b.data) {
         (KnownData::F32(x), KnownData::F32(y)) => {
-            KnownData::F32((0..n).map(|i| fold_f32(kind, x[bcast_index(&out, &a.shape, i)], y[bcast_index(&out, &b.shape, i)])).collect())
+            KnownData::F32(std::sync::Arc::new((0..n).map(|i| fold_f32(kind, x[bcast_index(&out, &a.shape, i)], y[bcast_index(&out, &b.shape, i)])).collect()))
         }
         (KnownData::I64(x), KnownData::I64(y)) => {
             let mut v = Vec::with_capacity(n);
@@ -172,7 +172,7 @@ fn unary(imp: &mut Importer, node: &NodeProto, kind: UnaryOp) -> Result<Vec<Valu
     let x = imp.req(node, 0)?;
     match x {
         Value::Known(Known { shape, data: KnownData::F32(v), .. }) => {
-            Ok(vec![Value::Known(Known::f32(shape, v.into_iter().map(|e| fold_unary(kind, e)).collect()))])
+            Ok(vec![Value::Known(Known::f32(shape, v.iter().map(|&e| fold_unary(kind, e)).collect()))])
         }
         Value::Known(Known { shape, data: KnownData::I64(v), .. }) if kind == UnaryOp::Neg => {
             Ok(vec![Value::Known(Known::i64(shape, v.into_iter().map(|d| Dim::sub(Dim::Const(0), d)).collect()))])

@@ -153,7 +153,7 @@ fn constant_of_shape(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>,
         let shape: Vec<usize> = c.iter().map(|&d| d.max(0) as usize).collect();
         let n: usize = shape.iter().product();
         let data = match &value.data {
-            KnownData::F32(v) => KnownData::F32(vec![v[0]; n]),
+            KnownData::F32(v) => KnownData::F32(std::sync::Arc::new(vec![v[0]; n])),
             KnownData::I64(v) => KnownData::I64(vec![v[0].clone(); n]),
             KnownData::Bool(v) => KnownData::Bool(vec![v[0]; n]),
         };

@@ -3,6 +3,8 @@
 //! whenever the inputs are known (shape values hold symbolic dims); otherwise lt2 ops with
 //! dim-expression attributes.
 
+use std::sync::Arc;
+
 use tract_onnx::pb::NodeProto;
 
 use lt2_ir::Elem;
@@ -49,7 +51,7 @@ fn strides(shape: &[usize]) -> Vec<usize> {
 /// Picks elements of a known tensor by flat source index.
 fn pick(k: &Known, shape: Vec<usize>, idx: impl Iterator<Item = usize>) -> Known {
     let data = match &k.data {
-        KnownData::F32(v) => KnownData::F32(idx.map(|i| v[i]).collect()),
+        KnownData::F32(v) => KnownData::F32(std::sync::Arc::new(idx.map(|i| v[i]).collect())),
         KnownData::I64(v) => KnownData::I64(idx.map(|i| v[i].clone()).collect()),
         KnownData::Bool(v) => KnownData::Bool(idx.map(|i| v[i]).collect()),
     };
@@ -292,9 +294,10 @@ fn concat(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendEr
                 let part = pick(k, vec![inner], (o * inner..(o + 1) * inner).collect::<Vec<_>>().into_iter()).data;
                 data = Some(match (data.take(), part) {
                     (None, p) => p,
-                    (Some(KnownData::F32(mut a)), KnownData::F32(b)) => {
-                        a.extend(b);
-                        KnownData::F32(a)
+                    (Some(KnownData::F32(a)), KnownData::F32(b)) => {
+                        let mut a = Arc::try_unwrap(a).unwrap_or_else(|a| a.to_vec());
+                        a.extend(b.iter());
+                        KnownData::F32(Arc::new(a))
                     }
                     (Some(KnownData::I64(mut a)), KnownData::I64(b)) => {
                         a.extend(b);
