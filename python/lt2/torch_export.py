@@ -17,19 +17,28 @@ What the export emits (torch 2.11 + onnxscript 0.7, ``opset_version=27``):
 - The T loops: a Python ``for`` loop, so the graph holds T unrolled copies.
 - Dynamic ``batch`` and ``seq`` dims.
 
-Known quirk (TOOLCHAIN.md): the exporter's version converter fails on the opset-27 ops and the
-saved file is stamped with an older opset (18) while it holds opset 23-27 ops; lt2c accepts
-that with a warning. If lt2c refuses the file as exported, this script also tries a copy with
-the default-domain opset restamped to 27 (``<model>_opset27.onnx``) and records both results.
+Known quirks of the file as exported, and the diagnostic copies made when lt2c refuses it:
+
+- the exporter's version converter fails on the opset-27 ops ("Failed to convert the model to
+  the target version 27 using the ONNX C API") and the file stays stamped opset 18 while it
+  holds opset 23-27 ops (TOOLCHAIN.md); lt2c accepts that with a warning;
+- torchlib's ``Attention`` names all four outputs (Y, present_key, present_value,
+  qk_matmul_output) though only Y is read. ``<model>.trimmed.onnx`` drops unread trailing
+  outputs where the schema allows it; ``<model>.trimmed_opset27.onnx`` also restamps the opset
+  (made only if the trimmed file fails too).
+- Variant ``<model>.rope_slice.onnx`` (models with RoPE): the RoPE tables read as
+  ``cache[:L]`` (a Slice whose end is the symbolic length, as HF-style code exports) instead
+  of ``Gather(cache, Range(0, L))``; checked with lt2c, outside the acceptance.
 
 Checks, on fresh random token ids (two shapes, to exercise the dynamic dims):
 (a) torch (eager, fp32, CPU; and CUDA if present) vs the numpy oracle
     (``lt2.reference.looped_forward``, float64);
 (b) torch vs ``onnx.reference.ReferenceEvaluator`` on the exported file (with the lt2 oracles);
 (c) torch vs ``lt2c compile`` + ``lt2c run --device cpu`` of the exported file.
-Acceptance: relative error ``||a - b|| / ||b||`` <= 1e-4 for (a) and (c). Writes
-``<model>.onnx``, ``<model>.summary.json`` (op list, opsets, custom-op attributes, errors,
-numbers) and the lt2c logs to ``--out``.
+Acceptance: relative error ``||a - b|| / ||b||`` <= 1e-4 for (a) and for (c) on the file as
+exported. Writes ``<model>.onnx`` (+ diagnostic copies), ``<model>.summary.json`` (op list,
+opsets, custom-op attributes, lt2c errors verbatim, ``lt2c inspect`` graph line, numbers) and
+``summary.json`` to ``--out``; exits 1 unless every model is accepted.
 """
 
 from __future__ import annotations
@@ -37,10 +46,11 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -236,15 +246,6 @@ def _attr_value(a):
     return str(type(v).__name__)
 
 
-def restamp_opset(src: Path, dst: Path, version: int = 27) -> None:
-    """A copy of ``src`` with the default-domain opset import set to ``version``."""
-    m = onnx.load(str(src))
-    for o in m.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            o.version = version
-    onnx.save(m, str(dst))
-
-
 # --------------------------------------------------------------------------- oracles on the file
 
 
@@ -258,9 +259,17 @@ def run_reference_evaluator(path: Path, feeds: dict) -> dict:
     return dict(zip(names, sess.run(None, feeds)))
 
 
-def run_lt2c(lt2c: str, path: Path, feeds: dict, work: Path, tag: str) -> dict:
+def run_lt2c(lt2c: str, path: Path, feeds: dict, tag: str) -> dict:
     """``lt2c compile`` + ``lt2c run --device cpu``; returns outputs or the error text."""
-    from .fixtures import load_npz
+    work = Path(tempfile.mkdtemp(prefix="lt2c_"))  # compiled files stay out of --out
+    try:
+        return _run_lt2c(lt2c, path, feeds, work, tag)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_lt2c(lt2c: str, path: Path, feeds: dict, work: Path, tag: str) -> dict:
+    from .fixtures import load_npz, save_npz
 
     binf = work / f"{path.stem}.bin"
     res: dict = {"model": path.name}
@@ -272,9 +281,11 @@ def run_lt2c(lt2c: str, path: Path, feeds: dict, work: Path, tag: str) -> dict:
     res["compile_stdout"] = p.stdout[-2000:]
     if p.returncode != 0:
         return res
+    p = subprocess.run([lt2c, "inspect", str(binf)], capture_output=True, text=True)
+    res["inspect"] = [ln for ln in p.stdout.splitlines() if ln.startswith("graph")]
     inp = work / f"{path.stem}.{tag}.in.npz"
     outp = work / f"{path.stem}.{tag}.out.npz"
-    np.savez(inp, **feeds)
+    save_npz(inp, **feeds)
     t0 = time.time()
     p = subprocess.run([lt2c, "run", str(binf), "--inputs", str(inp), "--outputs", str(outp), "--device", "cpu"], capture_output=True, text=True)
     res["run_seconds"] = round(time.time() - t0, 2)
@@ -282,15 +293,54 @@ def run_lt2c(lt2c: str, path: Path, feeds: dict, work: Path, tag: str) -> dict:
     res["run_stderr"] = p.stderr[-6000:]
     if p.returncode == 0:
         res["outputs"] = load_npz(outp)
-    for f in (inp, outp):
-        f.unlink(missing_ok=True)
     return res
 
 
 # --------------------------------------------------------------------------- main
 
 
-def check_model(name: str, out: Path, lt2c: str | None, seed: int, shapes, cuda: bool) -> dict:
+def trim_unused_outputs(src: Path, dst: Path, restamp: int | None = None) -> list[str]:
+    """A copy of ``src`` whose nodes drop the trailing outputs nobody reads, where the op's schema
+    allows fewer outputs (e.g. torchlib's ``Attention`` names all four: Y, present_key,
+    present_value, qk_matmul_output); optionally the default-domain opset restamped. Returns
+    what it changed."""
+    m = onnx.load(str(src))
+    used = {o.name for o in m.graph.output}
+    for n in m.graph.node:
+        used.update(n.input)
+    changed = []
+    for n in m.graph.node:
+        try:
+            schema = onnx.defs.get_schema(n.op_type, 27, n.domain)
+            min_out = schema.min_output
+        except Exception:  # noqa: BLE001
+            continue
+        outs = list(n.output)
+        while len(outs) > min_out and outs[-1] not in used:
+            outs.pop()
+        if len(outs) < len(n.output):
+            changed.append(f"{n.name} ({n.op_type}): {len(n.output)} -> {len(outs)} outputs")
+            del n.output[len(outs):]
+    if restamp:
+        for o in m.opset_import:
+            if o.domain in ("", "ai.onnx") and o.version != restamp:
+                changed.append(f"opset {o.version} -> {restamp}")
+                o.version = restamp
+    onnx.save(m, str(dst))
+    return changed
+
+
+def _lt2c_case(lt2c, path, feeds, t_out, ref, tag) -> dict:
+    r = run_lt2c(lt2c, path, feeds, tag)
+    outs = r.pop("outputs", None)
+    if outs is not None:
+        r["vs_torch"] = {k: rel_err(outs[k], t_out[k]) for k in t_out if k in outs}
+        r["vs_numpy"] = {k: rel_err(outs[k], ref[k]) for k in ref if k in outs}
+        r["missing_outputs"] = [k for k in t_out if k not in outs]
+    return r
+
+
+def check_model(name: str, out: Path, lt2c: str | None, seed: int, shapes, cuda: bool, variants: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"model": name, "tolerance": TOL, "versions": _versions()}
     cfg, weights, model = zoo_model(name, use_custom_ops=True)
@@ -306,12 +356,17 @@ def check_model(name: str, out: Path, lt2c: str | None, seed: int, shapes, cuda:
         summary["export"] = {"ok": False, "error": f"{type(e).__name__}: {e}"[-8000:], "traceback": traceback.format_exc()[-8000:]}
         print(f"[{name}] export FAILED: {summary['export']['error'][:3000]}", flush=True)
 
+    # Diagnostic copies, made only if lt2c refuses the file as exported: unused optional
+    # outputs trimmed, then also the opset restamped to 27.
+    diag = [(out / f"{name}.trimmed.onnx", None), (out / f"{name}.trimmed_opset27.onnx", 27)]
+    summary["diagnostic_files"] = {}
+    lt2c_files = [onnx_path] if summary["export"]["ok"] else []
+
     rng = np.random.default_rng(seed)
     cases = []
-    files_for_lt2c = [onnx_path] if summary["export"]["ok"] else []
-    restamped = out / f"{name}_opset27.onnx"
     for shape in shapes:
         ids = rng.integers(0, cfg.vocab, shape).astype(np.int64)
+        tag = "x".join(map(str, shape))
         case: dict = {"input_shape": list(shape)}
         with torch.no_grad():
             t_out = outputs_dict(cfg, model(torch.from_numpy(ids)))
@@ -331,30 +386,58 @@ def check_model(name: str, out: Path, lt2c: str | None, seed: int, shapes, cuda:
                 case["onnx_reference_vs_torch"] = {k: rel_err(ev[k], t_out[k]) for k in t_out}
             except Exception as e:  # noqa: BLE001
                 case["onnx_reference_error"] = f"{type(e).__name__}: {e}"[-3000:]
-        if lt2c:
+        if lt2c and lt2c_files:
             case["lt2c"] = []
-            for f in list(files_for_lt2c):
-                r = run_lt2c(lt2c, f, feeds, out, "x".join(map(str, shape)))
-                outs = r.pop("outputs", None)
-                if outs is not None:
-                    r["vs_torch"] = {k: rel_err(outs[k], t_out[k]) for k in t_out if k in outs}
-                    r["vs_numpy"] = {k: rel_err(outs[k], ref[k]) for k in ref if k in outs}
-                    r["missing_outputs"] = [k for k in t_out if k not in outs]
+            i = 0
+            while i < len(lt2c_files):
+                r = _lt2c_case(lt2c, lt2c_files[i], feeds, t_out, ref, tag)
                 case["lt2c"].append(r)
-                if f == onnx_path and outs is None and not restamped.exists():
-                    restamp_opset(onnx_path, restamped)  # diagnostic: does the opset stamp matter?
-                    files_for_lt2c.append(restamped)
-                    r2 = run_lt2c(lt2c, restamped, feeds, out, "x".join(map(str, shape)))
-                    outs2 = r2.pop("outputs", None)
-                    if outs2 is not None:
-                        r2["vs_torch"] = {k: rel_err(outs2[k], t_out[k]) for k in t_out if k in outs2}
-                    case["lt2c"].append(r2)
+                if "vs_torch" not in r and i == len(lt2c_files) - 1 and i < len(diag):
+                    dst, restamp = diag[i]
+                    summary["diagnostic_files"][dst.name] = trim_unused_outputs(onnx_path, dst, restamp)
+                    lt2c_files.append(dst)
+                i += 1
         cases.append(case)
         _print_case(name, case)
     summary["cases"] = cases
+
+    # Variant: RoPE tables read by Slice(cache, 0, L) (symbolic end) instead of Gather(cache, Range).
+    if variants and cfg.has_rope and summary["export"]["ok"]:
+        vpath = out / f"{name}.rope_slice.onnx"
+        var: dict = {"file": vpath.name, "what": "RoPE tables read as cache[:L] (Slice with a symbolic end)"}
+        try:
+            _, _, vmodel = zoo_model(name, use_custom_ops=True, rope_lookup="slice")
+            var["export"] = export(vmodel, cfg, vpath)
+            var["ops"] = describe(vpath)["ops"]
+            ids = np.random.default_rng(seed + 1).integers(0, cfg.vocab, shapes[0]).astype(np.int64)
+            with torch.no_grad():
+                t_out = outputs_dict(cfg, vmodel(torch.from_numpy(ids)))
+            ref = reference.looped_forward(weights, ids, cfg)
+            var["torch_vs_numpy"] = {k: rel_err(t_out[k], ref[k]) for k in ref}
+            if lt2c:
+                trim_unused_outputs(vpath, vpath)  # isolate the Slice question from the Attention outputs
+                var["trimmed_unused_outputs"] = True
+                var["lt2c"] = _lt2c_case(lt2c, vpath, {"input_ids": ids}, t_out, ref, "variant")
+        except Exception as e:  # noqa: BLE001
+            var["error"] = f"{type(e).__name__}: {e}"[-3000:]
+        summary["variants"] = [var]
+        _print_variant(name, var)
     summary["accepted"] = _accepted(summary)
     (out / f"{name}.summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
     return summary
+
+
+def _print_variant(name, var):
+    r = var.get("lt2c")
+    if "error" in var:
+        print(f"[{name}] variant {var['file']}: ERROR {var['error'][:500]}", flush=True)
+    elif r is None:
+        print(f"[{name}] variant {var['file']}: exported", flush=True)
+    elif "vs_torch" in r:
+        print(f"[{name}] variant {var['file']}: lt2c vs torch {r['vs_torch']}", flush=True)
+    else:
+        err = r["compile_stderr"] if r["compile_rc"] else r.get("run_stderr", "")
+        print(f"[{name}] variant {var['file']}: lt2c FAILED:\n{err}", flush=True)
 
 
 def _accepted(summary) -> dict:

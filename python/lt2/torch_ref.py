@@ -393,12 +393,18 @@ class _Ops:
 class LoopedModel(nn.Module):
     """One looped model of ``lt2.models.looped`` (any zoo family). ``forward(input_ids [B, L])``
     returns ``logits [B, L, vocab]``, or ``(logits, exit_probs [B, L, T])`` with an exit gate.
-    Parameter names equal ``make_weights(cfg)``'s keys (the RoPE caches are frozen parameters)."""
+    Parameter names equal ``make_weights(cfg)``'s keys (the RoPE caches are frozen parameters).
+    ``rope_lookup``: how the RoPE tables are read for positions ``0..L-1``: ``"gather"``
+    (``F.embedding(arange(L), cache)``, exports as Range + Gather) or ``"slice"``
+    (``cache[:L]``, exports as a Slice whose end is the symbolic sequence length)."""
 
-    def __init__(self, cfg: LoopedConfig, use_custom_ops: bool = True):
+    def __init__(self, cfg: LoopedConfig, use_custom_ops: bool = True, rope_lookup: str = "gather"):
         super().__init__()
         cfg.validate()
+        if rope_lookup not in ("gather", "slice"):
+            raise ValueError(f"rope_lookup must be 'gather' or 'slice', got {rope_lookup!r}")
         self.cfg = cfg
+        self.rope_lookup = rope_lookup
         ops = _Ops(use_custom_ops)
         d = cfg.d_model
         self.embed = _Weight(cfg.vocab, d)
@@ -414,9 +420,9 @@ class LoopedModel(nn.Module):
             self.rope = _Rope(cfg.max_positions, cfg.attn_head_dim // 2)
 
     @classmethod
-    def from_weights(cls, cfg: LoopedConfig, weights: dict, use_custom_ops: bool = True) -> "LoopedModel":
+    def from_weights(cls, cfg: LoopedConfig, weights: dict, use_custom_ops: bool = True, rope_lookup: str = "gather") -> "LoopedModel":
         """A model holding ``weights`` (numpy arrays keyed as ``make_weights`` writes them), fp32."""
-        m = cls(cfg, use_custom_ops)
+        m = cls(cfg, use_custom_ops, rope_lookup)
         sd = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in weights.items()}
         missing, unexpected = m.load_state_dict(sd, strict=False)
         if missing or unexpected:
@@ -429,7 +435,11 @@ class LoopedModel(nn.Module):
         cos = sin = None
         if cfg.has_rope:
             length = input_ids.shape[1]
-            cos, sin = self.rope.cos_cache[:length], self.rope.sin_cache[:length]
+            if self.rope_lookup == "gather":  # Gather(cache, Range(0, L)): positions as ids
+                pos = torch.arange(length, device=input_ids.device)
+                cos, sin = F.embedding(pos, self.rope.cos_cache), F.embedding(pos, self.rope.sin_cache)
+            else:  # Slice(cache, 0, L) with a symbolic end, as HF-style `cos_cached[:seq_len]` exports
+                cos, sin = self.rope.cos_cache[:length], self.rope.sin_cache[:length]
         lams = []
         for tau in range(cfg.n_loops):  # unrolled: T copies reading the same weights
             h_in = h
@@ -456,7 +466,7 @@ class LoopedModel(nn.Module):
         return logits, torch.stack(probs, dim=-1)
 
 
-def zoo_model(name: str, use_custom_ops: bool = True, size: str = "tiny"):
+def zoo_model(name: str, use_custom_ops: bool = True, size: str = "tiny", rope_lookup: str = "gather"):
     """``(cfg, weights, LoopedModel)`` of a zoo model (``lt2.zoo.registry``), weights from
     ``lt2.models.looped.make_weights`` (the zoo's own generator)."""
     from .models.looped import make_weights
@@ -464,7 +474,7 @@ def zoo_model(name: str, use_custom_ops: bool = True, size: str = "tiny"):
 
     cfg = registry.get(name).config(size)
     weights = make_weights(cfg)
-    return cfg, weights, LoopedModel.from_weights(cfg, weights, use_custom_ops)
+    return cfg, weights, LoopedModel.from_weights(cfg, weights, use_custom_ops, rope_lookup)
 
 
 def outputs_dict(cfg: LoopedConfig, out) -> dict[str, np.ndarray]:
