@@ -4,6 +4,14 @@
 // argument attributes and in shape attributes as dim expressions such as "batch*seq").
 // Note: each operand gets its own constraint value; reusing one would force equal types.
 irdl.dialect @lt2 {
+  // A small constant (shape values, epsilons, exponents) kept in the IR so passes can match on it.
+  irdl.operation @constant {
+    %r_out = irdl.base "!builtin.tensor"
+    %a_value = irdl.base "#builtin.dense_int_or_fp_elements"
+    irdl.operands()
+    irdl.results(out: %r_out)
+    irdl.attributes {"value" = %a_value}
+  }
   // A named weight of the model (ONNX initializer or folded constant); its bytes live beside the IR.
   irdl.operation @weight {
     %r_out = irdl.base "!builtin.tensor"

@@ -7,7 +7,8 @@
 //
 // A block owns blockDim.y consecutive queries of one (batch, head), one warp per query. Key and
 // value tiles of 32 rows go through shared memory; lane j scores key j of the tile, then every
-// lane accumulates its output dims (lane, lane+32, ...).
+// lane accumulates its output dims (lane, lane+32, ...) among the value columns dv0 .. dv0+dvc
+// (at most 256 per launch; wider value heads take several launches).
 #include "common.cuh"
 
 #define ATT_TILE 32
@@ -20,8 +21,10 @@ struct AttnParams {
     i64 wl, wr;
     u64 mask;       // null, or the mask's address
     int mask_bool;  // the mask holds bool (else f32)
-    int pad;
+    int dv0;        // first value column of this launch
     i64 ms[4];      // mask strides over (b, h, i, j)
+    int dvc;        // value columns of this launch (<= 32 * ATT_MAX_DV_PER_LANE)
+    int pad;
 };
 
 // The visible key range [lo, n) of query i.
@@ -33,13 +36,13 @@ __device__ __forceinline__ void attn_range(const AttnParams& p, i64 i, i64* lo, 
     *n = hi;
 }
 
-// Shared memory: K tile [ATT_TILE][D+1] (padded), V tile [ATT_TILE][DV], q rows [blockDim.y][D].
+// Shared memory: K tile [ATT_TILE][D+1] (padded), V tile [ATT_TILE][dvc], q rows [blockDim.y][D].
 extern "C" __global__ void lt2_attention_f32(const float* q, const float* k, const float* v, float* out, AttnParams p) {
     extern __shared__ float sm[];
-    const int D = p.D, DV = p.DV, KS = D + 1;
+    const int D = p.D, DV = p.DV, KS = D + 1, DC = p.dvc;
     float* kt = sm;
     float* vt = kt + ATT_TILE * KS;
-    float* qs = vt + ATT_TILE * DV;
+    float* qs = vt + ATT_TILE * DC;
     const int lane = threadIdx.x, wy = threadIdx.y, rows = blockDim.y;
     const int tid = wy * 32 + lane, nthreads = 32 * rows;
     const int h = blockIdx.y, b = blockIdx.z, hk = h / (p.HQ / p.HKV);
@@ -68,9 +71,9 @@ extern "C" __global__ void lt2_attention_f32(const float* q, const float* k, con
             i64 j = j0 + x / D;
             kt[(x / D) * KS + x % D] = j < bhi ? k[((b * (i64)p.LK + j) * p.HKV + hk) * D + x % D] : 0.0f;
         }
-        for (int x = tid; x < ATT_TILE * DV; x += nthreads) {
-            i64 j = j0 + x / DV;
-            vt[x] = j < bhi ? v[((b * (i64)p.LK + j) * p.HKV + hk) * DV + x % DV] : 0.0f;
+        for (int x = tid; x < ATT_TILE * DC; x += nthreads) {
+            i64 j = j0 + x / DC;
+            vt[x] = j < bhi ? v[((b * (i64)p.LK + j) * p.HKV + hk) * DV + p.dv0 + x % DC] : 0.0f;
         }
         __syncthreads();
         if (!active || j0 >= n || j0 + ATT_TILE <= lo) continue;  // warp-uniform
@@ -99,21 +102,21 @@ extern "C" __global__ void lt2_attention_f32(const float* q, const float* k, con
         for (int jj = 0; jj < ATT_TILE; ++jj) {
             float w = __shfl_sync(0xffffffffu, pj, jj);
             if (w == 0.0f) continue;  // warp-uniform
-            const float* vr = vt + jj * DV;
+            const float* vr = vt + jj * DC;
 #pragma unroll
             for (int c = 0; c < ATT_MAX_DV_PER_LANE; ++c) {
                 int d = lane + 32 * c;
-                if (d < DV) acc[c] += w * vr[d];
+                if (d < DC) acc[c] += w * vr[d];
             }
         }
         m = mnew;
     }
     if (!active) return;
     float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    float* orow = out + ((b * (i64)p.LQ + i) * p.HQ + h) * DV;
+    float* orow = out + ((b * (i64)p.LQ + i) * p.HQ + h) * DV + p.dv0;
 #pragma unroll
     for (int c = 0; c < ATT_MAX_DV_PER_LANE; ++c) {
         int d = lane + 32 * c;
-        if (d < DV) orow[d] = acc[c] * inv;
+        if (d < DC) orow[d] = acc[c] * inv;
     }
 }

@@ -152,13 +152,13 @@ LT2_WHERE(lt2_where_w4, u32)
 LT2_WHERE(lt2_where_w8, u64)
 
 // ---- Cast between f32 (0), i64 (1) and bool (2), as plan::DType ----
-// f32 -> i64 truncates toward zero, saturates, NaN -> 0 (PTX cvt.rzi, like Rust `as`).
+// f32 -> i64 truncates toward zero, saturates, and maps NaN to 0 (like Rust `as`).
 
 extern "C" __global__ void lt2_cast(const void* x, void* out, int from, int to, i64 n) {
     LT2_GRID_STRIDE(i, n) {
         if (from == 0) {
             float v = ((const float*)x)[i];
-            if (to == 1) ((i64*)out)[i] = (i64)v;
+            if (to == 1) ((i64*)out)[i] = v != v ? 0 : (i64)v;
             else ((u8*)out)[i] = v != 0.0f;
         } else if (from == 1) {
             i64 v = ((const i64*)x)[i];

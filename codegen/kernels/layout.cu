@@ -30,3 +30,13 @@ struct CopyParams {
 LT2_COPY(lt2_copy_w1, u8)
 LT2_COPY(lt2_copy_w4, u32)
 LT2_COPY(lt2_copy_w8, u64)
+
+// Small host-to-device uploads without a host synchronisation: the bytes travel as a kernel
+// parameter (a pageable cuMemcpyHtoDAsync may synchronise the stream).
+struct Bytes256 {
+    u8 b[256];
+};
+
+extern "C" __global__ void lt2_write_bytes(u8* dst, int n, Bytes256 src) {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src.b[i];
+}

@@ -41,16 +41,18 @@ extern "C" __global__ void lt2_indexer_topk_f32(const float* scores, i64* out, i
     }
 }
 
-#define SPA_MAX_DV_PER_LANE 8  // Dv <= 256
+#define SPA_MAX_DV_PER_LANE 8  // value columns per launch <= 256
 
 struct SparseParams {
     i64 B, T, S, HQ, HKV, DK, DV, KK;
+    i64 dv0, dvc;  // the value columns of this launch
     float scale;
     int pad;
 };
 
 // One warp per (b, t, head): softmax of scale * q . k_s over the selected positions s (indices
-// shared by all heads, -1 skipped, out-of-range reported), applied to v_s; zeros if none.
+// shared by all heads, -1 skipped, out-of-range reported), applied to v_s (columns dv0 ..
+// dv0+dvc); zeros if none.
 extern "C" __global__ void lt2_sparse_attention_f32(const float* q, const float* k, const float* v, const i64* idx, float* out, SparseParams p,
                                                     i64* err) {
     i64 wid = ((i64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
@@ -90,20 +92,20 @@ extern "C" __global__ void lt2_sparse_attention_f32(const float* q, const float*
             float w = __shfl_sync(0xffffffffu, pj, jj);
             i64 sj = __shfl_sync(0xffffffffu, s, jj);
             if (w == 0.0f) continue;
-            const float* vs = v + ((b * p.S + sj) * p.HKV + hk) * p.DV;
+            const float* vs = v + ((b * p.S + sj) * p.HKV + hk) * p.DV + p.dv0;
 #pragma unroll
             for (int c = 0; c < SPA_MAX_DV_PER_LANE; ++c) {
                 i64 d = lane + 32 * c;
-                if (d < p.DV) acc[c] += w * vs[d];
+                if (d < p.dvc) acc[c] += w * vs[d];
             }
         }
         m = mnew;
     }
     float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    float* o = out + (bt * p.HQ + h) * p.DV;
+    float* o = out + (bt * p.HQ + h) * p.DV + p.dv0;
 #pragma unroll
     for (int c = 0; c < SPA_MAX_DV_PER_LANE; ++c) {
         i64 d = lane + 32 * c;
-        if (d < p.DV) o[d] = acc[c] * inv;
+        if (d < p.dvc) o[d] = acc[c] * inv;
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use melior::ir::attribute::{ArrayAttribute, DictionaryAttribute, StringAttribute};
+use melior::ir::attribute::{ArrayAttribute, AttributeLike, DictionaryAttribute, StringAttribute};
 use melior::ir::block::BlockLike;
 use melior::ir::operation::{OperationLike, OperationRef};
 use melior::ir::{BlockRef, Module, RegionLike, Value, ValueLike};
@@ -218,6 +218,7 @@ impl Lowering<'_> {
                 let index = *self.weight_index.get(w.as_str()).ok_or_else(|| e(format!("weight `{w}` has no data")))?;
                 Op::Weight(plan::Weight { index })
             }
+            Lt2Op::Constant => constant_op(o).map_err(|r| e(r))?,
             Lt2Op::Embed => Op::Embed(plan::Embed {}),
             Lt2Op::Gather => Op::Gather(plan::Gather { axis: attr_i64(o, "axis").map_err(ierr)? }),
             Lt2Op::RmsNorm => Op::RmsNorm(plan::RmsNorm { epsilon: attr_f32(o, "epsilon").map_err(ierr)?, axis: attr_i64(o, "axis").map_err(ierr)? }),
@@ -407,4 +408,26 @@ fn unary(k: plan::UnaryKind) -> Op {
 fn origin_of(o: &OperationRef) -> String {
     let s = o.location().to_string();
     s.trim_start_matches("loc(").trim_end_matches(')').trim_matches('"').to_string()
+}
+
+/// A plan constant from an `lt2.constant`'s dense attribute.
+fn constant_op(o: &OperationRef) -> Result<Op, String> {
+    let ty = o.result(0).map_err(|x| x.to_string())?.r#type().to_string();
+    let t = TensorType::parse(&ty).ok_or_else(|| format!("unsupported constant type {ty}"))?;
+    let shape: Vec<u64> = t.dims.iter().map(|d| d.unwrap_or(0).max(0) as u64).collect();
+    let attr = o.attribute("value").map_err(|_| "constant without a value".to_string())?;
+    let raw = attr.to_raw();
+    // SAFETY: `raw` is a live attribute of a verified op; IRDL guarantees dense int-or-fp elements.
+    let (n, splat) = unsafe { (mlir_sys::mlirElementsAttrGetNumElements(raw) as usize, mlir_sys::mlirDenseElementsAttrIsSplat(raw)) };
+    let idx = |i: usize| if splat { 0 } else { i as isize };
+    let mut c = plan::Constant { dtype: dtype(t.elem) as i32, shape, f32s: vec![], i64s: vec![] };
+    // SAFETY: indices are below the element count; the element type matches the accessor.
+    unsafe {
+        match t.elem {
+            Elem::F32 => c.f32s = (0..n).map(|i| mlir_sys::mlirDenseElementsAttrGetFloatValue(raw, idx(i))).collect(),
+            Elem::I64 => c.i64s = (0..n).map(|i| mlir_sys::mlirDenseElementsAttrGetInt64Value(raw, idx(i))).collect(),
+            Elem::I1 => c.f32s = (0..n).map(|i| mlir_sys::mlirDenseElementsAttrGetBoolValue(raw, idx(i)) as i64 as f32).collect(),
+        }
+    }
+    Ok(Op::Constant(c))
 }

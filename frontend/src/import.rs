@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use petgraph::graph::DiGraph;
 use tract_onnx::pb::{GraphProto, NodeProto};
 
-use lt2_ir::builder::{FuncBuilder, Val};
+use lt2_ir::builder::{ConstValues, FuncBuilder, Val};
+
+/// Compile-time tensors up to this many elements become `lt2.constant`s, larger ones weights.
+const SMALL_CONSTANT: usize = 16;
 use lt2_runtime::dim::Dim;
 
 use crate::attrs::{node_err, node_name};
@@ -36,6 +39,9 @@ pub struct Importer {
     /// Outputs of `Transpose(initializer)` nodes, to the initializer: lets MatMul use the
     /// original weight transposed instead of storing a transposed copy (tied LM heads).
     pub transposed_from: HashMap<String, String>,
+    /// Every value name some node (in any graph) or a graph output reads: outputs outside this
+    /// set are never needed, so ops may skip them instead of refusing them.
+    pub used: std::collections::HashSet<String>,
     scopes: Vec<Scope>,
     const_counter: usize,
 }
@@ -49,6 +55,7 @@ impl Importer {
             opset,
             base_dir: base_dir.map(Path::to_path_buf),
             transposed_from: HashMap::new(),
+            used: Default::default(),
             scopes: vec![Scope::default()],
             const_counter: 0,
         }
@@ -118,6 +125,26 @@ impl Importer {
             Value::Known(k) => k,
             Value::Unavailable(why) => return Err(node_err(node, why)),
         };
+        // Small constants stay in the IR (passes match on epsilons, exponents, shapes).
+        if k.numel() <= SMALL_CONSTANT && k.bytes().is_some() {
+            let key = format!("{:?}{:?}", k.shape, k.data);
+            if let Some(v) = self.scopes.iter().rev().find_map(|s| s.weight_vals.get(&key)) {
+                return Ok(Rt { val: v.clone(), shape: k.shape_dims() });
+            }
+            let loc = crate::attrs::node_name(node);
+            let val = match &k.data {
+                crate::value::KnownData::F32(v) => self.b.constant(k.ty(), ConstValues::F32(v), &loc),
+                crate::value::KnownData::I64(v) => {
+                    let ints: Vec<i64> = v.iter().map(|d| d.as_const().unwrap_or(0)).collect();
+                    self.b.constant(k.ty(), ConstValues::I64(&ints), &loc)
+                }
+                crate::value::KnownData::Bool(v) => self.b.constant(k.ty(), ConstValues::Bool(v), &loc),
+            };
+            if let Some(s) = self.scopes.last_mut() {
+                s.weight_vals.insert(key, val.clone());
+            }
+            return Ok(Rt { val, shape: k.shape_dims() });
+        }
         let bytes = match &k.data {
             crate::value::KnownData::F32(v) => WeightBytes::F32(v.clone()),
             _ => WeightBytes::Raw(k.bytes().ok_or_else(|| {
@@ -167,6 +194,11 @@ impl Importer {
             }
         }
         Ok(())
+    }
+
+    /// Whether output `i` of `node` exists and something reads it.
+    pub fn output_used(&self, node: &NodeProto, i: usize) -> bool {
+        node.output.get(i).is_some_and(|o| !o.is_empty() && self.used.contains(o))
     }
 
     /// The location string for ops made from `node`.

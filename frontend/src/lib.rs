@@ -89,6 +89,9 @@ pub fn import_model(model: &ModelProto, base_dir: Option<&Path>) -> Result<Impor
         arg_shapes.push((inp.name.clone(), dims));
     }
     let mut imp = Importer::new(FuncBuilder::new("main", args), opset, base_dir);
+    walk_nodes(g, &mut |n| imp.used.extend(n.input.iter().filter(|s| !s.is_empty()).cloned()));
+    imp.used.extend(g.output.iter().map(|o| o.name.clone()));
+    walk_graphs(g, &mut |sub| imp.used.extend(sub.output.iter().map(|o| o.name.clone())));
     for (v, (name, dims)) in imp.b.args().into_iter().zip(arg_shapes) {
         imp.set(&name, Value::Rt(value::Rt { val: v, shape: dims }));
     }
@@ -158,6 +161,17 @@ fn walk_nodes<'a>(g: &'a GraphProto, f: &mut impl FnMut(&'a tract_onnx::pb::Node
             }
             for sub in &a.graphs {
                 walk_nodes(sub, f);
+            }
+        }
+    }
+}
+
+fn walk_graphs<'a>(g: &'a GraphProto, f: &mut impl FnMut(&'a GraphProto)) {
+    for n in &g.node {
+        for a in &n.attribute {
+            if let Some(sub) = &a.g {
+                f(sub);
+                walk_graphs(sub, f);
             }
         }
     }

@@ -99,6 +99,26 @@ fn quote(s: &str) -> String {
     o
 }
 
+/// Values of a constant.
+pub enum ConstValues<'a> {
+    F32(&'a [f32]),
+    I64(&'a [i64]),
+    Bool(&'a [bool]),
+}
+
+/// Row-major items nested as MLIR's dense literal wants them (`[[1, 2], [3, 4]]`).
+fn nested(items: &[String], dims: &[Option<i64>]) -> String {
+    match dims.split_first() {
+        None => items.first().cloned().unwrap_or_default(),
+        Some((&d, rest)) => {
+            let n = d.unwrap_or(0).max(0) as usize;
+            let inner: usize = rest.iter().map(|x| x.unwrap_or(0).max(0) as usize).product();
+            let parts: Vec<String> = (0..n).map(|i| nested(&items[i * inner..(i + 1) * inner], rest)).collect();
+            format!("[{}]", parts.join(", "))
+        }
+    }
+}
+
 fn str_array(xs: &[String]) -> String {
     format!("[{}]", xs.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", "))
 }
@@ -173,6 +193,16 @@ impl FuncBuilder {
     /// `lt2.weight`: a named weight.
     pub fn weight(&mut self, name: &str, ty: TensorType, loc: &str) -> Val {
         self.one(Lt2Op::Weight, &[], &[("name", quote(name))], ty, loc)
+    }
+    /// `lt2.constant` holding `values` (printed as a dense attribute; keep it small).
+    pub fn constant(&mut self, ty: TensorType, values: ConstValues<'_>, loc: &str) -> Val {
+        let items: Vec<String> = match values {
+            ConstValues::F32(v) => v.iter().map(|&x| fmt_f32(x)).collect(),
+            ConstValues::I64(v) => v.iter().map(|x| x.to_string()).collect(),
+            ConstValues::Bool(v) => v.iter().map(|x| x.to_string()).collect(),
+        };
+        let dense = if ty.rank() == 0 { items.first().cloned().unwrap_or_default() } else { nested(&items, &ty.dims) };
+        self.one(Lt2Op::Constant, &[], &[("value", format!("dense<{dense}> : {ty}"))], ty, loc)
     }
     /// `lt2.embed`: table rows picked by ids.
     pub fn embed(&mut self, table: &Val, ids: &Val, ty: TensorType, loc: &str) -> Val {

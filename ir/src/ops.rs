@@ -33,7 +33,7 @@ macro_rules! lt2_ops {
 }
 
 lt2_ops! {
-    Weight => "weight", Embed => "embed", Gather => "gather", RmsNorm => "rms_norm",
+    Weight => "weight", Constant => "constant", Embed => "embed", Gather => "gather", RmsNorm => "rms_norm",
     Linear => "linear", MatMul => "matmul",
     Add => "add", Sub => "sub", Mul => "mul", Div => "div", Pow => "pow",
     Neg => "neg", Exp => "exp", Sigmoid => "sigmoid", Softplus => "softplus", Sqrt => "sqrt",

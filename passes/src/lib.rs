@@ -2,8 +2,10 @@
 //! (`pipeline.rs`). Every pass keeps the module verifiable; the pipeline verifies after each.
 
 pub mod canonicalize;
+pub mod fuse_silu;
 pub mod hoist_loop_invariants;
 pub mod pipeline;
+pub mod raise_rms_norm;
 mod raw;
 
 use melior::ir::Module;

@@ -4,6 +4,8 @@
 use melior::ir::Module;
 
 use crate::canonicalize::Canonicalize;
+use crate::fuse_silu::FuseSilu;
+use crate::raise_rms_norm::RaiseRmsNorm;
 use crate::hoist_loop_invariants::HoistLoopInvariants;
 use crate::{Pass, PassError};
 
@@ -11,6 +13,10 @@ use crate::{Pass, PassError};
 pub static PASSES: &[&(dyn Pass + Sync)] = &[
     // First: cancel the importer's transposes and drop dead shape ops.
     &Canonicalize,
+    // Pattern raising: decomposed norms become fused ops; needs constants visible (canonicalize
+    // has merged duplicates) and leaves the dead chain for the next canonicalize.
+    &RaiseRmsNorm,
+    &FuseSilu,
     // Moves weights out of loops; leaves duplicates behind for the next canonicalize.
     &HoistLoopInvariants,
     // Merges the hoisted duplicate weights.

@@ -132,3 +132,74 @@ pub fn i64s_attr(op: MlirOperation, attr: &str) -> Option<Vec<i64>> {
         Some((0..n).map(|i| mlir_sys::mlirDenseI64ArrayGetElement(a, i)).collect())
     }
 }
+
+/// The value's type.
+pub fn value_type(v: MlirValue) -> mlir_sys::MlirType {
+    // SAFETY: live value.
+    unsafe { mlir_sys::mlirValueGetType(v) }
+}
+
+/// The single value of an `lt2.constant` (a splat or one-element constant), as f64.
+pub fn const_scalar(v: MlirValue) -> Option<f64> {
+    let op = defining_op(v)?;
+    if name(op) != "lt2.constant" {
+        return None;
+    }
+    let attr = "value";
+    // SAFETY: live op; the attribute is dense int-or-fp elements (IRDL-verified).
+    unsafe {
+        let a = mlir_sys::mlirOperationGetAttributeByName(op, mlir_sys::MlirStringRef { data: attr.as_ptr() as *const _, length: attr.len() });
+        if a.ptr.is_null() || !mlir_sys::mlirAttributeIsADenseFPElements(a) {
+            return None;
+        }
+        if !mlir_sys::mlirDenseElementsAttrIsSplat(a) && mlir_sys::mlirElementsAttrGetNumElements(a) != 1 {
+            return None;
+        }
+        Some(mlir_sys::mlirDenseElementsAttrGetFloatValue(a, 0) as f64)
+    }
+}
+
+/// Creates op `name` right before `before`, with attributes given as MLIR attribute text.
+pub fn create_before(
+    before: MlirOperation,
+    name: &str,
+    operands: &[MlirValue],
+    results: &[mlir_sys::MlirType],
+    attrs: &[(&str, String)],
+) -> Option<MlirOperation> {
+    // SAFETY: all handles are live and belong to the same context; the new op is inserted into
+    // `before`'s block, which takes ownership.
+    unsafe {
+        let ctx = mlir_sys::mlirOperationGetContext(before);
+        let loc = mlir_sys::mlirOperationGetLocation(before);
+        let sref = |s: &str| mlir_sys::MlirStringRef { data: s.as_ptr() as *const _, length: s.len() };
+        let mut state = mlir_sys::mlirOperationStateGet(sref(name), loc);
+        mlir_sys::mlirOperationStateAddOperands(&mut state, operands.len() as isize, operands.as_ptr());
+        mlir_sys::mlirOperationStateAddResults(&mut state, results.len() as isize, results.as_ptr());
+        let mut named = Vec::new();
+        for (k, text) in attrs {
+            let a = mlir_sys::mlirAttributeParseGet(ctx, sref(text));
+            if a.ptr.is_null() {
+                return None;
+            }
+            named.push(mlir_sys::mlirNamedAttributeGet(mlir_sys::mlirIdentifierGet(ctx, sref(k)), a));
+        }
+        mlir_sys::mlirOperationStateAddAttributes(&mut state, named.len() as isize, named.as_ptr());
+        let op = mlir_sys::mlirOperationCreate(&mut state);
+        if op.ptr.is_null() {
+            return None;
+        }
+        let block = mlir_sys::mlirOperationGetBlock(before);
+        mlir_sys::mlirBlockInsertOwnedOperationBefore(block, before, op);
+        Some(op)
+    }
+}
+
+/// The rank of a ranked tensor value (None otherwise).
+pub fn rank(v: MlirValue) -> Option<usize> {
+    // SAFETY: live value; shaped-type queries are only made on ranked shaped types.
+    unsafe {
+        let t = mlir_sys::mlirValueGetType(v);
+        (mlir_sys::mlirTypeIsARankedTensor(t)).then(|| mlir_sys::mlirShapedTypeGetRank(t) as usize)
+    }
+}

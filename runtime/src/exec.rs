@@ -86,6 +86,7 @@ impl<B: Backend> Model<B> {
             }
             let outs: Vec<B::Buf> = match op {
                 Op::Weight(w) => vec![self.weights.get(w.index as usize).cloned().ok_or_else(|| err(format!("no weight #{}", w.index)))?],
+                Op::Constant(c) => vec![self.backend.upload(&constant_tensor(c).map_err(err)?).map_err(|e| err(e.0))?],
                 Op::Loop(l) => {
                     let body = self.file.manifest.graphs.get(l.body as usize).ok_or_else(|| err(format!("no graph #{}", l.body)))?;
                     let nc = l.num_carried as usize;
@@ -190,4 +191,17 @@ pub fn unused_inputs<'a>(sigs: &[TensorSig], inputs: &'a HashMap<String, Tensor>
     let mut v: Vec<&str> = inputs.keys().filter(|k| !sigs.iter().any(|s| &s.name == *k)).map(String::as_str).collect();
     v.sort_unstable();
     v
+}
+
+/// The host tensor of a plan constant.
+fn constant_tensor(c: &crate::plan::Constant) -> Result<Tensor, String> {
+    let shape: Vec<usize> = c.shape.iter().map(|&d| d as usize).collect();
+    let n: usize = shape.iter().product();
+    let data = match DType::try_from(c.dtype) {
+        Ok(DType::F32) if c.f32s.len() == n => crate::tensor::Data::F32(c.f32s.clone()),
+        Ok(DType::Bool) if c.f32s.len() == n => crate::tensor::Data::Bool(c.f32s.iter().map(|&x| x != 0.0).collect()),
+        Ok(DType::I64) if c.i64s.len() == n => crate::tensor::Data::I64(c.i64s.clone()),
+        _ => return Err(format!("constant of dtype {} does not hold {n} values", c.dtype)),
+    };
+    Ok(Tensor { shape, data })
 }

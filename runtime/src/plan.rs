@@ -113,7 +113,7 @@ pub struct Step {
     pub cache_token_bytes: u64,
     #[prost(
         oneof = "Op",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38"
     )]
     pub op: Option<Op>,
 }
@@ -217,6 +217,22 @@ pub enum Op {
     /// to the lower index (TopK-11).
     #[prost(message, tag = "37")]
     TopK(TopK),
+    /// () -> a small constant stored in the plan itself.
+    #[prost(message, tag = "38")]
+    Constant(Constant),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Constant {
+    #[prost(enumeration = "DType", tag = "1")]
+    pub dtype: i32,
+    #[prost(uint64, repeated, tag = "2")]
+    pub shape: Vec<u64>,
+    /// F32 values (also bool as 0/1).
+    #[prost(float, repeated, tag = "3")]
+    pub f32s: Vec<f32>,
+    #[prost(int64, repeated, tag = "4")]
+    pub i64s: Vec<i64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

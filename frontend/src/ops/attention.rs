@@ -29,7 +29,7 @@ fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
             return Err(node_err(node, format!("input `{what}` is not supported yet")));
         }
     }
-    if node.output.get(3).is_some_and(|o| !o.is_empty()) {
+    if imp.output_used(node, 3) {
         return Err(node_err(node, "the qk_matmul_output output is not supported yet"));
     }
     let past = (imp.opt_rt(node, 4)?, imp.opt_rt(node, 5)?);
@@ -110,7 +110,15 @@ fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
     let shape = vec![q.shape[0].clone(), q.shape[1].clone(), Dim::Const(hq * (vd / hkv))];
     let val = imp.b.attention_masked(&q.val, &k.val, &v.val, mask.as_ref().map(|m| &m.val), hq, hkv, scale, causal, window, top_left, tensor_type(&shape, Elem::F32), &loc);
     let mut outs = finish(imp, node, Rt { val, shape }, four_d, hq, &loc)?;
+    if present.is_empty() && (imp.output_used(node, 1) || imp.output_used(node, 2)) {
+        return Err(node_err(node, "present_key / present_value without a past are not supported yet"));
+    }
+    let unread = Value::Unavailable(format!("node `{}` (Attention): this output is not produced", crate::attrs::node_name(node)));
+    if present.is_empty() {
+        present = vec![unread.clone(), unread.clone()];
+    }
     outs.extend(present);
+    outs.push(unread);
     Ok(outs)
 }
 

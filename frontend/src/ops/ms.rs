@@ -240,7 +240,7 @@ fn group_query_attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Val
             return Err(node_err(node, format!("input `{what}` is not supported yet")));
         }
     }
-    if node.output.iter().skip(1).any(|o| !o.is_empty()) {
+    if (1..4).any(|i| imp.output_used(node, i)) {
         return Err(node_err(node, "outputs present_key/present_value/output_qk are not supported yet"));
     }
     if attrs::float(node, "softcap", 0.0) != 0.0 || attrs::int(node, "smooth_softmax", 0) != 0 {
@@ -301,7 +301,7 @@ fn skip_rms_norm(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fro
     if let Some(b) = imp.opt_rt(node, 3)? {
         sum = bin(imp, BinaryOp::Add, &sum, &b, &loc);
     }
-    if node.output.get(1).is_some_and(|o| !o.is_empty()) || node.output.get(2).is_some_and(|o| !o.is_empty()) {
+    if imp.output_used(node, 1) || imp.output_used(node, 2) {
         return Err(node_err(node, "the mean / inv_std_var outputs are not supported"));
     }
     let eps = attrs::float(node, "epsilon", 1e-5);

@@ -22,8 +22,8 @@ fn rms_norm(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Frontend
     let axis = attrs::int(node, "axis", -1);
     let axis_n = norm_axis(axis, rank).ok_or_else(|| node_err(node, format!("axis {axis} out of range for rank {rank}")))?;
     let eps = attrs::float(node, "epsilon", 1e-5);
-    if node.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err(node_err(node, "the inverse-std-dev output is not supported"));
+    if imp.output_used(node, 1) || imp.output_used(node, 2) {
+        return Err(node_err(node, "the mean / inverse-std-dev outputs are not supported"));
     }
     let val = imp.b.rms_norm(&x.val, &scale.val, eps, axis_n as i64, x.val.ty.clone(), &Importer::loc(node));
     Ok(vec![Value::Rt(Rt { val, shape: x.shape })])

@@ -125,6 +125,11 @@ fn slice(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendErr
     let x = imp.req(node, 0)?;
     let dims = x.shape();
     let rank = dims.len();
+    if imp.opset >= 10 {
+        if let Some(v) = slice_to_symbolic_end(imp, node, &x)? {
+            return Ok(vec![v]);
+        }
+    }
     let (starts, ends, axes, steps) = if imp.opset < 10 {
         let s = attrs::ints(node, "starts").ok_or_else(|| node_err(node, "starts missing"))?;
         let e = attrs::ints(node, "ends").ok_or_else(|| node_err(node, "ends missing"))?;
@@ -521,4 +526,36 @@ fn cast(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendErro
         }
         _ => Err(node_err(node, format!("Cast of this constant to type {to} is not supported"))),
     }
+}
+
+/// `Slice(table, [s], [e], [axis], [1])` with a symbolic end (`cache[:seq]`, how Hugging Face
+/// code reads RoPE tables) is a gather of the rows s..e: `range` supplies them, and a decode
+/// session shifts that range by the tokens already seen.
+fn slice_to_symbolic_end(imp: &mut Importer, node: &NodeProto, x: &Value) -> Result<Option<Value>, FrontendError> {
+    let Some(Value::Known(ends)) = imp.input(node, 2)? else { return Ok(None) };
+    let Some(ed) = ends.dims() else { return Ok(None) };
+    if ed.len() != 1 || ed[0].as_const().is_some() {
+        return Ok(None);
+    }
+    let start = const_ints(imp, node, 1, "starts")?.unwrap_or_default();
+    let axes = const_ints(imp, node, 3, "axes")?.unwrap_or_else(|| vec![0]);
+    let steps = const_ints(imp, node, 4, "steps")?.unwrap_or_else(|| vec![1]);
+    let (&[s], &[a], &[1]) = (start.as_slice(), axes.as_slice(), steps.as_slice()) else {
+        return Err(node_err(node, "a symbolic slice end is supported only for one axis with step 1"));
+    };
+    let rank = x.rank();
+    let axis = norm_axis(a, rank).ok_or_else(|| node_err(node, "axis out of range"))?;
+    if s < 0 {
+        return Err(node_err(node, "a symbolic slice end needs a non-negative start"));
+    }
+    let size = Dim::sub(ed[0].clone(), Dim::Const(s));
+    let loc = Importer::loc(node);
+    let idx_shape = vec![size.clone()];
+    let idx = imp.b.range(s, 1, &size.to_string(), tensor_type(&idx_shape, Elem::I64), &loc);
+    let mut shape = x.shape();
+    shape[axis] = size;
+    let elem = x.elem();
+    let data = imp.materialize(node, x.clone())?;
+    let val = if axis == 0 { imp.b.embed(&data.val, &idx, tensor_type(&shape, elem), &loc) } else { imp.b.gather(&data.val, &idx, axis as i64, tensor_type(&shape, elem), &loc) };
+    Ok(Some(Value::Rt(Rt { val, shape })))
 }

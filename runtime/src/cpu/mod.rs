@@ -1,17 +1,17 @@
 //! The CPU reference backend: plain-Rust fp32 semantics of every plan op. It is the oracle
 //! the CUDA backend and CI compare against, so clarity beats speed here.
 
-mod attention;
-mod conv;
+pub(crate) mod attention;
+pub(crate) mod conv;
 mod elementwise;
-mod gdn;
-mod linalg;
-mod norm;
-mod reduce;
-mod rope;
+pub(crate) mod gdn;
+pub(crate) mod linalg;
+pub(crate) mod norm;
+pub(crate) mod reduce;
+pub(crate) mod rope;
 mod select;
 pub(crate) mod shape;
-mod sparse;
+pub(crate) mod sparse;
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -155,7 +155,7 @@ pub fn run_op(
             let (v, i) = select::top_k(req(inputs, 0)?, a.axis, a.largest, &a.k, env)?;
             Ok(vec![v, i])
         }
-        Op::Weight(_) | Op::Loop(_) => Err(OpError::new("control op reached run_op; the executor handles it")),
+        Op::Weight(_) | Op::Loop(_) | Op::Constant(_) => Err(OpError::new("control op reached run_op; the executor handles it")),
     }
 }
 

@@ -8,6 +8,10 @@
 //! a caching allocator provided by the driver), reference counted through `Rc`. Reshape and
 //! Identity share the buffer. One arena for all activations is a later step.
 //!
+//! Small uploads (loop counters, token ids of a decode step) travel as kernel parameters, so they
+//! never synchronise the stream, and int64 scalars are cached. `LT2C_CUDA_PROFILE=1`
+//! synchronises around every op and prints the time per op kind when the backend is dropped.
+//!
 //! Data errors that the CPU reports eagerly (an index out of range, an int64 division by zero)
 //! are detected on the device, recorded in a small error word and reported at the next download.
 
@@ -28,6 +32,7 @@ mod select;
 mod shape;
 mod sparse;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -96,7 +101,21 @@ pub struct Cuda {
     err: CudaSlice<i64>,
     err_ptr: u64,
     description: String,
+    /// Device copies of int64 scalars already uploaded (loop counters): buffers are never
+    /// written after they are produced, so they can be shared.
+    scalars: RefCell<HashMap<i64, CudaBuf>>,
+    /// Per op kind: (calls, milliseconds), when LT2C_CUDA_PROFILE is set.
+    profile: Option<RefCell<HashMap<String, (u64, f64)>>>,
 }
+
+/// Uploads up to this many bytes go as a kernel parameter (layout.cu `Bytes256`).
+const SMALL_UPLOAD: usize = 256;
+
+/// layout.cu `Bytes256`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Bytes256([u8; SMALL_UPLOAD]);
+device_repr!(Bytes256);
 
 /// Error codes of the device error word (common.cuh).
 const ERR_INDEX: i64 = 1;
@@ -172,7 +191,18 @@ impl Cuda {
         let blas = linalg::Blas::new(&stream).map_err(dev_err)?;
         let err = stream.alloc_zeros::<i64>(4).map_err(|e| dev_err(drv("allocating the error word", e)))?;
         let err_ptr = err.device_ptr(&stream).0;
-        Ok(Cuda { ctx, stream, funcs, blas, err, err_ptr, description })
+        let profile = std::env::var_os("LT2C_CUDA_PROFILE").filter(|v| v != "0").map(|_| RefCell::new(HashMap::new()));
+        let cu = Cuda { ctx, stream, funcs, blas, err, err_ptr, description, scalars: RefCell::new(HashMap::new()), profile };
+        cu.warm_up().map_err(|e| dev_err(format!("warm-up: {e}")))?;
+        Ok(cu)
+    }
+
+    /// Pays one-time costs (cuBLASLt's first call loads its kernels) at load, not in the first run.
+    fn warm_up(&self) -> Result<(), OpError> {
+        let x = self.zeros(vec![1, 4], DType::F32)?;
+        let w = self.zeros(vec![4, 4], DType::F32)?;
+        linalg::linear(self, &x, &w, None, false)?;
+        self.synchronize()
     }
 
     /// The device, e.g. `NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB`.
@@ -318,7 +348,33 @@ impl Backend for Cuda {
         Ok(weights)
     }
     fn upload(&self, t: &Tensor) -> Result<CudaBuf, OpError> {
-        self.upload_bytes(&Cuda::host_bytes(t), t.shape.clone(), t.dtype())
+        let scalar = match (&t.data, t.shape.is_empty()) {
+            (Data::I64(v), true) => v.first().copied(),
+            _ => None,
+        };
+        if let Some(b) = scalar.and_then(|v| self.scalars.borrow().get(&v).cloned()) {
+            return Ok(b);
+        }
+        let bytes = Cuda::host_bytes(t);
+        let b = if bytes.len() <= SMALL_UPLOAD {
+            let b = self.alloc(t.shape.clone(), t.dtype())?;
+            if !bytes.is_empty() {
+                let mut p = Bytes256([0; SMALL_UPLOAD]);
+                p.0[..bytes.len()].copy_from_slice(&bytes);
+                let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+                launch!(self, Kernel::WriteBytes, cfg, b.ptr(), bytes.len() as i32, p)?;
+            }
+            b
+        } else {
+            self.upload_bytes(&bytes, t.shape.clone(), t.dtype())?
+        };
+        if let Some(v) = scalar {
+            let mut cache = self.scalars.borrow_mut();
+            if cache.len() < 4096 {
+                cache.insert(v, b.clone());
+            }
+        }
+        Ok(b)
     }
     fn download(&self, b: &CudaBuf) -> Result<Tensor, OpError> {
         let mut bytes = vec![0u8; b.nbytes()];
@@ -341,6 +397,27 @@ impl Backend for Cuda {
         b.shape.clone()
     }
     fn run_op(&self, op: &Op, inputs: &[Option<&CudaBuf>], env: &HashMap<String, i64>) -> Result<Vec<CudaBuf>, OpError> {
+        let Some(profile) = &self.profile else { return self.run_op_inner(op, inputs, env) };
+        self.synchronize()?;
+        let t = std::time::Instant::now();
+        let r = self.run_op_inner(op, inputs, env);
+        self.synchronize()?;
+        let kind = format!("{op:?}").split(['(', ' ']).next().unwrap_or("op").to_string();
+        let mut p = profile.borrow_mut();
+        let e = p.entry(kind).or_default();
+        *e = (e.0 + 1, e.1 + t.elapsed().as_secs_f64() * 1e3);
+        r
+    }
+    fn stack(&self, xs: &[CudaBuf]) -> Result<CudaBuf, OpError> {
+        self.stack_inner(xs)
+    }
+    fn nbytes(&self, b: &CudaBuf) -> usize {
+        b.nbytes()
+    }
+}
+
+impl Cuda {
+    fn run_op_inner(&self, op: &Op, inputs: &[Option<&CudaBuf>], env: &HashMap<String, i64>) -> Result<Vec<CudaBuf>, OpError> {
         let one = |b: CudaBuf| vec![b];
         Ok(match op {
             Op::Embed(_) => one(shape::embed(self, req(inputs, 0)?, req(inputs, 1)?)?),
@@ -405,10 +482,11 @@ impl Backend for Cuda {
                 a.kv_heads as usize,
                 a.scale,
             )?),
-            Op::Weight(_) | Op::Loop(_) => return Err(OpError::new("control op reached run_op; the executor handles it")),
+            Op::Weight(_) | Op::Loop(_) | Op::Constant(_) => return Err(OpError::new("control op reached run_op; the executor handles it")),
         })
     }
-    fn stack(&self, xs: &[CudaBuf]) -> Result<CudaBuf, OpError> {
+
+    fn stack_inner(&self, xs: &[CudaBuf]) -> Result<CudaBuf, OpError> {
         let first = xs.first().ok_or_else(|| OpError::new("no iterations to stack"))?;
         if xs.iter().any(|x| x.shape != first.shape || x.dtype != first.dtype) {
             return Err(OpError::new("a scan output changed shape or dtype across iterations"));
@@ -421,9 +499,6 @@ impl Backend for Cuda {
             self.copy_dtod(out.ptr() + (i * step) as u64, x.ptr(), step)?;
         }
         Ok(out)
-    }
-    fn nbytes(&self, b: &CudaBuf) -> usize {
-        b.nbytes()
     }
 }
 
@@ -447,5 +522,14 @@ impl Drop for Cuda {
     fn drop(&mut self) {
         let _ = self.stream.synchronize();
         let _ = &self.ctx;
+        if let Some(p) = &self.profile {
+            let mut rows: Vec<(String, (u64, f64))> = p.borrow().iter().map(|(k, v)| (k.clone(), *v)).collect();
+            rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+            let total: f64 = rows.iter().map(|r| r.1 .1).sum();
+            eprintln!("cuda profile (each op synchronised): {total:.3} ms in ops");
+            for (k, (n, ms)) in rows {
+                eprintln!("  {k:<18} {n:>7} calls {ms:>10.3} ms {:>8.2} us/call", 1e3 * ms / n as f64);
+            }
+        }
     }
 }

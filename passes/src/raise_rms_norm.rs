@@ -1,0 +1,83 @@
+//! raise-rms-norm: the decomposed RMSNorm exporters emit → one `lt2.rms_norm`.
+//!
+//! Matches `mul(div(x, sqrt(add(reduce_mean(pow(x, 2) | mul(x, x), axes = [last], keepdims),
+//! eps))), w)` where eps is a scalar `lt2.constant` and w a rank-1 scale. Emits
+//! `lt2.rms_norm(x, w)` with that epsilon over the last axis. A chain without the scale is left
+//! alone (`lt2.rms_norm` needs one). Run canonicalize after it to drop the dead chain.
+//! Before: verified IR. After: the same outputs up to rounding (the fused op accumulates the
+//! mean of squares in f64). Idempotent.
+
+use melior::ir::Module;
+
+use crate::raw;
+use crate::{Pass, PassError};
+
+/// The raise-rms-norm pass.
+pub struct RaiseRmsNorm;
+
+fn def(v: mlir_sys::MlirValue, name: &str) -> Option<mlir_sys::MlirOperation> {
+    raw::defining_op(v).filter(|&d| raw::name(d) == name)
+}
+
+/// x when `v` is `pow(x, 2)` or `mul(x, x)`.
+fn square_of(v: mlir_sys::MlirValue) -> Option<mlir_sys::MlirValue> {
+    if let Some(p) = def(v, "lt2.pow") {
+        return (raw::const_scalar(raw::operand(p, 1)) == Some(2.0)).then(|| raw::operand(p, 0));
+    }
+    let m = def(v, "lt2.mul")?;
+    (raw::operand(m, 0).ptr == raw::operand(m, 1).ptr).then(|| raw::operand(m, 0))
+}
+
+impl Pass for RaiseRmsNorm {
+    fn name(&self) -> &'static str {
+        "raise-rms-norm"
+    }
+    fn is_required(&self) -> bool {
+        false
+    }
+    fn run(&self, module: &mut Module) -> Result<usize, PassError> {
+        let mut n = 0;
+        for op in raw::all_ops(module) {
+            if raw::name(op) != "lt2.mul" {
+                continue;
+            }
+            // mul(div(...), w) in either order
+            let (a, b) = (raw::operand(op, 0), raw::operand(op, 1));
+            let (div, w) = match (def(a, "lt2.div"), def(b, "lt2.div")) {
+                (Some(d), _) => (d, b),
+                (_, Some(d)) => (d, a),
+                _ => continue,
+            };
+            let x = raw::operand(div, 0);
+            let Some(sqrt) = def(raw::operand(div, 1), "lt2.sqrt") else { continue };
+            let Some(add) = def(raw::operand(sqrt, 0), "lt2.add") else { continue };
+            let (mean_v, eps) = match (raw::const_scalar(raw::operand(add, 1)), raw::const_scalar(raw::operand(add, 0))) {
+                (Some(e), _) => (raw::operand(add, 0), e),
+                (_, Some(e)) => (raw::operand(add, 1), e),
+                _ => continue,
+            };
+            let Some(mean) = def(mean_v, "lt2.reduce_mean") else { continue };
+            let Some(rank) = raw::rank(x) else { continue };
+            if raw::i64s_attr(mean, "axes") != Some(vec![rank as i64 - 1]) {
+                continue;
+            }
+            if square_of(raw::operand(mean, 0)).map(|v| v.ptr) != Some(x.ptr) {
+                continue;
+            }
+            // The scale must broadcast along the normalised axis only: rank 1.
+            if raw::rank(w) != Some(1) {
+                continue;
+            }
+            let out = raw::result(op, 0);
+            if !raw::same_type(x, out) {
+                continue;
+            }
+            let attrs = [("epsilon", format!("{:.8e} : f32", eps)), ("axis", format!("{} : i64", rank - 1))];
+            let norm = raw::create_before(op, "lt2.rms_norm", &[x, w], &[raw::value_type(out)], &attrs)
+                .ok_or_else(|| PassError::Failed { pass: self.name().into(), reason: "could not create lt2.rms_norm".into() })?;
+            raw::replace_all_uses(out, raw::result(norm, 0));
+            n += 1;
+        }
+        Ok(n)
+    }
+}
