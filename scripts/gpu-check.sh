@@ -12,6 +12,8 @@
 #       lt2-runtime test binary's CUDA tests (op parity against the CPU) first
 #   SANITIZE=1 bash scripts/gpu-check.sh           # also compute-sanitizer memcheck + racecheck
 #       on a prefill + decode of a small zoo model
+#   PROFILE=1 bash scripts/gpu-check.sh            # also time per op kind (LT2C_CUDA_PROFILE)
+#       for a prefill + 16 decode steps of a small zoo model
 #
 # Needs python3 with numpy. No Rust toolchain: build here (`cargo build --release`) and carry
 # the binary. Exit status 1 when any row misses the bar (relative error >= 1e-5, different
@@ -163,6 +165,17 @@ with open(report, "w") as f:
 print(text)
 sys.exit(1 if failures else 0)
 PY
+if [ "${PROFILE:-0}" = 1 ]; then
+  m=tests/fixtures/zoo/lt2_full_gdn/standard_loop.onnx
+  "$LT2C" "$m" -o "$WORK/prof.bin" 2>/dev/null
+  {
+    echo
+    echo "Time per op kind, \`LT2C_CUDA_PROFILE=1 lt2c generate\` ($m, prompt 8 tokens, 16 new; every op synchronised):"
+    echo '```'
+    LT2C_CUDA_PROFILE=1 "$LT2C" generate "$WORK/prof.bin" --prompt-ids 1,2,3,4,5,6,7,8 --max-new-tokens 16 --device cuda 2>&1 | grep -v '^caches'
+    echo '```'
+  } | tee -a "$REPORT_DIR/gpu-check.md"
+fi
 if [ "${SANITIZE:-0}" = 1 ]; then
   san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   m=tests/fixtures/zoo/lt2_full_gdn/standard_loop.onnx

@@ -8,6 +8,45 @@ use crate::tensor::Tensor;
 use super::shape::{broadcast_shape, broadcast_strides, expect_f32};
 use crate::tensor::Data;
 
+/// The checked dims of an attention op (shared with the CUDA backend).
+pub(crate) struct AttnDims {
+    pub nb: usize,
+    pub lq: usize,
+    pub lk: usize,
+    pub d: usize,
+    pub dv: usize,
+}
+
+/// Checks q [B,Lq,Hq*D], k [B,Lk,Hkv*D], v [B,Lk,Hkv*Dv] and the head counts.
+pub(crate) fn attention_dims([q, k, v]: [&[usize]; 3], q_heads: usize, kv_heads: usize) -> Result<AttnDims, OpError> {
+    let op = "attention";
+    if q_heads == 0 || kv_heads == 0 || !q_heads.is_multiple_of(kv_heads) {
+        op_bail!("{op}: q_heads ({q_heads}) must be a positive multiple of kv_heads ({kv_heads})");
+    }
+    let (&[nb, lq, qw], &[kb, lk, kw], &[vb, lv, vw]) = (q, k, v) else {
+        op_bail!("{op}: q, k, v must be rank 3 [B, L, H*D], got {:?}, {:?}, {:?}", q, k, v)
+    };
+    if kb != nb || vb != nb || lv != lk {
+        op_bail!("{op}: q {:?}, k {:?}, v {:?} disagree on batch or key length", q, k, v);
+    }
+    if qw % q_heads != 0 || vw % kv_heads != 0 {
+        op_bail!("{op}: q width {qw} / v width {vw} not divisible by q_heads {q_heads} / kv_heads {kv_heads}");
+    }
+    let (d, dv) = (qw / q_heads, vw / kv_heads);
+    if kw != kv_heads * d {
+        op_bail!("{op}: k width {kw} must be kv_heads * D = {kv_heads} * {d} (D from q {:?})", q);
+    }
+    Ok(AttnDims { nb, lq, lk, d, dv })
+}
+
+/// The strides of an attention mask of `shape` broadcast to [B, Hq, Lq, Lk] (checked).
+pub(crate) fn mask_strides(shape: &[usize], full: [usize; 4]) -> Result<Vec<isize>, OpError> {
+    if shape.len() > 4 || broadcast_shape("attention", shape, &full)? != full {
+        op_bail!("attention: mask {shape:?} does not broadcast to [B, Hq, Lq, Lk] = {full:?}");
+    }
+    Ok(broadcast_strides(shape, &full))
+}
+
 /// softmax(scale * q k^T) v per head, for q [B,Lq,Hq*D], k [B,Lk,Hkv*D], v [B,Lk,Hkv*Dv]
 /// -> [B,Lq,Hq*Dv]. Query head h reads kv head h / (Hq/Hkv); `scale` 0 means D^-1/2. When
 /// `causal`, query i sees key j iff j <= i + Lk - Lq (bottom-right alignment); a row that sees
@@ -50,38 +89,20 @@ pub(crate) fn attention_masked(
     let qv = expect_f32(op, "q", q)?;
     let kv = expect_f32(op, "k", k)?;
     let vv = expect_f32(op, "v", v)?;
-    if q_heads == 0 || kv_heads == 0 || !q_heads.is_multiple_of(kv_heads) {
-        op_bail!("{op}: q_heads ({q_heads}) must be a positive multiple of kv_heads ({kv_heads})");
-    }
-    let (&[nb, lq, qw], &[kb, lk, kw], &[vb, lv, vw]) = (q.shape.as_slice(), k.shape.as_slice(), v.shape.as_slice()) else {
-        op_bail!("{op}: q, k, v must be rank 3 [B, L, H*D], got {:?}, {:?}, {:?}", q.shape, k.shape, v.shape)
-    };
-    if kb != nb || vb != nb || lv != lk {
-        op_bail!("{op}: q {:?}, k {:?}, v {:?} disagree on batch or key length", q.shape, k.shape, v.shape);
-    }
-    if qw % q_heads != 0 || vw % kv_heads != 0 {
-        op_bail!("{op}: q width {qw} / v width {vw} not divisible by q_heads {q_heads} / kv_heads {kv_heads}");
-    }
-    let (d, dv) = (qw / q_heads, vw / kv_heads);
-    if kw != kv_heads * d {
-        op_bail!("{op}: k width {kw} must be kv_heads * D = {kv_heads} * {d} (D from q {:?})", q.shape);
-    }
+    let AttnDims { nb, lq, lk, d, dv } = attention_dims([&q.shape, &k.shape, &v.shape], q_heads, kv_heads)?;
     let scale = if scale == 0.0 { (1.0 / (d as f64).sqrt()) as f32 } else { scale };
     let group = q_heads / kv_heads;
     // The mask as an additive f32 [B, Hq, Lq, Lk] view: offsets into its data per (b, h, i, j).
     let mask_add: Option<(Vec<f32>, Vec<isize>)> = match mask {
         None => None,
         Some(m) => {
-            let full = [nb, q_heads, lq, lk];
-            if m.shape.len() > 4 || broadcast_shape(op, &m.shape, &full)? != full {
-                op_bail!("{op}: mask {:?} does not broadcast to [B, Hq, Lq, Lk] = {full:?}", m.shape);
-            }
+            let strides = mask_strides(&m.shape, [nb, q_heads, lq, lk])?;
             let vals: Vec<f32> = match &m.data {
                 Data::F32(x) => x.clone(),
                 Data::Bool(x) => x.iter().map(|&b| if b { 0.0 } else { f32::NEG_INFINITY }).collect(),
                 Data::I64(_) => op_bail!("{op}: mask must be bool or f32"),
             };
-            Some((vals, broadcast_strides(&m.shape, &full)))
+            Some((vals, strides))
         }
     };
     let mut out = vec![0f32; nb * lq * q_heads * dv];

@@ -9,6 +9,41 @@ use crate::tensor::Tensor;
 use super::elementwise::silu;
 use super::shape::expect_f32;
 
+/// The checked dims of a causal convolution (shared with the CUDA backend).
+pub(crate) struct ConvDims {
+    pub nb: usize,
+    pub l: usize,
+    pub c: usize,
+    /// Kernel size (taps).
+    pub k: usize,
+    pub silu: bool,
+}
+
+/// Checks the activation and the shapes of x [B, L, C], weight [C, k] or [C, 1, k], bias [C]
+/// and state [B, C, k-1] (see `causal_conv`).
+pub(crate) fn conv_dims(x: &[usize], w: &[usize], bias: Option<&[usize]>, state: Option<&[usize]>, activation: &str) -> Result<ConvDims, OpError> {
+    let silu = match activation {
+        "" | "none" => false,
+        "silu" | "swish" => true,
+        other => op_bail!("causal_conv: unsupported activation {other:?} (expected \"\", \"none\", \"silu\" or \"swish\")"),
+    };
+    let &[nb, l, c] = x else { op_bail!("causal_conv: x must be [B, L, C], got shape {x:?}") };
+    let k = match *w {
+        [wc, k] | [wc, 1, k] if wc == c => k,
+        _ => op_bail!("causal_conv: weight must be [C, k] or [C, 1, k] with C = {c}, got shape {w:?}"),
+    };
+    if k == 0 {
+        op_bail!("causal_conv: kernel size is 0 (weight shape {w:?})");
+    }
+    if let Some(b) = bias.filter(|b| *b != [c]) {
+        op_bail!("causal_conv: bias must be [{c}], got shape {b:?}");
+    }
+    if let Some(s) = state.filter(|s| *s != [nb, c, k - 1]) {
+        op_bail!("causal_conv: state must be [B, C, k-1] = [{nb}, {c}, {}], got shape {s:?}", k - 1);
+    }
+    Ok(ConvDims { nb, l, c, k, silu })
+}
+
 /// y[b,t,c] = act(sum_j w[c,j] * xpad[b,t+j,c] + bias[c]), where xpad is `state` [B, C, k-1]
 /// (zeros if absent) followed by x [B, L, C] along time; tap k-1 multiplies the current token.
 /// Returns (y [B, L, C], state_out [B, C, k-1] = the last k-1 entries of xpad). The weight is
@@ -20,41 +55,11 @@ pub(crate) fn causal_conv(
     state: Option<&Tensor>,
     activation: &str,
 ) -> Result<(Tensor, Tensor), OpError> {
-    let apply_silu = match activation {
-        "" | "none" => false,
-        "silu" | "swish" => true,
-        other => op_bail!("causal_conv: unsupported activation {other:?} (expected \"\", \"none\", \"silu\" or \"swish\")"),
-    };
+    let ConvDims { nb, l, c, k, silu: apply_silu } = conv_dims(&x.shape, &w.shape, bias.map(|b| &b.shape[..]), state.map(|s| &s.shape[..]), activation)?;
     let xv = expect_f32("causal_conv", "x", x)?;
     let wv = expect_f32("causal_conv", "weight", w)?;
-    let &[nb, l, c] = x.shape.as_slice() else {
-        op_bail!("causal_conv: x must be [B, L, C], got shape {:?}", x.shape)
-    };
-    let k = match w.shape.as_slice() {
-        &[wc, k] | &[wc, 1, k] if wc == c => k,
-        _ => op_bail!("causal_conv: weight must be [C, k] or [C, 1, k] with C = {c}, got shape {:?}", w.shape),
-    };
-    if k == 0 {
-        op_bail!("causal_conv: kernel size is 0 (weight shape {:?})", w.shape);
-    }
-    let bv = match bias {
-        Some(b) => {
-            if b.shape != [c] {
-                op_bail!("causal_conv: bias must be [{c}], got shape {:?}", b.shape);
-            }
-            Some(expect_f32("causal_conv", "bias", b)?)
-        }
-        None => None,
-    };
-    let sv = match state {
-        Some(s) => {
-            if s.shape != [nb, c, k - 1] {
-                op_bail!("causal_conv: state must be [B, C, k-1] = [{nb}, {c}, {}], got shape {:?}", k - 1, s.shape);
-            }
-            Some(expect_f32("causal_conv", "state", s)?)
-        }
-        None => None,
-    };
+    let bv = bias.map(|b| expect_f32("causal_conv", "bias", b)).transpose()?;
+    let sv = state.map(|s| expect_f32("causal_conv", "state", s)).transpose()?;
     let p = k - 1;
     let mut y = vec![0f32; nb * l * c];
     let mut st = vec![0f32; nb * c * p];

@@ -10,6 +10,79 @@ use crate::tensor::Tensor;
 
 use super::shape::expect_f32;
 
+/// The checked dims of a linear attention step (shared with the CUDA backend).
+pub(crate) struct GdnDims {
+    pub nb: usize,
+    pub t: usize,
+    pub dk: usize,
+    pub dv: usize,
+    pub gated: bool,
+    pub delta: bool,
+    /// decay is [B,T,Hkv*K] (else [B,T,Hkv]).
+    pub g_per_dim: bool,
+    /// beta is [B,T,Hkv] (else [B,T,1]).
+    pub beta_per_head: bool,
+}
+
+/// Checks the shapes of q, k, v and of the optional state, decay and beta against the update
+/// rule (see `linear_attention`).
+pub(crate) fn gdn_dims([q, k, v]: [&[usize]; 3], [state, decay, beta]: [Option<&[usize]>; 3], q_heads: usize, kv_heads: usize, rule: UpdateRule) -> Result<GdnDims, OpError> {
+    let op = "linear_attention";
+    if q_heads == 0 || kv_heads == 0 || !q_heads.is_multiple_of(kv_heads) {
+        op_bail!("{op}: q_heads ({q_heads}) must be a positive multiple of kv_heads ({kv_heads})");
+    }
+    let (&[nb, t, qw], &[kb, kt, kw], &[vb, vt, vw]) = (q, k, v) else {
+        op_bail!("{op}: q, k, v must be rank 3 [B, T, H*D], got {:?}, {:?}, {:?}", q, k, v)
+    };
+    if (kb, kt) != (nb, t) || (vb, vt) != (nb, t) {
+        op_bail!("{op}: q {:?}, k {:?}, v {:?} disagree on [B, T]", q, k, v);
+    }
+    if qw % q_heads != 0 || vw % kv_heads != 0 {
+        op_bail!("{op}: q width {qw} / v width {vw} not divisible by q_heads {q_heads} / kv_heads {kv_heads}");
+    }
+    let (dk, dv) = (qw / q_heads, vw / kv_heads);
+    if kw != kv_heads * dk {
+        op_bail!("{op}: k width {kw} must be kv_heads * K = {kv_heads} * {dk} (K from q {:?})", q);
+    }
+    let gated = matches!(rule, UpdateRule::Gated | UpdateRule::GatedDelta);
+    let delta = matches!(rule, UpdateRule::Delta | UpdateRule::GatedDelta);
+    // decay: per head (stride 0 over K) or per key dim.
+    let g_per_dim = match (gated, decay) {
+        (true, Some(d)) => {
+            if d == [nb, t, kv_heads] {
+                false
+            } else if d == [nb, t, kv_heads * dk] {
+                true
+            } else {
+                op_bail!("{op}: decay must be [B, T, Hkv] = [{nb}, {t}, {kv_heads}] or [B, T, Hkv*K] = [{nb}, {t}, {}], got {d:?}", kv_heads * dk)
+            }
+        }
+        (true, None) => op_bail!("{op}: update rule {rule:?} requires the decay input"),
+        (false, Some(_)) => op_bail!("{op}: update rule {rule:?} takes no decay input"),
+        (false, None) => false,
+    };
+    let beta_per_head = match (delta, beta) {
+        (true, Some(b)) => {
+            if b == [nb, t, kv_heads] {
+                true
+            } else if b == [nb, t, 1] {
+                false
+            } else {
+                op_bail!("{op}: beta must be [B, T, Hkv] = [{nb}, {t}, {kv_heads}] or [B, T, 1], got {b:?}")
+            }
+        }
+        (true, None) => op_bail!("{op}: update rule {rule:?} requires the beta input"),
+        (false, Some(_)) => op_bail!("{op}: update rule {rule:?} takes no beta input"),
+        (false, None) => false,
+    };
+    if let Some(s) = state {
+        if s != [nb, kv_heads, dk, dv] {
+            op_bail!("{op}: state must be [B, Hkv, K, V] = [{nb}, {kv_heads}, {dk}, {dv}], got {s:?}");
+        }
+    }
+    Ok(GdnDims { nb, t, dk, dv, gated, delta, g_per_dim, beta_per_head })
+}
+
 /// Runs the recurrence for q [B,T,Hq*K], k [B,T,Hkv*K], v [B,T,Hkv*V] from `state`
 /// [B,Hkv,K,V] (zeros if absent). Per kv head and token, with g = decay (per head [B,T,Hkv] or
 /// per key dim [B,T,Hkv*K]) and beta ([B,T,Hkv] or [B,T,1]):
@@ -34,63 +107,18 @@ pub(crate) fn linear_attention(
     let qv = expect_f32(op, "q", q)?;
     let kv = expect_f32(op, "k", k)?;
     let vv = expect_f32(op, "v", v)?;
-    if q_heads == 0 || kv_heads == 0 || !q_heads.is_multiple_of(kv_heads) {
-        op_bail!("{op}: q_heads ({q_heads}) must be a positive multiple of kv_heads ({kv_heads})");
-    }
-    let (&[nb, t, qw], &[kb, kt, kw], &[vb, vt, vw]) = (q.shape.as_slice(), k.shape.as_slice(), v.shape.as_slice()) else {
-        op_bail!("{op}: q, k, v must be rank 3 [B, T, H*D], got {:?}, {:?}, {:?}", q.shape, k.shape, v.shape)
+    let GdnDims { nb, t, dk, dv, gated, delta, g_per_dim, beta_per_head: b_per_head } =
+        gdn_dims([&q.shape, &k.shape, &v.shape], [state.map(|s| &s.shape[..]), decay.map(|d| &d.shape[..]), beta.map(|b| &b.shape[..])], q_heads, kv_heads, rule)?;
+    let gv = match decay {
+        Some(d) if gated => expect_f32(op, "decay", d)?,
+        _ => &[][..],
     };
-    if (kb, kt) != (nb, t) || (vb, vt) != (nb, t) {
-        op_bail!("{op}: q {:?}, k {:?}, v {:?} disagree on [B, T]", q.shape, k.shape, v.shape);
-    }
-    if qw % q_heads != 0 || vw % kv_heads != 0 {
-        op_bail!("{op}: q width {qw} / v width {vw} not divisible by q_heads {q_heads} / kv_heads {kv_heads}");
-    }
-    let (dk, dv) = (qw / q_heads, vw / kv_heads);
-    if kw != kv_heads * dk {
-        op_bail!("{op}: k width {kw} must be kv_heads * K = {kv_heads} * {dk} (K from q {:?})", q.shape);
-    }
-    let gated = matches!(rule, UpdateRule::Gated | UpdateRule::GatedDelta);
-    let delta = matches!(rule, UpdateRule::Delta | UpdateRule::GatedDelta);
-
-    // decay: per head (stride 0 over K) or per key dim.
-    let (gv, g_per_dim) = match (gated, decay) {
-        (true, Some(d)) => {
-            let per_dim = if d.shape == [nb, t, kv_heads] {
-                false
-            } else if d.shape == [nb, t, kv_heads * dk] {
-                true
-            } else {
-                op_bail!("{op}: decay must be [B, T, Hkv] = [{nb}, {t}, {kv_heads}] or [B, T, Hkv*K] = [{nb}, {t}, {}], got {:?}", kv_heads * dk, d.shape)
-            };
-            (expect_f32(op, "decay", d)?, per_dim)
-        }
-        (true, None) => op_bail!("{op}: update rule {rule:?} requires the decay input"),
-        (false, Some(_)) => op_bail!("{op}: update rule {rule:?} takes no decay input"),
-        (false, None) => (&[][..], false),
-    };
-    let (bv, b_per_head) = match (delta, beta) {
-        (true, Some(b)) => {
-            let per_head = if b.shape == [nb, t, kv_heads] {
-                true
-            } else if b.shape == [nb, t, 1] {
-                false
-            } else {
-                op_bail!("{op}: beta must be [B, T, Hkv] = [{nb}, {t}, {kv_heads}] or [B, T, 1], got {:?}", b.shape)
-            };
-            (expect_f32(op, "beta", b)?, per_head)
-        }
-        (true, None) => op_bail!("{op}: update rule {rule:?} requires the beta input"),
-        (false, Some(_)) => op_bail!("{op}: update rule {rule:?} takes no beta input"),
-        (false, None) => (&[][..], false),
+    let bv = match beta {
+        Some(b) if delta => expect_f32(op, "beta", b)?,
+        _ => &[][..],
     };
     let mut s_all = match state {
-        Some(s) => {
-            if s.shape != [nb, kv_heads, dk, dv] {
-                op_bail!("{op}: state must be [B, Hkv, K, V] = [{nb}, {kv_heads}, {dk}, {dv}], got {:?}", s.shape);
-            }
-            expect_f32(op, "state", s)?.to_vec()
-        }
+        Some(s) => expect_f32(op, "state", s)?.to_vec(),
         None => vec![0f32; nb * kv_heads * dk * dv],
     };
     let scale = if scale == 0.0 { (1.0 / (dk as f64).sqrt()) as f32 } else { scale };

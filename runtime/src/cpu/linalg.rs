@@ -22,34 +22,93 @@ fn gemm_acc(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize)
     }
 }
 
+/// The checked dims of a Linear (shared with the CUDA backend): x is [M (flattened), K], the
+/// output `shape` is x's leading dims then N.
+pub(crate) struct LinearDims {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub shape: Vec<usize>,
+}
+
+/// Checks x [..., K], w [K, N] (or [N, K] when `transpose_w`) and bias [N].
+pub(crate) fn linear_dims(x: &[usize], w: &[usize], bias: Option<&[usize]>, transpose_w: bool) -> Result<LinearDims, OpError> {
+    let Some((&k, lead)) = x.split_last() else { op_bail!("linear: x must have rank >= 1, got a scalar") };
+    if w.len() != 2 {
+        op_bail!("linear: w must be 2-D, got shape {w:?}");
+    }
+    let (wk, n) = if transpose_w { (w[1], w[0]) } else { (w[0], w[1]) };
+    if wk != k {
+        op_bail!("linear: x {x:?} has K = {k} but w {w:?} (transpose_w = {transpose_w}) has K = {wk}");
+    }
+    if let Some(b) = bias {
+        if b != [n] {
+            op_bail!("linear: bias must have shape [{n}], got {b:?}");
+        }
+    }
+    let mut shape = lead.to_vec();
+    shape.push(n);
+    Ok(LinearDims { m: lead.iter().product(), k, n, shape })
+}
+
+/// The checked dims of a MatMul (shared with the CUDA backend): per batch [M, K] x [K, N];
+/// `batch_a` / `batch_b` broadcast to `batch`; `shape` is the output's.
+pub(crate) struct MatmulDims {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub batch_a: Vec<usize>,
+    pub batch_b: Vec<usize>,
+    pub batch: Vec<usize>,
+    pub shape: Vec<usize>,
+}
+
+impl MatmulDims {
+    /// Element offsets of each batch's [M, K] block of `a` and [K, N] block of `b`, in the
+    /// row-major order of `batch`.
+    pub(crate) fn batch_offsets(&self) -> (Vec<usize>, Vec<usize>) {
+        let scaled = |s: Vec<isize>, f: usize| s.into_iter().map(|v| v * f as isize).collect::<Vec<_>>();
+        let offs_a = strided_offsets(&self.batch, &scaled(broadcast_strides(&self.batch_a, &self.batch), self.m * self.k), 0);
+        let offs_b = strided_offsets(&self.batch, &scaled(broadcast_strides(&self.batch_b, &self.batch), self.k * self.n), 0);
+        (offs_a, offs_b)
+    }
+}
+
+/// ONNX MatMul shapes: a 1-D `a` is a row [1, K] and a 1-D `b` a column [K, 1], whose added
+/// dim is removed from the result.
+pub(crate) fn matmul_dims(a: &[usize], b: &[usize]) -> Result<MatmulDims, OpError> {
+    if a.is_empty() || b.is_empty() {
+        op_bail!("matmul: operands must have rank >= 1, got {a:?} and {b:?}");
+    }
+    let sa: Vec<usize> = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
+    let sb: Vec<usize> = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
+    let (batch_a, mk) = sa.split_at(sa.len() - 2);
+    let (batch_b, kn) = sb.split_at(sb.len() - 2);
+    let (m, k, n) = (mk[0], mk[1], kn[1]);
+    if kn[0] != k {
+        op_bail!("matmul: inner dims differ: a {a:?} has K = {k}, b {b:?} has K = {}", kn[0]);
+    }
+    let batch = broadcast_shape("matmul", batch_a, batch_b)?;
+    let mut shape = batch.clone();
+    if a.len() > 1 {
+        shape.push(m);
+    }
+    if b.len() > 1 {
+        shape.push(n);
+    }
+    Ok(MatmulDims { m, k, n, batch_a: batch_a.to_vec(), batch_b: batch_b.to_vec(), batch, shape })
+}
+
 /// Linear: x [..., K] times w [K, N] (or w [N, K] when `transpose_w`), plus bias [N] added
 /// after the sum -> [..., N].
 pub(crate) fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, transpose_w: bool) -> Result<Tensor, OpError> {
     let xv = expect_f32("linear", "x", x)?;
     let wv = expect_f32("linear", "w", w)?;
-    let Some((&k, lead)) = x.shape.split_last() else { op_bail!("linear: x must have rank >= 1, got a scalar") };
-    if w.shape.len() != 2 {
-        op_bail!("linear: w must be 2-D, got shape {:?}", w.shape);
-    }
-    let (wk, n) = if transpose_w { (w.shape[1], w.shape[0]) } else { (w.shape[0], w.shape[1]) };
-    if wk != k {
-        op_bail!(
-            "linear: x {:?} has K = {k} but w {:?} (transpose_w = {transpose_w}) has K = {wk}",
-            x.shape,
-            w.shape
-        );
-    }
+    let LinearDims { m, k, n, shape } = linear_dims(&x.shape, &w.shape, bias.map(|b| &b.shape[..]), transpose_w)?;
     let bv = match bias {
-        Some(b) => {
-            let v = expect_f32("linear", "bias", b)?;
-            if b.shape != [n] {
-                op_bail!("linear: bias must have shape [{n}], got {:?}", b.shape);
-            }
-            Some(v)
-        }
+        Some(b) => Some(expect_f32("linear", "bias", b)?),
         None => None,
     };
-    let m: usize = lead.iter().product();
     let mut out = vec![0f32; m * n];
     if transpose_w {
         for i in 0..m {
@@ -73,8 +132,6 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, transpose_w:
             }
         }
     }
-    let mut shape = lead.to_vec();
-    shape.push(n);
     Ok(Tensor::f32(shape, out))
 }
 
@@ -83,33 +140,14 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, transpose_w:
 pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
     let av = expect_f32("matmul", "a", a)?;
     let bv = expect_f32("matmul", "b", b)?;
-    if a.shape.is_empty() || b.shape.is_empty() {
-        op_bail!("matmul: operands must have rank >= 1, got {:?} and {:?}", a.shape, b.shape);
-    }
-    let sa: Vec<usize> = if a.shape.len() == 1 { vec![1, a.shape[0]] } else { a.shape.clone() };
-    let sb: Vec<usize> = if b.shape.len() == 1 { vec![b.shape[0], 1] } else { b.shape.clone() };
-    let (batch_a, mk) = sa.split_at(sa.len() - 2);
-    let (batch_b, kn) = sb.split_at(sb.len() - 2);
-    let (m, k, n) = (mk[0], mk[1], kn[1]);
-    if kn[0] != k {
-        op_bail!("matmul: inner dims differ: a {:?} has K = {k}, b {:?} has K = {}", a.shape, b.shape, kn[0]);
-    }
-    let batch = broadcast_shape("matmul", batch_a, batch_b)?;
-    let scaled = |s: Vec<isize>, f: usize| s.into_iter().map(|v| v * f as isize).collect::<Vec<_>>();
-    let offs_a = strided_offsets(&batch, &scaled(broadcast_strides(batch_a, &batch), m * k), 0);
-    let offs_b = strided_offsets(&batch, &scaled(broadcast_strides(batch_b, &batch), k * n), 0);
+    let dims = matmul_dims(&a.shape, &b.shape)?;
+    let (m, k, n) = (dims.m, dims.k, dims.n);
+    let (offs_a, offs_b) = dims.batch_offsets();
     let mut out = vec![0f32; offs_a.len() * m * n];
     for (bi, (&oa, &ob)) in offs_a.iter().zip(&offs_b).enumerate() {
         gemm_acc(&av[oa..oa + m * k], &bv[ob..ob + k * n], &mut out[bi * m * n..(bi + 1) * m * n], m, k, n);
     }
-    let mut shape = batch;
-    if a.shape.len() > 1 {
-        shape.push(m);
-    }
-    if b.shape.len() > 1 {
-        shape.push(n);
-    }
-    Ok(Tensor::f32(shape, out))
+    Ok(Tensor::f32(dims.shape, out))
 }
 
 #[cfg(test)]

@@ -8,26 +8,29 @@ use crate::tensor::Tensor;
 
 use super::shape::{broadcast_shape, broadcast_strides, expect_f32, norm_axis, strided_offsets};
 
+/// Checks that `scale` broadcasts to the normalised dims x[axis..]; returns the normalised axis.
+pub(crate) fn rms_norm_axis(x: &[usize], scale: &[usize], axis: i64) -> Result<usize, OpError> {
+    if x.is_empty() {
+        op_bail!("rms_norm: x must have rank >= 1, got a scalar");
+    }
+    let axis = norm_axis("rms_norm", axis, x.len())?;
+    let inner = &x[axis..];
+    let fits = scale.len() <= inner.len()
+        && broadcast_shape("rms_norm", scale, inner).map(|s| s == inner).unwrap_or(false);
+    if !fits {
+        op_bail!("rms_norm: scale shape {scale:?} does not broadcast to the normalised dims {inner:?} (x {x:?}, axis {axis})");
+    }
+    Ok(axis)
+}
+
 /// `x / sqrt(mean(x^2 over dims axis..rank) + eps) * scale`, with `scale` broadcast
 /// (numpy rules, unidirectionally) to the normalised dims `x.shape[axis..]`; negative axis
 /// counts from the end.
 pub(crate) fn rms_norm(x: &Tensor, scale: &Tensor, eps: f32, axis: i64) -> Result<Tensor, OpError> {
     let xv = expect_f32("rms_norm", "x", x)?;
     let sv = expect_f32("rms_norm", "scale", scale)?;
-    if x.shape.is_empty() {
-        op_bail!("rms_norm: x must have rank >= 1, got a scalar");
-    }
-    let axis = norm_axis("rms_norm", axis, x.shape.len())?;
+    let axis = rms_norm_axis(&x.shape, &scale.shape, axis)?;
     let inner = &x.shape[axis..];
-    let fits = scale.shape.len() <= inner.len()
-        && broadcast_shape("rms_norm", &scale.shape, inner).map(|s| s == inner).unwrap_or(false);
-    if !fits {
-        op_bail!(
-            "rms_norm: scale shape {:?} does not broadcast to the normalised dims {inner:?} (x {:?}, axis {axis})",
-            scale.shape,
-            x.shape
-        );
-    }
     let n: usize = inner.iter().product();
     let s_full: Vec<f64> = strided_offsets(inner, &broadcast_strides(&scale.shape, inner), 0)
         .into_iter()

@@ -8,20 +8,26 @@ use crate::tensor::{Data, Tensor};
 
 use super::shape::{norm_axis, strided_offsets, strides};
 
+/// Which of `rank` axes `axes` reduces (empty = all; negative ones count from the end).
+pub(crate) fn reduced_axes(op: &str, axes: &[i64], rank: usize) -> Result<Vec<bool>, OpError> {
+    let mut reduced = vec![axes.is_empty(); rank];
+    for &a in axes {
+        let a = norm_axis(op, a, rank)?;
+        if reduced[a] {
+            op_bail!("{op}: axis {a} is listed twice in {axes:?}");
+        }
+        reduced[a] = true;
+    }
+    Ok(reduced)
+}
+
 /// Reduces `x` over `axes` (empty = all axes; negative ones are accepted too), keeping them
 /// as size-1 dims when `keepdims`. Max over an empty set gives -inf (int64: i64::MIN); Mean
 /// over an empty set gives NaN (f32) or an error (int64).
 pub(crate) fn reduce(x: &Tensor, kind: ReduceKind, axes: &[i64], keepdims: bool) -> Result<Tensor, OpError> {
     let op = format!("reduce {kind:?}");
     let r = x.shape.len();
-    let mut reduced = vec![axes.is_empty(); r];
-    for &a in axes {
-        let a = norm_axis(&op, a, r)?;
-        if reduced[a] {
-            op_bail!("{op}: axis {a} is listed twice in {axes:?}");
-        }
-        reduced[a] = true;
-    }
+    let reduced = reduced_axes(&op, axes, r)?;
     let kept: Vec<usize> = (0..r).map(|d| if reduced[d] { 1 } else { x.shape[d] }).collect();
     let count: usize = (0..r).filter(|&d| reduced[d]).map(|d| x.shape[d]).product();
     let kst = strides(&kept);

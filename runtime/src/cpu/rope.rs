@@ -3,9 +3,75 @@
 
 use crate::error::OpError;
 use crate::op_bail;
+use crate::plan::DType;
 use crate::tensor::Tensor;
 
 use super::shape::expect_f32;
+
+/// The checked dims of a rotary embedding (shared with the CUDA backend).
+pub(crate) struct RopeDims {
+    pub nb: usize,
+    pub l: usize,
+    pub h: usize,
+    pub d: usize,
+    /// R/2: rotated pairs per head.
+    pub half: usize,
+    /// x is [B, H, L, D] (else [B, L, H*D]).
+    pub heads_first: bool,
+    /// Rows of the cos/sin caches (P with position_ids, else B*L).
+    pub positions: usize,
+}
+
+/// Checks x, cos, sin and the position ids' shape and dtype (see `rope`).
+pub(crate) fn rope_dims([x, cos, sin]: [&[usize]; 3], position_ids: Option<(&[usize], DType)>, num_heads: usize, rotary_dim: usize) -> Result<RopeDims, OpError> {
+    let op = "rope";
+    // (B, L, H, D) and whether the layout is [B, H, L, D].
+    let (nb, l, h, d, heads_first) = match *x {
+        [nb, l, hd] => {
+            if num_heads == 0 || hd % num_heads != 0 {
+                op_bail!("{op}: hidden size {hd} of x {x:?} is not divisible by num_heads {num_heads}");
+            }
+            (nb, l, num_heads, hd / num_heads, false)
+        }
+        [nb, h, l, d] => {
+            if num_heads != 0 && num_heads != h {
+                op_bail!("{op}: num_heads {num_heads} disagrees with x [B, H, L, D] = {x:?}");
+            }
+            (nb, l, h, d, true)
+        }
+        _ => op_bail!("{op}: x must be [B, L, H*D] or [B, H, L, D], got shape {x:?}"),
+    };
+    let r = if rotary_dim == 0 { d } else { rotary_dim };
+    if r > d || r % 2 != 0 {
+        op_bail!("{op}: rotary_dim {r} must be even and at most the head size {d}");
+    }
+    let half = r / 2;
+    if cos != sin {
+        op_bail!("{op}: cos {cos:?} and sin {sin:?} differ in shape");
+    }
+    let positions = match position_ids {
+        Some((p, dtype)) => {
+            if dtype != DType::I64 {
+                op_bail!("{op}: position_ids must be int64, got {dtype:?}");
+            }
+            if p != [nb, l] {
+                op_bail!("{op}: position_ids must be [B, L] = [{nb}, {l}], got {p:?}");
+            }
+            let &[np, w] = cos else { op_bail!("{op}: with position_ids, cos/sin must be [P, R/2], got {cos:?}") };
+            if w != half {
+                op_bail!("{op}: cos/sin last dim {w} must be R/2 = {half}");
+            }
+            np
+        }
+        None => {
+            if cos != [nb, l, half] {
+                op_bail!("{op}: without position_ids, cos/sin must be [B, L, R/2] = [{nb}, {l}, {half}], got {cos:?}");
+            }
+            nb * l
+        }
+    };
+    Ok(RopeDims { nb, l, h, d, half, heads_first, positions })
+}
 
 /// Rotates x [B, L, H*D] (3-D, H = `num_heads`) or [B, H, L, D] (4-D) by the angles whose
 /// cos / sin are cos_cache[position_ids[b, l]] ([P, R/2] caches, int64 `position_ids` [B, L]),
@@ -25,58 +91,21 @@ pub(crate) fn rope(
     let xv = expect_f32(op, "x", x)?;
     let cv = expect_f32(op, "cos", cos)?;
     let sv = expect_f32(op, "sin", sin)?;
-    // (B, L, H, D) and whether the layout is [B, H, L, D].
-    let (nb, l, h, d, heads_first) = match *x.shape.as_slice() {
-        [nb, l, hd] => {
-            if num_heads == 0 || hd % num_heads != 0 {
-                op_bail!("{op}: hidden size {hd} of x {:?} is not divisible by num_heads {num_heads}", x.shape);
-            }
-            (nb, l, num_heads, hd / num_heads, false)
-        }
-        [nb, h, l, d] => {
-            if num_heads != 0 && num_heads != h {
-                op_bail!("{op}: num_heads {num_heads} disagrees with x [B, H, L, D] = {:?}", x.shape);
-            }
-            (nb, l, h, d, true)
-        }
-        _ => op_bail!("{op}: x must be [B, L, H*D] or [B, H, L, D], got shape {:?}", x.shape),
-    };
-    let r = if rotary_dim == 0 { d } else { rotary_dim };
-    if r > d || r % 2 != 0 {
-        op_bail!("{op}: rotary_dim {r} must be even and at most the head size {d}");
-    }
-    let half = r / 2;
-    if cos.shape != sin.shape {
-        op_bail!("{op}: cos {:?} and sin {:?} differ in shape", cos.shape, sin.shape);
-    }
+    let RopeDims { nb, l, h, d, half, heads_first, positions } = rope_dims([&x.shape, &cos.shape, &sin.shape], position_ids.map(|p| (&p.shape[..], p.dtype())), num_heads, rotary_dim)?;
     // Row of the cos/sin caches for each (b, l).
     let rows: Vec<usize> = match position_ids {
-        Some(p) => {
-            let Some(pv) = p.as_i64() else { op_bail!("{op}: position_ids must be int64, got {:?}", p.dtype()) };
-            if p.shape != [nb, l] {
-                op_bail!("{op}: position_ids must be [B, L] = [{nb}, {l}], got {:?}", p.shape);
-            }
-            let &[np, w] = cos.shape.as_slice() else {
-                op_bail!("{op}: with position_ids, cos/sin must be [P, R/2], got {:?}", cos.shape)
-            };
-            if w != half {
-                op_bail!("{op}: cos/sin last dim {w} must be R/2 = {half}");
-            }
-            pv.iter()
-                .map(|&pos| {
-                    if pos < 0 || pos as usize >= np {
-                        op_bail!("{op}: position id {pos} is outside the cos/sin cache of {np} positions");
-                    }
-                    Ok(pos as usize)
-                })
-                .collect::<Result<_, _>>()?
-        }
-        None => {
-            if cos.shape != [nb, l, half] {
-                op_bail!("{op}: without position_ids, cos/sin must be [B, L, R/2] = [{nb}, {l}, {half}], got {:?}", cos.shape);
-            }
-            (0..nb * l).collect()
-        }
+        Some(p) => p
+            .as_i64()
+            .unwrap_or(&[])
+            .iter()
+            .map(|&pos| {
+                if pos < 0 || pos as usize >= positions {
+                    op_bail!("{op}: position id {pos} is outside the cos/sin cache of {positions} positions");
+                }
+                Ok(pos as usize)
+            })
+            .collect::<Result<_, _>>()?,
+        None => (0..nb * l).collect(),
     };
     let mut out = xv.to_vec();
     for b in 0..nb {

@@ -7,19 +7,24 @@ use crate::tensor::{Data, Tensor};
 
 use super::shape::expect_f32;
 
-/// lt2::LightningIndexer. q [B,T,H*D], k [B,S,D], weights [B,T,H]? → int64 [B,T,top_k]: for query
-/// t (absolute position p = t+S-T) the positions s <= p with the highest scores, highest first,
-/// ties to the lower s; -1 past the number of causal positions. Scores accumulate in f32:
-/// `mean_dot` = mean_h(q[t,h]·k[s]); `relu_weighted` = sum_h w[t,h] * relu(q[t,h]·k[s]).
-pub(crate) fn lightning_indexer(q: &Tensor, k: &Tensor, w: Option<&Tensor>, heads: usize, top_k: usize, score: &str) -> Result<Tensor, OpError> {
+/// The checked dims of a lightning indexer (shared with the CUDA backend).
+pub(crate) struct IndexerDims {
+    pub b: usize,
+    pub t: usize,
+    pub s: usize,
+    pub d: usize,
+    /// relu_weighted (else mean_dot).
+    pub weighted: bool,
+}
+
+/// Checks q_index [B,T,H*D], k_index [B,S,D], the score name and the weights' presence and shape.
+pub(crate) fn indexer_dims([q, k]: [&[usize]; 2], w: Option<&[usize]>, heads: usize, score: &str) -> Result<IndexerDims, OpError> {
     let op = "lightning_indexer";
-    let qv = expect_f32(op, "q_index", q)?;
-    let kv = expect_f32(op, "k_index", k)?;
-    let (&[b, t, qw], &[kb, s, d]) = (q.shape.as_slice(), k.shape.as_slice()) else {
-        op_bail!("{op}: q_index must be [B,T,H*D] and k_index [B,S,D], got {:?} and {:?}", q.shape, k.shape)
+    let (&[b, t, qw], &[kb, s, d]) = (q, k) else {
+        op_bail!("{op}: q_index must be [B,T,H*D] and k_index [B,S,D], got {q:?} and {k:?}")
     };
     if kb != b || heads == 0 || qw != heads * d {
-        op_bail!("{op}: q_index {:?} must be [B,T,{heads}*D] with k_index {:?} = [B,S,D]", q.shape, k.shape);
+        op_bail!("{op}: q_index {q:?} must be [B,T,{heads}*D] with k_index {k:?} = [B,S,D]");
     }
     if t > s {
         op_bail!("{op}: more queries ({t}) than keys ({s})");
@@ -29,16 +34,53 @@ pub(crate) fn lightning_indexer(q: &Tensor, k: &Tensor, w: Option<&Tensor>, head
         "relu_weighted" => true,
         other => op_bail!("{op}: score `{other}` is unknown (mean_dot, relu_weighted)"),
     };
-    let wv = match (weighted, w) {
-        (true, Some(w)) => {
-            if w.shape != [b, t, heads] {
-                op_bail!("{op}: weights must be [B,T,H] = [{b},{t},{heads}], got {:?}", w.shape);
-            }
-            Some(expect_f32(op, "weights", w)?)
-        }
+    match (weighted, w) {
+        (true, Some(w)) if w != [b, t, heads] => op_bail!("{op}: weights must be [B,T,H] = [{b},{t},{heads}], got {w:?}"),
         (true, None) => op_bail!("{op}: score relu_weighted needs the weights input"),
         (false, Some(_)) => op_bail!("{op}: score mean_dot takes no weights input"),
-        (false, None) => None,
+        _ => {}
+    }
+    Ok(IndexerDims { b, t, s, d, weighted })
+}
+
+/// The checked dims of a sparse attention (shared with the CUDA backend).
+pub(crate) struct SparseDims {
+    pub b: usize,
+    pub t: usize,
+    pub s: usize,
+    /// Indices per query.
+    pub kk: usize,
+    pub dk: usize,
+    pub dv: usize,
+}
+
+/// Checks query [B,T,Hq*Dk], key [B,S,Hkv*Dk], value [B,S,Hkv*Dv], indices [B,T,K], heads.
+pub(crate) fn sparse_dims([q, k, v, idx]: [&[usize]; 4], q_heads: usize, kv_heads: usize) -> Result<SparseDims, OpError> {
+    let op = "sparse_attention";
+    let (&[b, t, qw], &[kb, s, kw], &[vb, vs, vw], &[ib, it, kk]) = (q, k, v, idx) else {
+        op_bail!("{op}: expected rank-3 query/key/value/indices, got {q:?} {k:?} {v:?} {idx:?}")
+    };
+    if q_heads == 0 || kv_heads == 0 || !q_heads.is_multiple_of(kv_heads) {
+        op_bail!("{op}: q_heads {q_heads} must be a positive multiple of kv_heads {kv_heads}");
+    }
+    if kb != b || vb != b || ib != b || vs != s || it != t || qw % q_heads != 0 || vw % kv_heads != 0 || kw != kv_heads * (qw / q_heads) {
+        op_bail!("{op}: shapes disagree: query {q:?}, key {k:?}, value {v:?}, indices {idx:?}");
+    }
+    Ok(SparseDims { b, t, s, kk, dk: qw / q_heads, dv: vw / kv_heads })
+}
+
+/// lt2::LightningIndexer. q [B,T,H*D], k [B,S,D], weights [B,T,H]? → int64 [B,T,top_k]: for query
+/// t (absolute position p = t+S-T) the positions s <= p with the highest scores, highest first,
+/// ties to the lower s; -1 past the number of causal positions. Scores accumulate in f32:
+/// `mean_dot` = mean_h(q[t,h]·k[s]); `relu_weighted` = sum_h w[t,h] * relu(q[t,h]·k[s]).
+pub(crate) fn lightning_indexer(q: &Tensor, k: &Tensor, w: Option<&Tensor>, heads: usize, top_k: usize, score: &str) -> Result<Tensor, OpError> {
+    let op = "lightning_indexer";
+    let qv = expect_f32(op, "q_index", q)?;
+    let kv = expect_f32(op, "k_index", k)?;
+    let IndexerDims { b, t, s, d, weighted } = indexer_dims([&q.shape, &k.shape], w.map(|w| &w.shape[..]), heads, score)?;
+    let wv = match w {
+        Some(w) if weighted => Some(expect_f32(op, "weights", w)?),
+        _ => None,
     };
     let mut out = vec![-1i64; b * t * top_k];
     let mut scores: Vec<(f32, usize)> = Vec::with_capacity(s);
@@ -79,16 +121,7 @@ pub(crate) fn sparse_attention(q: &Tensor, k: &Tensor, v: &Tensor, idx: &Tensor,
     let op = "sparse_attention";
     let (qv, kv, vv) = (expect_f32(op, "query", q)?, expect_f32(op, "key", k)?, expect_f32(op, "value", v)?);
     let Data::I64(iv) = &idx.data else { op_bail!("{op}: indices must be int64") };
-    let (&[b, t, qw], &[kb, s, kw], &[vb, vs, vw], &[ib, it, kk]) = (q.shape.as_slice(), k.shape.as_slice(), v.shape.as_slice(), idx.shape.as_slice()) else {
-        op_bail!("{op}: expected rank-3 query/key/value/indices, got {:?} {:?} {:?} {:?}", q.shape, k.shape, v.shape, idx.shape)
-    };
-    if q_heads == 0 || kv_heads == 0 || !q_heads.is_multiple_of(kv_heads) {
-        op_bail!("{op}: q_heads {q_heads} must be a positive multiple of kv_heads {kv_heads}");
-    }
-    if kb != b || vb != b || ib != b || vs != s || it != t || qw % q_heads != 0 || vw % kv_heads != 0 || kw != kv_heads * (qw / q_heads) {
-        op_bail!("{op}: shapes disagree: query {:?}, key {:?}, value {:?}, indices {:?}", q.shape, k.shape, v.shape, idx.shape);
-    }
-    let (dk, dv) = (qw / q_heads, vw / kv_heads);
+    let SparseDims { b, t, s, kk, dk, dv } = sparse_dims([&q.shape, &k.shape, &v.shape, &idx.shape], q_heads, kv_heads)?;
     let scale = if scale == 0.0 { (1.0 / (dk as f64).sqrt()) as f32 } else { scale };
     let group = q_heads / kv_heads;
     let mut out = vec![0f32; b * t * q_heads * dv];

@@ -1,7 +1,7 @@
 //! Launch wrapper for the depthwise causal convolution with state. Semantics: `cpu/conv.rs`.
 
+use crate::cpu::conv::{conv_dims, ConvDims};
 use crate::error::OpError;
-use crate::op_bail;
 use crate::plan::DType;
 
 use super::kernels::Kernel;
@@ -9,32 +9,11 @@ use super::{expect_f32, grid_for, launch, Cuda, CudaBuf};
 
 /// Returns (y [B, L, C], state_out [B, C, k-1]); see `cpu::conv::causal_conv`.
 pub(crate) fn causal_conv(cu: &Cuda, x: &CudaBuf, w: &CudaBuf, bias: Option<&CudaBuf>, state: Option<&CudaBuf>, activation: &str) -> Result<(CudaBuf, CudaBuf), OpError> {
-    let silu = match activation {
-        "" | "none" => false,
-        "silu" | "swish" => true,
-        other => op_bail!("causal_conv: unsupported activation {other:?} (expected \"\", \"none\", \"silu\" or \"swish\")"),
-    };
-    expect_f32("causal_conv", "x", x)?;
-    expect_f32("causal_conv", "weight", w)?;
-    let &[nb, l, c] = x.shape.as_slice() else { op_bail!("causal_conv: x must be [B, L, C], got shape {:?}", x.shape) };
-    let k = match w.shape.as_slice() {
-        &[wc, k] | &[wc, 1, k] if wc == c => k,
-        _ => op_bail!("causal_conv: weight must be [C, k] or [C, 1, k] with C = {c}, got shape {:?}", w.shape),
-    };
-    if k == 0 {
-        op_bail!("causal_conv: kernel size is 0 (weight shape {:?})", w.shape);
-    }
-    if let Some(b) = bias {
-        if b.shape != [c] {
-            op_bail!("causal_conv: bias must be [{c}], got shape {:?}", b.shape);
+    let ConvDims { nb, l, c, k, silu } = conv_dims(&x.shape, &w.shape, bias.map(|b| &b.shape[..]), state.map(|s| &s.shape[..]), activation)?;
+    for (what, t) in [("x", Some(x)), ("weight", Some(w)), ("bias", bias), ("state", state)] {
+        if let Some(t) = t {
+            expect_f32("causal_conv", what, t)?;
         }
-        expect_f32("causal_conv", "bias", b)?;
-    }
-    if let Some(s) = state {
-        if s.shape != [nb, c, k - 1] {
-            op_bail!("causal_conv: state must be [B, C, k-1] = [{nb}, {c}, {}], got shape {:?}", k - 1, s.shape);
-        }
-        expect_f32("causal_conv", "state", s)?;
     }
     let y = cu.alloc(vec![nb, l, c], DType::F32)?;
     let st = cu.alloc(vec![nb, c, k - 1], DType::F32)?;

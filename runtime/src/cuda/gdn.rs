@@ -3,6 +3,7 @@
 
 use cudarc::driver::LaunchConfig;
 
+use crate::cpu::gdn::{gdn_dims, GdnDims};
 use crate::error::OpError;
 use crate::op_bail;
 use crate::plan::{DType, UpdateRule};
@@ -43,63 +44,15 @@ pub(crate) fn linear_attention(
     rule: UpdateRule,
 ) -> Result<(CudaBuf, CudaBuf), OpError> {
     let op = "linear_attention";
-    for (what, t) in [("q", q), ("k", k), ("v", v)] {
-        expect_f32(op, what, t)?;
-    }
-    if q_heads == 0 || kv_heads == 0 || !q_heads.is_multiple_of(kv_heads) {
-        op_bail!("{op}: q_heads ({q_heads}) must be a positive multiple of kv_heads ({kv_heads})");
-    }
-    let (&[nb, t, qw], &[kb, kt, kw], &[vb, vt, vw]) = (q.shape.as_slice(), k.shape.as_slice(), v.shape.as_slice()) else {
-        op_bail!("{op}: q, k, v must be rank 3 [B, T, H*D], got {:?}, {:?}, {:?}", q.shape, k.shape, v.shape)
-    };
-    if (kb, kt) != (nb, t) || (vb, vt) != (nb, t) {
-        op_bail!("{op}: q {:?}, k {:?}, v {:?} disagree on [B, T]", q.shape, k.shape, v.shape);
-    }
-    if qw % q_heads != 0 || vw % kv_heads != 0 {
-        op_bail!("{op}: q width {qw} / v width {vw} not divisible by q_heads {q_heads} / kv_heads {kv_heads}");
-    }
-    let (dk, dv) = (qw / q_heads, vw / kv_heads);
-    if kw != kv_heads * dk {
-        op_bail!("{op}: k width {kw} must be kv_heads * K = {kv_heads} * {dk} (K from q {:?})", q.shape);
-    }
-    let gated = matches!(rule, UpdateRule::Gated | UpdateRule::GatedDelta);
-    let delta = matches!(rule, UpdateRule::Delta | UpdateRule::GatedDelta);
-    let g_per_dim = match (gated, decay) {
-        (true, Some(d)) => {
-            expect_f32(op, "decay", d)?;
-            if d.shape == [nb, t, kv_heads] {
-                false
-            } else if d.shape == [nb, t, kv_heads * dk] {
-                true
-            } else {
-                op_bail!("{op}: decay must be [B, T, Hkv] = [{nb}, {t}, {kv_heads}] or [B, T, Hkv*K] = [{nb}, {t}, {}], got {:?}", kv_heads * dk, d.shape)
-            }
-        }
-        (true, None) => op_bail!("{op}: update rule {rule:?} requires the decay input"),
-        (false, Some(_)) => op_bail!("{op}: update rule {rule:?} takes no decay input"),
-        (false, None) => false,
-    };
-    let beta_per_head = match (delta, beta) {
-        (true, Some(b)) => {
-            expect_f32(op, "beta", b)?;
-            if b.shape == [nb, t, kv_heads] {
-                true
-            } else if b.shape == [nb, t, 1] {
-                false
-            } else {
-                op_bail!("{op}: beta must be [B, T, Hkv] = [{nb}, {t}, {kv_heads}] or [B, T, 1], got {:?}", b.shape)
-            }
-        }
-        (true, None) => op_bail!("{op}: update rule {rule:?} requires the beta input"),
-        (false, Some(_)) => op_bail!("{op}: update rule {rule:?} takes no beta input"),
-        (false, None) => false,
-    };
-    if let Some(s) = state {
-        expect_f32(op, "state", s)?;
-        if s.shape != [nb, kv_heads, dk, dv] {
-            op_bail!("{op}: state must be [B, Hkv, K, V] = [{nb}, {kv_heads}, {dk}, {dv}], got {:?}", s.shape);
+    for (what, t) in [("q", Some(q)), ("k", Some(k)), ("v", Some(v)), ("state", state), ("decay", decay), ("beta", beta)] {
+        if let Some(t) = t {
+            expect_f32(op, what, t)?;
         }
     }
+    fn shape(b: Option<&CudaBuf>) -> Option<&[usize]> {
+        b.map(|b| &b.shape[..])
+    }
+    let GdnDims { nb, t, dk, dv, gated, delta, g_per_dim, beta_per_head } = gdn_dims([&q.shape, &k.shape, &v.shape], [shape(state), shape(decay), shape(beta)], q_heads, kv_heads, rule)?;
     let scale = if scale == 0.0 { (1.0 / (dk as f64).sqrt()) as f32 } else { scale };
     let o = cu.alloc(vec![nb, t, q_heads * dv], DType::F32)?;
     let s_out = cu.alloc(vec![nb, kv_heads, dk, dv], DType::F32)?;

@@ -14,9 +14,8 @@ use cudarc::cublaslt::result as lt;
 use cudarc::cublaslt::sys as lts;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 
-use crate::cpu::shape::{broadcast_shape, broadcast_strides, strided_offsets};
+use crate::cpu::linalg::{linear_dims, matmul_dims, LinearDims};
 use crate::error::OpError;
-use crate::op_bail;
 use crate::plan::{BinaryKind, DType};
 
 use super::{elementwise, expect_f32, Cuda, CudaBuf};
@@ -178,23 +177,10 @@ impl Drop for Blas {
 pub(crate) fn linear(cu: &Cuda, x: &CudaBuf, w: &CudaBuf, bias: Option<&CudaBuf>, transpose_w: bool) -> Result<CudaBuf, OpError> {
     expect_f32("linear", "x", x)?;
     expect_f32("linear", "w", w)?;
-    let Some((&k, lead)) = x.shape.split_last() else { op_bail!("linear: x must have rank >= 1, got a scalar") };
-    if w.shape.len() != 2 {
-        op_bail!("linear: w must be 2-D, got shape {:?}", w.shape);
-    }
-    let (wk, n) = if transpose_w { (w.shape[1], w.shape[0]) } else { (w.shape[0], w.shape[1]) };
-    if wk != k {
-        op_bail!("linear: x {:?} has K = {k} but w {:?} (transpose_w = {transpose_w}) has K = {wk}", x.shape, w.shape);
-    }
+    let LinearDims { m, k, n, shape } = linear_dims(&x.shape, &w.shape, bias.map(|b| &b.shape[..]), transpose_w)?;
     if let Some(b) = bias {
         expect_f32("linear", "bias", b)?;
-        if b.shape != [n] {
-            op_bail!("linear: bias must have shape [{n}], got {:?}", b.shape);
-        }
     }
-    let m: usize = lead.iter().product();
-    let mut shape = lead.to_vec();
-    shape.push(n);
     gemm(cu, m, n, k, transpose_w, 1, (0, 0), w.ptr(), x.ptr(), bias, shape)
 }
 
@@ -236,28 +222,9 @@ fn gemm(cu: &Cuda, m: usize, n: usize, k: usize, trans_w: bool, batch: usize, st
 pub(crate) fn matmul(cu: &Cuda, a: &CudaBuf, b: &CudaBuf) -> Result<CudaBuf, OpError> {
     expect_f32("matmul", "a", a)?;
     expect_f32("matmul", "b", b)?;
-    if a.shape.is_empty() || b.shape.is_empty() {
-        op_bail!("matmul: operands must have rank >= 1, got {:?} and {:?}", a.shape, b.shape);
-    }
-    let sa: Vec<usize> = if a.shape.len() == 1 { vec![1, a.shape[0]] } else { a.shape.clone() };
-    let sb: Vec<usize> = if b.shape.len() == 1 { vec![b.shape[0], 1] } else { b.shape.clone() };
-    let (batch_a, mk) = sa.split_at(sa.len() - 2);
-    let (batch_b, kn) = sb.split_at(sb.len() - 2);
-    let (m, k, n) = (mk[0], mk[1], kn[1]);
-    if kn[0] != k {
-        op_bail!("matmul: inner dims differ: a {:?} has K = {k}, b {:?} has K = {}", a.shape, b.shape, kn[0]);
-    }
-    let batch = broadcast_shape("matmul", batch_a, batch_b)?;
-    let mut shape = batch.clone();
-    if a.shape.len() > 1 {
-        shape.push(m);
-    }
-    if b.shape.len() > 1 {
-        shape.push(n);
-    }
-    let scaled = |s: Vec<isize>, f: usize| s.into_iter().map(|v| v * f as isize).collect::<Vec<_>>();
-    let offs_a = strided_offsets(&batch, &scaled(broadcast_strides(batch_a, &batch), m * k), 0);
-    let offs_b = strided_offsets(&batch, &scaled(broadcast_strides(batch_b, &batch), k * n), 0);
+    let dims = matmul_dims(&a.shape, &b.shape)?;
+    let (m, k, n, shape) = (dims.m, dims.k, dims.n, dims.shape.clone());
+    let (offs_a, offs_b) = dims.batch_offsets();
     let nb = offs_a.len();
     // One batched call when both operands advance by a fixed stride, else one call per batch.
     let affine = |o: &[usize]| o.windows(2).all(|w| w[1] as i64 - w[0] as i64 == o[1] as i64 - o[0] as i64);

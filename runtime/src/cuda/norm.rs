@@ -2,9 +2,8 @@
 
 use cudarc::driver::LaunchConfig;
 
-use crate::cpu::shape::{broadcast_shape, norm_axis};
+use crate::cpu::norm::rms_norm_axis;
 use crate::error::OpError;
-use crate::op_bail;
 
 use super::kernels::Kernel;
 use super::{expect_f32, launch, shape, Cuda, CudaBuf};
@@ -13,15 +12,8 @@ use super::{expect_f32, launch, shape, Cuda, CudaBuf};
 pub(crate) fn rms_norm(cu: &Cuda, x: &CudaBuf, scale: &CudaBuf, eps: f32, axis: i64) -> Result<CudaBuf, OpError> {
     expect_f32("rms_norm", "x", x)?;
     expect_f32("rms_norm", "scale", scale)?;
-    if x.shape.is_empty() {
-        op_bail!("rms_norm: x must have rank >= 1, got a scalar");
-    }
-    let axis = norm_axis("rms_norm", axis, x.shape.len())?;
+    let axis = rms_norm_axis(&x.shape, &scale.shape, axis)?;
     let inner = &x.shape[axis..];
-    let fits = scale.shape.len() <= inner.len() && broadcast_shape("rms_norm", &scale.shape, inner).map(|s| s == inner).unwrap_or(false);
-    if !fits {
-        op_bail!("rms_norm: scale shape {:?} does not broadcast to the normalised dims {inner:?} (x {:?}, axis {axis})", scale.shape, x.shape);
-    }
     let n: usize = inner.iter().product();
     let rows: usize = x.shape[..axis].iter().product();
     // A scale that is not already the full [inner] block is broadcast once.

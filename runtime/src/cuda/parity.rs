@@ -274,6 +274,8 @@ fn cases() -> Vec<Case> {
     add("attention bad heads", att(2, 3, 0.0, false, -1, -1, false), ins, none());
     let ins = vec![Some(t(&mut g, &[1, 2, 4])), Some(t(&mut g, &[1, 3, 4])), Some(t(&mut g, &[1, 3, 300]))];
     add("attention dv300", att(1, 1, 0.0, false, -1, -1, false), ins, none());
+    let ins = vec![Some(t(&mut g, &[2, 40, 2 * 16])), Some(t(&mut g, &[2, 40, 16])), Some(t(&mut g, &[2, 40, 600]))];
+    add("attention dv600 gqa causal", att(2, 1, 0.0, true, -1, -1, false), ins, none());
     let mut fm = t(&mut g, &[1, 1, 5, 6]);
     if let Data::F32(x) = &mut fm.data {
         x[7] = f32::NEG_INFINITY;
@@ -313,6 +315,9 @@ fn cases() -> Vec<Case> {
     let idx = i64s(&[1, 2, 40], |i| (i as i64 * 7) % 50 - 1);
     let ins = vec![Some(t(&mut g, &[1, 2, 8])), Some(t(&mut g, &[1, 50, 8])), Some(t(&mut g, &[1, 50, 40])), Some(idx)];
     add("sparse attention 40 picks", sa(1, 1), ins, none());
+    let idx = i64s(&[1, 2, 3], |i| [0, 2, -1, 1, -1, 0][i]);
+    let ins = vec![Some(t(&mut g, &[1, 2, 4])), Some(t(&mut g, &[1, 3, 4])), Some(t(&mut g, &[1, 3, 300])), Some(idx)];
+    add("sparse attention dv300", sa(1, 1), ins, none());
     let idx = i64s(&[1, 1, 2], |i| [0, 9][i]);
     let ins = vec![Some(t(&mut g, &[1, 1, 4])), Some(t(&mut g, &[1, 3, 4])), Some(t(&mut g, &[1, 3, 4])), Some(idx)];
     add("sparse attention out of range", sa(1, 1), ins, none());

@@ -2,7 +2,8 @@
 
 use cudarc::driver::LaunchConfig;
 
-use crate::cpu::shape::{norm_axis, strides};
+use crate::cpu::reduce::reduced_axes;
+use crate::cpu::shape::strides;
 use crate::error::OpError;
 use crate::op_bail;
 use crate::plan::{DType, ReduceKind};
@@ -30,14 +31,7 @@ device_repr!(ReduceParams);
 pub(crate) fn reduce(cu: &Cuda, x: &CudaBuf, kind: ReduceKind, axes: &[i64], keepdims: bool) -> Result<CudaBuf, OpError> {
     let op = format!("reduce {kind:?}");
     let r = x.shape.len();
-    let mut reduced = vec![axes.is_empty(); r];
-    for &a in axes {
-        let a = norm_axis(&op, a, r)?;
-        if reduced[a] {
-            op_bail!("{op}: axis {a} is listed twice in {axes:?}");
-        }
-        reduced[a] = true;
-    }
+    let reduced = reduced_axes(&op, axes, r)?;
     let ty = match x.dtype {
         DType::F32 => Ty::F32,
         DType::I64 => Ty::I64,

@@ -2,44 +2,23 @@
 
 use cudarc::driver::LaunchConfig;
 
+use crate::cpu::sparse::{indexer_dims, sparse_dims, IndexerDims, SparseDims};
 use crate::error::OpError;
 use crate::op_bail;
 use crate::plan::DType;
 
+use super::attention::DV_PER_LAUNCH;
 use super::kernels::Kernel;
 use super::{device_repr, expect_f32, grid_for, launch, Cuda, CudaBuf};
-
-const MAX_DV: usize = 256;
 
 /// lt2::LightningIndexer: int64 [B, T, top_k] positions, highest score first, -1 padded.
 pub(crate) fn lightning_indexer(cu: &Cuda, q: &CudaBuf, k: &CudaBuf, w: Option<&CudaBuf>, heads: usize, top_k: usize, score: &str) -> Result<CudaBuf, OpError> {
     let op = "lightning_indexer";
     expect_f32(op, "q_index", q)?;
     expect_f32(op, "k_index", k)?;
-    let (&[b, t, qw], &[kb, s, d]) = (q.shape.as_slice(), k.shape.as_slice()) else {
-        op_bail!("{op}: q_index must be [B,T,H*D] and k_index [B,S,D], got {:?} and {:?}", q.shape, k.shape)
-    };
-    if kb != b || heads == 0 || qw != heads * d {
-        op_bail!("{op}: q_index {:?} must be [B,T,{heads}*D] with k_index {:?} = [B,S,D]", q.shape, k.shape);
-    }
-    if t > s {
-        op_bail!("{op}: more queries ({t}) than keys ({s})");
-    }
-    let weighted = match score {
-        "mean_dot" => false,
-        "relu_weighted" => true,
-        other => op_bail!("{op}: score `{other}` is unknown (mean_dot, relu_weighted)"),
-    };
-    match (weighted, w) {
-        (true, Some(w)) => {
-            if w.shape != [b, t, heads] {
-                op_bail!("{op}: weights must be [B,T,H] = [{b},{t},{heads}], got {:?}", w.shape);
-            }
-            expect_f32(op, "weights", w)?;
-        }
-        (true, None) => op_bail!("{op}: score relu_weighted needs the weights input"),
-        (false, Some(_)) => op_bail!("{op}: score mean_dot takes no weights input"),
-        (false, None) => {}
+    let IndexerDims { b, t, s, d, weighted } = indexer_dims([&q.shape, &k.shape], w.map(|w| &w.shape[..]), heads, score)?;
+    if let Some(w) = w.filter(|_| weighted) {
+        expect_f32(op, "weights", w)?;
     }
     let out = cu.alloc(vec![b, t, top_k], DType::I64)?;
     if out.numel() == 0 {
@@ -65,6 +44,8 @@ struct SparseParams {
     dk: i64,
     dv: i64,
     kk: i64,
+    dv0: i64,
+    dvc: i64,
     scale: f32,
     pad: i32,
 }
@@ -79,27 +60,18 @@ pub(crate) fn sparse_attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], idx: &CudaBu
     if idx.dtype != DType::I64 {
         op_bail!("{op}: indices must be int64");
     }
-    let (&[b, t, qw], &[kb, s, kw], &[vb, vs, vw], &[ib, it, kk]) = (q.shape.as_slice(), k.shape.as_slice(), v.shape.as_slice(), idx.shape.as_slice()) else {
-        op_bail!("{op}: expected rank-3 query/key/value/indices, got {:?} {:?} {:?} {:?}", q.shape, k.shape, v.shape, idx.shape)
-    };
-    if q_heads == 0 || kv_heads == 0 || !q_heads.is_multiple_of(kv_heads) {
-        op_bail!("{op}: q_heads {q_heads} must be a positive multiple of kv_heads {kv_heads}");
-    }
-    if kb != b || vb != b || ib != b || vs != s || it != t || qw % q_heads != 0 || vw % kv_heads != 0 || kw != kv_heads * (qw / q_heads) {
-        op_bail!("{op}: shapes disagree: query {:?}, key {:?}, value {:?}, indices {:?}", q.shape, k.shape, v.shape, idx.shape);
-    }
-    let (dk, dv) = (qw / q_heads, vw / kv_heads);
-    if dv > MAX_DV {
-        op_bail!("{op}: value head size {dv} is more than the CUDA kernel's {MAX_DV}");
-    }
+    let SparseDims { b, t, s, kk, dk, dv } = sparse_dims([&q.shape, &k.shape, &v.shape, &idx.shape], q_heads, kv_heads)?;
     let scale = if scale == 0.0 { (1.0 / (dk as f64).sqrt()) as f32 } else { scale };
     let out = cu.alloc(vec![b, t, q_heads * dv], DType::F32)?;
     let warps = b * t * q_heads;
     if out.numel() == 0 {
         return Ok(out);
     }
-    let p = SparseParams { b: b as i64, t: t as i64, s: s as i64, hq: q_heads as i64, hkv: kv_heads as i64, dk: dk as i64, dv: dv as i64, kk: kk as i64, scale, pad: 0 };
+    let mut p = SparseParams { b: b as i64, t: t as i64, s: s as i64, hq: q_heads as i64, hkv: kv_heads as i64, dk: dk as i64, dv: dv as i64, kk: kk as i64, dv0: 0, dvc: 0, scale, pad: 0 };
     let cfg = LaunchConfig { grid_dim: (warps.div_ceil(8) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-    launch!(cu, Kernel::SparseAttention, cfg, q.ptr(), k.ptr(), v.ptr(), idx.ptr(), out.ptr(), p, cu.err_ptr())?;
+    for dv0 in (0..dv).step_by(DV_PER_LAUNCH) {
+        (p.dv0, p.dvc) = (dv0 as i64, DV_PER_LAUNCH.min(dv - dv0) as i64);
+        launch!(cu, Kernel::SparseAttention, cfg, q.ptr(), k.ptr(), v.ptr(), idx.ptr(), out.ptr(), p, cu.err_ptr())?;
+    }
     Ok(out)
 }
