@@ -425,5 +425,32 @@ fn inspect(path: &Path) -> Result<()> {
         let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{k} x{v}")).collect();
         println!("graph {i} `{}`: {} steps, {} values: {}", g.name, g.steps.len(), g.num_values, summary.join(", "));
     }
+    match &m.decode {
+        None => println!("decode:         no (not a token-ids -> logits model)"),
+        Some(d) if !d.not_decodable.is_empty() => println!("decode:         no: {}", d.not_decodable),
+        Some(d) => {
+            // Cache bytes per sequence, weighted by the trip counts of enclosing loops.
+            fn walk(gs: &[lt2_runtime::plan::Graph], g: usize, mult: u64, acc: &mut (u64, u64, u32)) {
+                for s in &gs[g].steps {
+                    if let Some(lt2_runtime::plan::Op::Loop(l)) = &s.op {
+                        walk(gs, l.body as usize, mult * l.trip_count.max(0) as u64, acc);
+                    }
+                    if s.cache_slot != 0 {
+                        acc.0 += s.cache_fixed_bytes * mult;
+                        acc.1 += s.cache_token_bytes * mult;
+                        acc.2 += mult as u32;
+                    }
+                }
+            }
+            let mut acc = (0, 0, 0);
+            if !m.graphs.is_empty() {
+                walk(&m.graphs, 0, 1, &mut acc);
+            }
+            println!(
+                "decode:         yes ({} -> {}); {} caches, {} bytes per sequence + {} bytes per token",
+                d.ids_input, d.logits_output, acc.2, acc.0, acc.1
+            );
+        }
+    }
     Ok(())
 }
