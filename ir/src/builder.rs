@@ -78,6 +78,10 @@ pub struct FuncBuilder {
 }
 
 fn fmt_f32(v: f32) -> String {
+    if !v.is_finite() {
+        // MLIR spells infinities and NaNs by their bit pattern.
+        return format!("0x{:08X}", v.to_bits());
+    }
     // MLIR float literals need a '.'; 9 significant digits round-trip any f32.
     format!("{:.8e}", v as f64)
 }
