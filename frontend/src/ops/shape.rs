@@ -24,6 +24,7 @@ pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
     Some(match op {
         "Shape" => shape,
         "Gather" => gather,
+        "GatherND" => gather_nd,
         "Slice" => slice,
         "Squeeze" => squeeze,
         "Unsqueeze" => unsqueeze,
@@ -558,4 +559,31 @@ fn slice_to_symbolic_end(imp: &mut Importer, node: &NodeProto, x: &Value) -> Res
     let data = imp.materialize(node, x.clone())?;
     let val = if axis == 0 { imp.b.embed(&data.val, &idx, tensor_type(&shape, elem), &loc) } else { imp.b.gather(&data.val, &idx, axis as i64, tensor_type(&shape, elem), &loc) };
     Ok(Some(Value::Rt(Rt { val, shape })))
+}
+
+/// GatherND with `batch_dims` 0 and index tuples of length 1 (`weight[ids]` in PyTorch exports)
+/// is a Gather on axis 0 of the indices without their last dim.
+fn gather_nd(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    if attrs::int(node, "batch_dims", 0) != 0 {
+        return Err(node_err(node, "batch_dims other than 0 is not supported yet"));
+    }
+    let data = imp.req(node, 0)?;
+    let idx = imp.req(node, 1)?;
+    let ishape = idx.shape();
+    if ishape.last().and_then(Dim::as_const) != Some(1) {
+        return Err(node_err(node, "index tuples longer than 1 are not supported yet (only data[indices] on the first axis)"));
+    }
+    let loc = Importer::loc(node);
+    let squeezed: Vec<Dim> = ishape[..ishape.len() - 1].to_vec();
+    let ri = imp.materialize(node, idx)?;
+    if ri.elem() != Elem::I64 {
+        return Err(node_err(node, "indices must be int64"));
+    }
+    let iv = imp.b.reshape(&ri.val, &Importer::dim_strings(&squeezed), tensor_type(&squeezed, Elem::I64), &loc);
+    let mut shape = squeezed.clone();
+    shape.extend(data.shape().into_iter().skip(1));
+    let elem = data.elem();
+    let rd = imp.materialize(node, data)?;
+    let val = imp.b.embed(&rd.val, &iv, tensor_type(&shape, elem), &loc);
+    Ok(vec![Value::Rt(Rt { val, shape })])
 }
