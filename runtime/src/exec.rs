@@ -32,6 +32,17 @@ impl CpuModel {
 impl<B: Backend> Model<B> {
     /// Loads a model file onto `backend`.
     pub fn load(backend: B, file: ModelFile) -> Result<Model<B>, RuntimeError> {
+        // Loop bodies come after the graph that runs them: no recursion, however the file was made.
+        let n = file.manifest.graphs.len();
+        for (i, g) in file.manifest.graphs.iter().enumerate() {
+            for s in &g.steps {
+                if let Some(Op::Loop(l)) = &s.op {
+                    if (l.body as usize) <= i || l.body as usize >= n {
+                        return Err(RuntimeError::Corrupt(format!("graph `{}` loops over graph #{}, which is not a later graph of the plan", g.name, l.body)));
+                    }
+                }
+            }
+        }
         let weights = backend.load_weights(&file)?;
         Ok(Model { backend, file, weights })
     }
