@@ -28,10 +28,20 @@ pub fn decode(t: &TensorProto, base: Option<&Path>) -> Result<Known, String> {
         let loc = get("location").ok_or("external data without a location")?;
         let base = base.ok_or("external data, but the model's directory is unknown")?;
         let path = base.join(&loc);
-        let off: usize = get("offset").map(|s| s.parse().map_err(|_| "bad external offset")).transpose()?.unwrap_or(0);
-        let bytes = std::fs::read(&path).map_err(|e| format!("external data file {}: {e}", path.display()))?;
-        let len: usize = get("length").map(|s| s.parse().map_err(|_| "bad external length")).transpose()?.unwrap_or(bytes.len().saturating_sub(off));
-        raw_owned = bytes.get(off..off + len).ok_or_else(|| format!("external data {} is shorter than offset+length", path.display()))?.to_vec();
+        let off: u64 = get("offset").map(|s| s.parse().map_err(|_| "bad external offset")).transpose()?.unwrap_or(0);
+        // Read only this tensor's bytes: exporters put every weight in one multi-GB file.
+        let io = |e: std::io::Error| format!("external data file {}: {e}", path.display());
+        let mut f = std::fs::File::open(&path).map_err(io)?;
+        let file_len = f.metadata().map_err(io)?.len();
+        let len: u64 = get("length").map(|s| s.parse().map_err(|_| "bad external length")).transpose()?.unwrap_or(file_len.saturating_sub(off));
+        if off.checked_add(len).is_none_or(|end| end > file_len) {
+            return Err(format!("external data {} is shorter than offset {off} + length {len}", path.display()));
+        }
+        use std::io::{Read, Seek, SeekFrom};
+        f.seek(SeekFrom::Start(off)).map_err(io)?;
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact(&mut buf).map_err(io)?;
+        raw_owned = buf;
         &raw_owned
     } else {
         &t.raw_data

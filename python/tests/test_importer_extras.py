@@ -51,3 +51,23 @@ def test_gathernd_embedding_and_symbolic_slice(tmp_path):
     want, got = run_both(model, {"ids": ids}, tmp_path)
     assert got[0].shape == want[0].shape
     assert np.linalg.norm(got[0] - want[0]) / np.linalg.norm(want[0]) < 1e-6
+
+
+@pytest.mark.skipif(not LT2C.exists(), reason="target/release/lt2c is not built")
+def test_external_data_gives_the_same_model(tmp_path):
+    """Weights in one external data file (how >2 GB exports are stored) import like inline ones."""
+    from lt2.models import example
+
+    m = example.build_model()
+    onnx.save(m, tmp_path / "ext.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="ext.data", size_threshold=256)
+    assert (tmp_path / "ext.data").stat().st_size > 100_000
+    fixture = ROOT / "tests" / "fixtures" / "lt2_tiny"
+    outs = []
+    for src in [tmp_path / "ext.onnx", fixture / "model.onnx"]:
+        binp = tmp_path / (src.stem + ".bin")
+        subprocess.run([str(LT2C), str(src), "-o", str(binp)], check=True, capture_output=True)
+        subprocess.run([str(LT2C), "run", str(binp), "--inputs", str(fixture / "io.npz"), "--outputs",
+                        str(tmp_path / "o.npz"), "--device", "cpu"], check=True, capture_output=True)
+        outs.append(np.load(tmp_path / "o.npz")["logits"])
+    assert np.array_equal(outs[0], outs[1])
