@@ -51,11 +51,23 @@ pub fn encode(manifest: Manifest, weights: &[WeightBytes<'_>]) -> Vec<u8> {
 /// returns the file size.
 pub fn write_model_file(path: &Path, manifest: Manifest, weights: &[WeightBytes<'_>]) -> Result<u64, RuntimeError> {
     let io = |e| RuntimeError::Io { path: path.display().to_string(), source: e };
-    let file = std::fs::File::create(path).map_err(io)?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 22, file);
-    let n = emit(&mut w, manifest, weights).map_err(io)?;
-    w.flush().map_err(io)?;
-    Ok(n)
+    // Written beside the target and renamed into place: a reader never sees half a file.
+    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    tmp_name.push(format!(".{}.partial", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let file = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 22, file);
+        let n = emit(&mut w, manifest, weights)?;
+        w.flush()?;
+        drop(w);
+        std::fs::rename(&tmp, path)?;
+        Ok(n)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
 }
 
 /// Writes the file to `out` while hashing it; returns the bytes written.
