@@ -134,6 +134,10 @@ struct GenerateArgs {
     /// Approximate: share one KV cache across loops (T-fold less KV memory).
     #[arg(long)]
     share_kv_across_loops: bool,
+    /// Ouro's early exit: stop looping a token once its cumulative exit probability reaches this
+    /// (0 < t <= 1; 1 runs every loop and is exact). Needs a model with an exit gate.
+    #[arg(long, default_value_t = 1.0)]
+    exit_threshold: f32,
     /// Which backend runs the model.
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
@@ -214,7 +218,7 @@ fn compile(a: CompileArgs) -> Result<()> {
         bail!("no model given: `lt2c MODEL.onnx -o MODEL.bin` (see `lt2c --help`)");
     };
     let t0 = std::time::Instant::now();
-    let size = std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(&input).map(|m| m.len()).with_context(|| format!("cannot read {}", input.display()))?;
     let big = size > (64 << 20);
     if big {
         eprintln!("importing {} ({:.0} MB)...", input.display(), size as f64 / 1e6);
@@ -344,7 +348,7 @@ fn generate_on<B: Backend>(backend: B, choice: &DeviceChoice, a: &GenerateArgs) 
     use lt2_runtime::sampling::{sample, Rng, Sampling};
     use lt2_runtime::session::{Session, SessionOptions};
     let model = Model::load(backend, ModelFile::open(&a.model)?)?;
-    let mut session = Session::new(&model, SessionOptions { max_context: a.max_context, share_kv_across_loops: a.share_kv_across_loops })?;
+    let mut session = Session::new(&model, SessionOptions { max_context: a.max_context, share_kv_across_loops: a.share_kv_across_loops, exit_threshold: a.exit_threshold })?;
     let report = session.cache_report();
     if !a.json {
         eprintln!(
@@ -383,10 +387,12 @@ fn generate_on<B: Backend>(backend: B, choice: &DeviceChoice, a: &GenerateArgs) 
         let t = lt2_runtime::tensor::Tensor::f32(vec![tokens.len(), vocab], chosen_logits);
         npz::write_npz(p, &[("logits".into(), t)])?;
     }
+    let loops = session.loop_iterations();
     if a.json {
         let toks: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
+        let exit = if a.exit_threshold < 1.0 { format!(", \"loop_iterations_run\": {}, \"loop_iterations_skipped\": {}", loops.run, loops.skipped) } else { String::new() };
         println!(
-            "{{\"tokens\": [{}], \"prefill_ms\": {prefill_ms:.3}, \"decode_ms_per_token\": {decode_ms:.3}, \"device\": \"{}\"}}",
+            "{{\"tokens\": [{}], \"prefill_ms\": {prefill_ms:.3}, \"decode_ms_per_token\": {decode_ms:.3}, \"device\": \"{}\"{exit}}}",
             toks.join(", "),
             choice.backend.name()
         );
@@ -399,6 +405,9 @@ fn generate_on<B: Backend>(backend: B, choice: &DeviceChoice, a: &GenerateArgs) 
             choice.backend.name(),
             choice.reason
         );
+        if a.exit_threshold < 1.0 {
+            eprintln!("early exit at {}: {} loop iterations run, {} skipped", a.exit_threshold, loops.run, loops.skipped);
+        }
     }
     Ok(())
 }
@@ -450,6 +459,10 @@ fn inspect(path: &Path) -> Result<()> {
                 "decode:         yes ({} -> {}); {} caches, {} bytes per sequence + {} bytes per token",
                 d.ids_input, d.logits_output, acc.2, acc.0, acc.1
             );
+            let gate = m.graphs.iter().flat_map(|g| &g.steps).any(|s| matches!(&s.op, Some(lt2_runtime::plan::Op::Loop(l)) if l.exit_gate_scan.is_some()));
+            if gate {
+                println!("early exit:     yes (the loop has an exit gate; `generate --exit-threshold T`)");
+            }
         }
     }
     Ok(())

@@ -40,7 +40,7 @@ pub fn check_decode_matches_full(bin: &Path, ids: &[i64], prefixes: &[usize]) {
     let model = CpuModel::new(ModelFile::open(bin).unwrap()).unwrap();
     let want = full(&model, ids);
     for &p in prefixes {
-        let mut s = Session::new(&model, SessionOptions { max_context: ids.len(), share_kv_across_loops: false }).unwrap();
+        let mut s = Session::new(&model, SessionOptions { max_context: ids.len(), ..Default::default() }).unwrap();
         let pre = s.prefill(&[ids[..p].to_vec()]).unwrap().remove(0);
         let v = want[0].len();
         for (i, row) in pre.as_f32().unwrap().chunks(v).enumerate() {

@@ -107,7 +107,7 @@ fn decodable_forms_decode_exactly() {
             let want: Vec<&[f32]> = logits.as_f32().unwrap().chunks(v).collect();
             // Prompts of 1 and 3 tokens (shorter than the window 4 and top-k 4) and 9 (longer).
             for p in [1usize, 3, 9] {
-                let mut s = Session::new(&model, SessionOptions { max_context: ids.len(), share_kv_across_loops: false }).unwrap();
+                let mut s = Session::new(&model, SessionOptions { max_context: ids.len(), ..Default::default() }).unwrap();
                 let pre = s.prefill(&[ids[..p].to_vec()]).unwrap().remove(0);
                 for (i, row) in pre.as_f32().unwrap().chunks(v).enumerate() {
                     let e = rel_err(row, want[i]);
@@ -153,7 +153,7 @@ fn shared_kv_across_loops_drift_is_measured() {
         }
         let mut logits = Vec::new();
         for share in [false, true] {
-            let mut s = Session::new(&model, SessionOptions { max_context: 64, share_kv_across_loops: share }).unwrap();
+            let mut s = Session::new(&model, SessionOptions { max_context: 64, share_kv_across_loops: share, ..Default::default() }).unwrap();
             s.prefill(&[ids[..4].to_vec()]).unwrap();
             let mut out = Vec::new();
             for &t in &ids[4..] {

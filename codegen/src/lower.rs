@@ -368,12 +368,13 @@ impl Lowering<'_> {
         });
         let outs = self.lower_block(&mut body, block, LOOP_YIELD)?;
         body.graph.outputs = outs;
-        self.graphs[index as usize] = body.graph;
         let num_carried = carried.len() as u32;
+        let exit_gate_scan = exit_gate_scan(&body.graph, num_carried as usize);
+        self.graphs[index as usize] = body.graph;
         let mut inputs = carried;
         inputs.extend(captured);
         let outputs: Vec<u32> = o.results().map(|r| cx.define(r.into())).collect();
-        cx.graph.steps.push(Step { inputs, outputs, origin: origin.to_string(), op: Some(Op::Loop(plan::Loop { body: index, trip_count: trip, num_carried })), ..Default::default() });
+        cx.graph.steps.push(Step { inputs, outputs, origin: origin.to_string(), op: Some(Op::Loop(plan::Loop { body: index, trip_count: trip, num_carried, exit_gate_scan })), ..Default::default() });
         Ok(())
     }
 }
@@ -430,4 +431,17 @@ fn constant_op(o: &OperationRef) -> Result<Op, String> {
         }
     }
     Ok(Op::Constant(c))
+}
+
+/// Finds Ouro's exit gate among a loop body's scan outputs: the one scan output computed by a
+/// sigmoid (λ_τ = sigmoid(h·w + b)). None when there is no such output or more than one.
+fn exit_gate_scan(body: &Graph, num_carried: usize) -> Option<u32> {
+    let sigmoid_of = |id: u32| {
+        body.steps.iter().any(|s| s.outputs.first() == Some(&id) && matches!(&s.op, Some(Op::Unary(u)) if u.kind == plan::UnaryKind::Sigmoid as i32))
+    };
+    let gates: Vec<u32> = body.outputs.iter().skip(num_carried).enumerate().filter(|(_, &id)| sigmoid_of(id)).map(|(k, _)| k as u32).collect();
+    match gates[..] {
+        [k] => Some(k),
+        _ => None,
+    }
 }

@@ -324,16 +324,19 @@ def gdn_mixer(x, w, prefix, cfg):
     return o.reshape(bsz, length, hv * dv) @ _f(w[f"{prefix}o_proj.weight"])
 
 
-def attention_mixer(x, w, prefix, cfg, position_ids, cos_cache, sin_cache, window=0):
+def attention_mixer(x, w, prefix, cfg, position_ids, cos_cache, sin_cache, window=0, kv_hook=None):
     """Causal attention mixer with RoPE (interleaved or rotate-half per ``cfg``), an
     optional sliding ``window`` and, with ``cfg.attn_output_gate``, the sigmoid output
-    gate ``attn * sigmoid(x W_gate)`` before ``W_o``."""
+    gate ``attn * sigmoid(x W_gate)`` before ``W_o``. ``kv_hook(k, v) -> (k, v)`` may
+    replace keys (after RoPE) and values (early exit's K/V of skipped loops)."""
     x = _f(x)
     q = x @ _f(w[f"{prefix}q_proj.weight"])
     k = x @ _f(w[f"{prefix}k_proj.weight"])
     v = x @ _f(w[f"{prefix}v_proj.weight"])
     q = rotary_embedding(q, cos_cache, sin_cache, position_ids, interleaved=cfg.rope_interleaved, num_heads=cfg.attn_q_heads)
     k = rotary_embedding(k, cos_cache, sin_cache, position_ids, interleaved=cfg.rope_interleaved, num_heads=cfg.attn_kv_heads)
+    if kv_hook is not None:
+        k, v = kv_hook(k, v)
     a = attention(q, k, v, q_num_heads=cfg.attn_q_heads, kv_num_heads=cfg.attn_kv_heads, is_causal=True, window=window)
     if getattr(cfg, "attn_output_gate", False):
         a = a * sigmoid(x @ _f(w[f"{prefix}gate_proj.weight"]))
@@ -374,7 +377,7 @@ def dsa_mixer(x, w, prefix, cfg, stats=None):
     return o @ _f(w[f"{prefix}o_proj.weight"])
 
 
-def looped_forward(weights, input_ids, cfg, stats=None):
+def looped_forward(weights, input_ids, cfg, stats=None, exit_threshold=1.0, chunks=None):
     """Whole forward of a looped model (``lt2.models.looped``), float64, from lt2-models.md.
 
     ``weights``: name -> array, the initializer names of the ONNX model (see
@@ -394,6 +397,13 @@ def looped_forward(weights, input_ids, cfg, stats=None):
         exit_probs: p_tau = lambda_tau prod_{j<tau}(1 - lambda_j) (tau < T-1), p_{T-1} = prod_{j<T-1}(1 - lambda_j)
 
     ``stats``: see ``dsa_mixer``.
+
+    ``exit_threshold`` < 1 (Ouro's early exit, as lt2c's sessions run it): token t exits at the
+    first loop tau < T-1 with ``1 - prod_{j<=tau}(1 - lambda_j) >= exit_threshold`` (else the
+    last), and its logits come from its state after that loop. ``chunks`` (lengths summing to
+    L; default one chunk) says how the sequence was fed (prompt, then one token per decode
+    step): once every token of a chunk has exited, its later loops are skipped, and their keys
+    and values for the chunk's positions are those of the last loop run. Attention mixers only.
     """
     w = weights
     opt = lambda name, default: getattr(cfg, name, default)  # noqa: E731 (ExampleConfig-like configs)
@@ -405,6 +415,29 @@ def looped_forward(weights, input_ids, cfg, stats=None):
     cos, sin = w.get("rope.cos_cache"), w.get("rope.sin_cache")
     sandwich, every, gate = opt("sandwich_norm", False), opt("final_norm_every_loop", False), opt("exit_gate", False)
     lams = []
+    early = exit_threshold < 1.0
+    if early and not (gate and every):
+        raise ValueError("early exit needs the exit gate and the per-loop final norm")
+    bounds = np.cumsum([0] + list(chunks or [length]))
+    if bounds[-1] != length:
+        raise ValueError(f"chunks {chunks} do not sum to the length {length}")
+    chunk_done = [None] * (len(bounds) - 1)  # last loop run per chunk, once all its tokens exited
+    survive = np.ones((bsz, length))
+    exit_at = np.full((bsz, length), -1)
+    h_sel = None
+    kv = {}
+
+    def kv_hook_for(tau, l):
+        def hook(k, v):
+            k, v = k.copy(), v.copy()
+            for c, done in enumerate(chunk_done):
+                if done is not None and tau > done:
+                    a, b = bounds[c], bounds[c + 1]
+                    k[:, a:b], v[:, a:b] = kv[(done, l)][0][:, a:b], kv[(done, l)][1][:, a:b]
+            kv[(tau, l)] = (k, v)
+            return k, v
+        return hook if early else None
+
     for tau in range(cfg.n_loops):
         h_in = h
         for l, mixer in enumerate(cfg.mixers):
@@ -413,9 +446,9 @@ def looped_forward(weights, input_ids, cfg, stats=None):
             if mixer == "gdn":
                 y = gdn_mixer(x, w, f"{lp}gdn.", cfg)
             elif mixer == "attn":
-                y = attention_mixer(x, w, f"{lp}attn.", cfg, pos, cos, sin)
+                y = attention_mixer(x, w, f"{lp}attn.", cfg, pos, cos, sin, kv_hook=kv_hook_for(tau, l))
             elif mixer == "swa":
-                y = attention_mixer(x, w, f"{lp}attn.", cfg, pos, cos, sin, window=cfg.window)
+                y = attention_mixer(x, w, f"{lp}attn.", cfg, pos, cos, sin, window=cfg.window, kv_hook=kv_hook_for(tau, l))
             elif mixer == "dsa":
                 y = dsa_mixer(x, w, f"{lp}dsa.", cfg, stats)
             else:
@@ -434,6 +467,18 @@ def looped_forward(weights, input_ids, cfg, stats=None):
             h = rms_norm(h, w["final_norm.weight"], cfg.norm_eps)
         if gate:
             lams.append(sigmoid(h @ _f(w["exit_gate.weight"]) + _f(w["exit_gate.bias"]))[..., 0])
+        if early:
+            survive = survive * (1.0 - lams[-1])
+            newly = (exit_at < 0) & (1.0 - survive >= exit_threshold)
+            if tau == cfg.n_loops - 1:
+                newly = exit_at < 0
+            exit_at[newly] = tau
+            h_sel = np.where(newly[..., None], h, h if h_sel is None else h_sel)
+            for c in range(len(chunk_done)):
+                if chunk_done[c] is None and (exit_at[:, bounds[c]:bounds[c + 1]] >= 0).all() and tau < cfg.n_loops - 1:
+                    chunk_done[c] = tau
+    if early:
+        h = h_sel
     if not every:
         h = rms_norm(h, w["final_norm.weight"], cfg.norm_eps)
     head = embed.T if opt("tied_head", True) else _f(w["lm_head.weight"])

@@ -61,3 +61,74 @@ def test_generate_past_capacity_is_a_clear_error(tmp_path):
                         "--max-context", "6", "--device", "cpu"], capture_output=True, text=True)
     assert r.returncode != 0
     assert "context capacity of 6" in r.stderr and "panicked" not in r.stderr
+
+
+OURO = ROOT / "tests" / "fixtures" / "zoo" / "ouro" / "standard_loop.onnx"
+
+
+def numpy_greedy_early_exit(cfg, w, prompt, n, threshold):
+    """Greedy decoding by the numpy oracle under Ouro's early exit: the prompt is one chunk,
+    each new token another (lt2c's prefill and decode steps); returns tokens, logits and the
+    smallest distance of any cumulative exit probability from the threshold."""
+    from lt2.models import looped  # noqa: F401 (cfg type)
+    ids = list(prompt)
+    chunks = [len(prompt)]
+    logits = []
+    for _ in range(n):
+        out = R.looped_forward(w, np.array([ids], dtype=np.int64), cfg, exit_threshold=threshold, chunks=chunks)
+        logits.append(out["logits"][0, -1])
+        ids.append(int(np.argmax(logits[-1])))
+        chunks.append(1)
+    probs = R.looped_forward(w, np.array([ids], dtype=np.int64), cfg)["exit_probs"]
+    margin = np.abs(np.cumsum(probs, axis=-1)[..., :-1] - threshold).min()
+    return ids[len(prompt):], np.array(logits), margin
+
+
+@pytest.mark.skipif(not LT2C.exists(), reason="target/release/lt2c is not built")
+@pytest.mark.parametrize("threshold", [0.3, 0.6])
+def test_ouro_early_exit_generate_matches_numpy_oracle(tmp_path, threshold):
+    from lt2.models import looped as L
+    from lt2.zoo import get
+    cfg = get("ouro").tiny
+    w = L.make_weights(cfg)
+    model = tmp_path / "ouro.bin"
+    subprocess.run([str(LT2C), str(OURO), "-o", str(model)], check=True, capture_output=True)
+    prompt, n = [5, 17, 200, 3, 99, 42], 8
+    logits_file = tmp_path / "logits.npz"
+    r = subprocess.run(
+        [str(LT2C), "generate", str(model), "--prompt-ids", ",".join(map(str, prompt)), "--max-new-tokens", str(n),
+         "--device", "cpu", "--json", "--logits-out", str(logits_file), "--exit-threshold", str(threshold)],
+        check=True, capture_output=True, text=True,
+    )
+    out = json.loads(r.stdout)
+    want, want_logits, margin = numpy_greedy_early_exit(cfg, w, prompt, n, threshold)
+    assert margin > 1e-4, f"a cumulative exit probability lies within {margin} of the threshold; pick another"
+    assert out["tokens"] == want
+    got = np.load(logits_file)["logits"]
+    err = np.linalg.norm(got - want_logits) / np.linalg.norm(want_logits)
+    assert err < 1e-4, err
+    assert out["loop_iterations_skipped"] > 0, out
+    # The exact model differs: early exit changed something.
+    exact, _ = numpy_greedy_exact_ouro(cfg, w, prompt, n)
+    assert not np.allclose(exact, want_logits)
+
+
+def numpy_greedy_exact_ouro(cfg, w, prompt, n):
+    ids = list(prompt)
+    logits = []
+    for _ in range(n):
+        logits.append(R.looped_forward(w, np.array([ids], dtype=np.int64), cfg)["logits"][0, -1])
+        ids.append(int(np.argmax(logits[-1])))
+    return np.array(logits), ids
+
+
+@pytest.mark.skipif(not LT2C.exists(), reason="target/release/lt2c is not built")
+def test_exit_threshold_errors_are_clear(tmp_path):
+    model = tmp_path / "m.bin"
+    subprocess.run([str(LT2C), str(FIXTURE), "-o", str(model)], check=True, capture_output=True)
+    r = subprocess.run([str(LT2C), "generate", str(model), "--prompt-ids", "1,2", "--exit-threshold", "0.5", "--device", "cpu"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "needs an exit gate" in r.stderr and "panicked" not in r.stderr
+    r = subprocess.run([str(LT2C), "generate", str(model), "--prompt-ids", "1,2", "--exit-threshold", "1.5", "--device", "cpu"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "outside (0, 1]" in r.stderr

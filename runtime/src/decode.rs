@@ -20,11 +20,25 @@ pub struct RunState<T> {
     /// Approximate mode: all loops of an attention step share one KV cache, written by the
     /// last loop (T-fold less KV memory; Ouro reports little quality loss).
     pub share_kv_across_loops: bool,
+    /// Ouro's early exit (see `early_exit.rs`): below 1, a chunk stops looping once every token's
+    /// cumulative exit probability reaches it. 1.0 (the default) runs every loop: exact.
+    pub exit_threshold: f32,
+    /// Loop iterations run and skipped by early exit so far.
+    pub loop_iterations: LoopCounts,
+    /// Caches that grow one entry per token (K/V, index keys, latents): slot -> window (-1: all).
+    pub seq_slots: HashMap<u32, i64>,
+}
+
+/// How many loop iterations ran and how many early exit skipped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoopCounts {
+    pub run: u64,
+    pub skipped: u64,
 }
 
 impl<T> Default for RunState<T> {
     fn default() -> Self {
-        RunState { past: 0, caches: HashMap::new(), share_kv_across_loops: false }
+        RunState { past: 0, caches: HashMap::new(), share_kv_across_loops: false, exit_threshold: 1.0, loop_iterations: LoopCounts::default(), seq_slots: HashMap::new() }
     }
 }
 
@@ -91,6 +105,7 @@ pub fn run_stateful<B: Backend>(
             Ok(outs)
         }
         Op::Attention(a) => {
+            st.seq_slots.insert(step.cache_slot, a.window_left);
             if a.top_left {
                 return Err(OpError::new("attention aligned top-left (queries and keys of different lengths) cannot be decoded"));
             }
@@ -109,6 +124,7 @@ pub fn run_stateful<B: Backend>(
             Ok(outs)
         }
         Op::LightningIndexer(_) => {
+            st.seq_slots.insert(step.cache_slot, -1);
             let cache = st.caches.get(&key).cloned().unwrap_or_default();
             let k = concat_seq(b, cache.first(), &req(&ins, 1)?, env)?;
             let mut ins2 = ins.clone();
@@ -118,6 +134,7 @@ pub fn run_stateful<B: Backend>(
             Ok(outs)
         }
         Op::SparseAttention(_) => {
+            st.seq_slots.insert(step.cache_slot, -1);
             let cache = st.caches.get(&key).cloned().unwrap_or_default();
             let k = concat_seq(b, cache.first(), &req(&ins, 1)?, env)?;
             let v = concat_seq(b, cache.get(1), &req(&ins, 2)?, env)?;
@@ -127,4 +144,35 @@ pub fn run_stateful<B: Backend>(
         }
         _ => run(op, &ins),
     }
+}
+
+/// Early exit stopped a loop after iteration `last` of `trip` (at loop depth `prefix.len()`):
+/// gives every per-token cache of the skipped iterations the `chunk` newest entries of
+/// iteration `last`, so later tokens at those depths still see this chunk ("exit-depth K/V").
+/// Recurrent states (GDN, conv tails) of skipped iterations are left as they were.
+pub fn copy_to_skipped_iterations<B: Backend>(b: &B, st: &mut RunState<B::Buf>, prefix: &[i64], last: i64, trip: i64, chunk: usize) -> Result<(), OpError> {
+    let env = HashMap::new();
+    let d = prefix.len();
+    let sources: Vec<(CacheKey, i64)> = st
+        .caches
+        .keys()
+        .filter(|(slot, path)| path.len() > d && path[..d] == *prefix && path[d] == last && st.seq_slots.contains_key(slot))
+        .map(|k| (k.clone(), st.seq_slots[&k.0]))
+        .collect();
+    for ((slot, path), window) in sources {
+        let newest: Vec<B::Buf> = st.caches[&(slot, path.clone())].iter().map(|t| keep_last(b, t.clone(), chunk as i64, &env)).collect::<Result<_, _>>()?;
+        for it in last + 1..trip {
+            let mut p = path.clone();
+            p[d] = it;
+            let key = (slot, p);
+            let old = st.caches.remove(&key).unwrap_or_default();
+            let grown: Vec<B::Buf> = newest
+                .iter()
+                .enumerate()
+                .map(|(i, n)| concat_seq(b, old.get(i), n, &env).and_then(|t| keep_last(b, t, window, &env)))
+                .collect::<Result<_, _>>()?;
+            st.caches.insert(key, grown);
+        }
+    }
+    Ok(())
 }

@@ -5,8 +5,8 @@ use crate::dim::DimError;
 /// Everything that can go wrong while loading or running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
     #[error("not an lt2c model file (bad magic bytes); compile an ONNX model with `lt2c MODEL.onnx -o MODEL.bin`")]
     BadMagic,
     #[error("model.bin format version {found} is not supported by this runtime (it reads version {supported}); recompile the model with this lt2c")]
@@ -21,6 +21,9 @@ pub enum RuntimeError {
     Dim(#[from] DimError),
     #[error("{0}")]
     Npz(String),
+    /// A decode session cannot be opened as asked.
+    #[error("cannot open a decode session: {0}")]
+    Session(String),
     #[error("device {device}: {reason}")]
     Device { device: String, reason: String },
 }

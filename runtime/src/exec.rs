@@ -7,6 +7,7 @@ use crate::backend::Backend;
 use crate::cpu::Cpu;
 use crate::decode::RunState;
 use crate::dim::Dim;
+use crate::early_exit::ExitTracker;
 use crate::error::RuntimeError;
 use crate::format::ModelFile;
 use crate::plan::{DType, Graph, Op, Step, TensorSig, ABSENT};
@@ -108,6 +109,10 @@ impl<B: Backend> Model<B> {
                     let (mut carried, captured) = (ins[..nc].to_vec(), &ins[nc..]);
                     let n_scan = step.outputs.len().saturating_sub(nc);
                     let mut scans: Vec<Vec<B::Buf>> = vec![Vec::new(); n_scan];
+                    let threshold = state.as_deref().map_or(1.0, |s| s.exit_threshold);
+                    let gate = l.exit_gate_scan.map(|k| k as usize).filter(|&k| threshold < 1.0 && k < n_scan);
+                    let mut exits = gate.map(|_| ExitTracker::new(threshold, nc));
+                    let mut last_run = l.trip_count - 1;
                     for it in 0..l.trip_count {
                         let mut a = Vec::with_capacity(1 + ins.len());
                         a.push(self.backend.upload(&Tensor::i64(vec![], vec![it])).map_err(|e| err(e.0))?);
@@ -124,6 +129,32 @@ impl<B: Backend> Model<B> {
                             scans[k].push(s);
                         }
                         carried = outs;
+                        if let Some(st) = state.as_deref_mut() {
+                            st.loop_iterations.run += 1;
+                        }
+                        if let (Some(x), Some(k)) = (exits.as_mut(), gate) {
+                            let lam = scans[k].last().cloned().ok_or_else(|| err("no exit gate value".into()))?;
+                            if x.observe(&self.backend, &lam, &carried).map_err(|e| err(e.0))? && it + 1 < l.trip_count {
+                                last_run = it;
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(x) = exits {
+                        carried = x.finish(&self.backend, carried).map_err(|e| err(e.0))?;
+                        if last_run + 1 < l.trip_count {
+                            // Skipped iterations: scan outputs repeat the last loop run.
+                            for s in scans.iter_mut() {
+                                let fill = s.last().cloned().ok_or_else(|| err("empty scan".into()))?;
+                                s.resize(l.trip_count as usize, fill);
+                            }
+                            if let Some(st) = state.as_deref_mut() {
+                                st.loop_iterations.skipped += (l.trip_count - 1 - last_run) as u64;
+                                let prefix: Vec<i64> = iters.iter().map(|&(i, _)| i).collect();
+                                let chunk = x.chunk_len().unwrap_or(1);
+                                crate::decode::copy_to_skipped_iterations(&self.backend, st, &prefix, last_run, l.trip_count, chunk).map_err(|e| err(e.0))?;
+                            }
+                        }
                     }
                     for s in scans {
                         carried.push(self.backend.stack(&s).map_err(|e| err(e.0))?);

@@ -50,7 +50,7 @@ pub fn encode(manifest: Manifest, weights: &[WeightBytes<'_>]) -> Vec<u8> {
 /// Writes model.bin straight to `path` (weights streamed, never copied into one buffer);
 /// returns the file size.
 pub fn write_model_file(path: &Path, manifest: Manifest, weights: &[WeightBytes<'_>]) -> Result<u64, RuntimeError> {
-    let io = |e| RuntimeError::Io { path: path.display().to_string(), source: e };
+    let io = |e| RuntimeError::Io { path: path.display().to_string(), err: e };
     // Written beside the target and renamed into place: a reader never sees half a file.
     let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     tmp_name.push(format!(".{}.partial", std::process::id()));
@@ -144,7 +144,7 @@ pub struct ModelFile {
 impl ModelFile {
     /// Maps and validates the file (magic, version, bounds, checksum, weight table).
     pub fn open(path: &Path) -> Result<ModelFile, RuntimeError> {
-        let io = |e| RuntimeError::Io { path: path.display().to_string(), source: e };
+        let io = |e| RuntimeError::Io { path: path.display().to_string(), err: e };
         let f = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the file is opened read-only; the runtime treats concurrent modification of a
         // model file as unsupported (as every mmap-based loader does).
@@ -206,7 +206,7 @@ impl ModelFile {
 
 /// Writes model.bin bytes to `path`.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
-    std::fs::write(path, bytes).map_err(|e| RuntimeError::Io { path: path.display().to_string(), source: e })
+    std::fs::write(path, bytes).map_err(|e| RuntimeError::Io { path: path.display().to_string(), err: e })
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod decode;
 pub mod session;
 pub mod device;
 pub mod dim;
+pub mod early_exit;
 pub mod error;
 pub mod exec;
 pub mod format;

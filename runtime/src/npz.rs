@@ -15,7 +15,7 @@ use crate::tensor::{Data, Tensor};
 /// (read as i64) and bool arrays in C order.
 pub fn read_npz(path: &Path) -> Result<HashMap<String, Tensor>, RuntimeError> {
     let p = path.display().to_string();
-    let mut ar = NpzArchive::open(path).map_err(|e| RuntimeError::Io { path: p.clone(), source: e })?;
+    let mut ar = NpzArchive::open(path).map_err(|e| RuntimeError::Io { path: p.clone(), err: e })?;
     read_archive(&mut ar, &p)
 }
 
@@ -46,7 +46,7 @@ fn read_archive<R: Read + Seek>(ar: &mut NpzArchive<R>, p: &str) -> Result<HashM
 /// Writes named tensors to an .npz file (uncompressed), in the given order.
 pub fn write_npz(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), RuntimeError> {
     let p = path.display().to_string();
-    let io = |e: std::io::Error| RuntimeError::Io { path: p.clone(), source: e };
+    let io = |e: std::io::Error| RuntimeError::Io { path: p.clone(), err: e };
     let file = std::fs::File::create(path).map_err(io)?;
     let mut npz = NpzWriter::new(std::io::BufWriter::new(file));
     for (name, t) in tensors {

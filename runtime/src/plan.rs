@@ -478,6 +478,10 @@ pub struct Loop {
     pub trip_count: i64,
     #[prost(uint32, tag = "3")]
     pub num_carried: u32,
+    /// Index among the scan outputs of Ouro's per-loop exit gate λ (`sigmoid`, one value per
+    /// token), found by codegen; lets a session stop looping a token early (`exit_threshold`).
+    #[prost(uint32, optional, tag = "4")]
+    pub exit_gate_scan: Option<u32>,
 }
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Slice {

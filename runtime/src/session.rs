@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::backend::Backend;
-use crate::decode::RunState;
+use crate::decode::{LoopCounts, RunState};
 use crate::error::RuntimeError;
 use crate::exec::Model;
 use crate::plan::{DecodeInfo, Graph, Op};
@@ -18,11 +18,14 @@ pub struct SessionOptions {
     pub max_context: usize,
     /// Approximate: one KV cache shared by all loops (see `RunState`).
     pub share_kv_across_loops: bool,
+    /// Ouro's early exit: a token stops looping once its cumulative exit probability reaches
+    /// this (in (0, 1]); 1.0 runs every loop and is exact. See `early_exit.rs`.
+    pub exit_threshold: f32,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { max_context: 4096, share_kv_across_loops: false }
+        SessionOptions { max_context: 4096, share_kv_across_loops: false, exit_threshold: 1.0 }
     }
 }
 
@@ -55,14 +58,32 @@ pub struct Session<'m, B: Backend> {
 impl<'m, B: Backend> Session<'m, B> {
     /// Opens a session; fails with the reason when the model cannot be decoded incrementally.
     pub fn new(model: &'m Model<B>, opts: SessionOptions) -> Result<Session<'m, B>, RuntimeError> {
-        let info = model.file().manifest.decode.clone().ok_or_else(|| RuntimeError::Device {
-            device: "session".into(),
-            reason: "this model has no token-ids input and logits output (expected int64 [batch, seq] -> float [batch, seq, vocab])".into(),
-        })?;
+        let info = model.file().manifest.decode.clone().ok_or_else(|| RuntimeError::Session(
+            "this model has no token-ids input and logits output (expected int64 [batch, seq] -> float [batch, seq, vocab])".into(),
+        ))?;
         if !info.not_decodable.is_empty() {
-            return Err(RuntimeError::Device { device: "session".into(), reason: format!("lt2c cannot derive decode for this model: {}", info.not_decodable) });
+            return Err(RuntimeError::Session(format!("lt2c cannot derive decode for this model: {}", info.not_decodable)));
+        }
+        let bad = RuntimeError::Session;
+        let t = opts.exit_threshold;
+        if !(t > 0.0 && t <= 1.0) {
+            return Err(bad(format!("exit threshold {t} is outside (0, 1]")));
+        }
+        if t < 1.0 {
+            let has_gate = model.file().manifest.graphs.iter().flat_map(|g| &g.steps).any(|s| matches!(&s.op, Some(Op::Loop(l)) if l.exit_gate_scan.is_some()));
+            if !has_gate {
+                return Err(bad("an exit threshold needs an exit gate (Ouro's per-loop sigmoid, a scan output of a Loop); this model has none, or its loop was unrolled".into()));
+            }
+            if opts.share_kv_across_loops {
+                return Err(bad("an exit threshold cannot be combined with a KV cache shared across loops (the shared cache is written by the last loop, which early exit skips)".into()));
+            }
         }
         Ok(Session { model, info, opts, seqs: Vec::new() })
+    }
+
+    /// Loop iterations run and skipped by early exit, summed over the session's sequences.
+    pub fn loop_iterations(&self) -> LoopCounts {
+        self.seqs.iter().fold(LoopCounts::default(), |a, (s, _)| LoopCounts { run: a.run + s.loop_iterations.run, skipped: a.skipped + s.loop_iterations.skipped })
     }
 
     /// Cache memory per sequence, from the plan.
@@ -137,7 +158,7 @@ impl<'m, B: Backend> Session<'m, B> {
             }
             self.check_room(i, 0, p.len())?;
         }
-        self.seqs = prompts.iter().map(|_| (RunState { share_kv_across_loops: self.opts.share_kv_across_loops, ..Default::default() }, 0)).collect();
+        self.seqs = prompts.iter().map(|_| (RunState { share_kv_across_loops: self.opts.share_kv_across_loops, exit_threshold: self.opts.exit_threshold, ..Default::default() }, 0)).collect();
         (0..prompts.len()).map(|i| self.extend(i, &prompts[i])).collect()
     }
 
