@@ -110,12 +110,16 @@ def sync():
         torch.cuda.synchronize()
 
 
-def bench_ms(fn, warmup=25, rep=200):
-    """Median ms: triton's do_bench on the GPU (events, L2 flushed), a host timer on the CPU."""
+def bench_ms(fn, warmup=25, rep=200, min_reps=3):
+    """Median ms: triton's do_bench on the GPU (events, L2 flushed), a host timer on the CPU.
+    do_bench times ``rep`` ms worth of calls, which is a single call for slow functions: ``rep``
+    grows to at least ``min_reps`` calls (from one timed call after one warm-up)."""
     if DEV == "cpu":
         return cuda_time(fn, 1, 3)[0]
     from triton.testing import do_bench
 
+    one = cuda_time(fn, warmup=1, iters=1)[0]
+    rep = max(rep, one * (min_reps + 0.5))
     return do_bench(fn, warmup=warmup, rep=rep, return_mode="median")
 
 

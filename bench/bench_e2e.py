@@ -6,8 +6,10 @@ eager or ``torch.compile``. Weights: random, generated on the GPU (``gen_weights
 Checks written as rows (section "check") before the timings, against the fp32 model with the
 PyTorch GDN recurrence on the same weights (48 tokens): the bf16 eager prefill, 8 bf16 decode
 steps after a prefill (the caches), the compiled prefill and one compiled decode step.
+Rows run in priority order (see ``main``); the 32K prompts last. A row that does not fit the
+step's time (``BENCH_DEADLINE``) is written as dropped, with the time that was left.
 
-    python bench/e2e.py --model lt2_full_gdn [--modes eager,compile]
+    python bench/bench_e2e.py --model lt2_full_gdn [--modes eager,compile]
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def build(cfg, mode, max_pos, seed=1, dtype=torch.bfloat16, use_fla=True, dsa_bl
 
 
 CHECK_L = 48
+LONG = 32768  # prompts this long run after every other row of the model
 BF16_TOL = 0.25  # whole-model bf16 vs fp32 (bf16 residual stream through T*N = 84-96 layers); a wrong layout gives ~1
 
 
@@ -123,6 +126,7 @@ def main():
     ap.add_argument("--decode-iters", type=int, default=7)
     ap.add_argument("--prefill-iters", type=int, default=3)
     ap.add_argument("--no-checks", action="store_true")
+    ap.add_argument("--long", type=int, default=LONG, help="prompts at least this long run after every other row")
     a = ap.parse_args()
     for knob in ("cache_size_limit", "recompile_limit"):
         if hasattr(torch._dynamo.config, knob):
@@ -144,9 +148,18 @@ def main():
     g.manual_seed(3)
     label = NAMES[name]
 
+    est = {}  # system -> (L, median ms) of its longest prompt measured so far
+
     def prefill_row(sysname, L):
-        if common.time_left() < 20:
-            emit(section="e2e", model=label, system=sysname, row="prefill", shape=f"B1 L{L}", note="dropped: time budget")
+        shape = f"B1 L{L}"
+        left = common.time_left()
+        need = 20.0
+        if sysname in est:  # first call + one timed call, from the longest prompt so far (x1.5: attention's L^2 part)
+            L0, ms0 = est[sysname]
+            need = max(need, 2 * 1.5 * ms0 / 1e3 * L / L0 + 10)
+        if left < need:
+            emit(section="e2e", model=label, system=sysname, row="prefill", shape=shape,
+                 note=f"dropped: time budget ({left:.0f} s left in the step, about {need:.0f} s needed)")
             return
         torch.backends.cuda.enable_cudnn_sdp(True)
         ids = torch.randint(0, cfg.vocab, (1, L), generator=g, device=common.DEV)
@@ -156,48 +169,55 @@ def main():
             common.sync()
             first = time.time() - t1
             fit = int((common.time_left() - 10) / max(first, 1e-3))
-            iters = max(1, min(a.prefill_iters, fit))
+            if fit < 1:
+                emit(section="e2e", model=label, system=sysname, row="prefill", shape=shape,
+                     note=f"dropped: time budget after the untimed first call ({first:.1f} s)")
+                return
+            iters = min(a.prefill_iters, fit)
             warm = 1 if first < 2.0 else 0  # a second untimed call where it is cheap (late recompiles, clocks)
             ms, all_ms = common.cuda_time(lambda: m.prefill(ids), warmup=warm, iters=iters)
+            est[sysname] = (L, ms)
             fl, by = floors(cfg, "prefill", 1, L)
-            emit(section="e2e", model=label, system=sysname, row="prefill", shape=f"B1 L{L}", ms=ms, flops=fl, bytes=by,
+            emit(section="e2e", model=label, system=sysname, row="prefill", shape=shape, ms=ms, flops=fl, bytes=by,
                  tok_s=L / ms * 1e3, note=f"first call {first:.1f} s; {len(all_ms)} timed: {[round(x, 1) for x in all_ms]}")
         except Exception as ex:  # noqa: BLE001  (OOM from torch, cuBLAS or Triton)
-            emit(section="e2e", model=label, system=sysname, row="prefill", shape=f"B1 L{L}",
+            emit(section="e2e", model=label, system=sysname, row="prefill", shape=shape,
                  note=f"failed: {type(ex).__name__}: {str(ex)[:160]}")
+        ids = None
         common.DEV != "cpu" and torch.cuda.empty_cache()
 
-    def decode_rows(sysname):
+    def decode_rows(sysname, which):
+        """Decode rows for (ctx, B) in ``which`` order."""
         torch.backends.cuda.enable_cudnn_sdp(False)  # TOOLCHAIN.md: cuDNN SDPA re-plans every decode step
-        for ctx in ctxs:
-            for B in batches:
-                shape = f"B{B} ctx{ctx}"
-                if common.time_left() < 15:
-                    emit(section="e2e", model=label, system=sysname, row="decode", shape=shape, note="dropped: time budget")
-                    continue
-                need = m.cache_bytes(B, ctx + 1)
-                free = torch.cuda.mem_get_info()[0] if common.DEV != "cpu" else 1 << 40
-                if need > free - 6 * 2**30:
-                    emit(section="e2e", model=label, system=sysname, row="decode", shape=shape,
-                         note=f"does not fit: caches need {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free")
-                    continue
-                caches = None
-                try:
-                    caches = m.random_cache(B, ctx)
-                    tok = torch.randint(0, cfg.vocab, (B,), generator=g, device=common.DEV)
-                    t1 = time.time()
-                    m.decode(tok, caches, ctx)
-                    common.sync()
-                    first = time.time() - t1
-                    ms, all_ms = common.cuda_time(lambda: m.decode(tok, caches, ctx), warmup=3, iters=a.decode_iters)
-                    fl, by = floors(cfg, "decode", B, ctx)
-                    emit(section="e2e", model=label, system=sysname, row="decode", shape=shape, batch=B, ctx=ctx, ms=ms,
-                         tok_s=B / ms * 1e3, flops=fl, bytes=by, note=f"caches {need / 2**30:.1f} GiB; first call {first:.1f} s")
-                except Exception as ex:  # noqa: BLE001
-                    emit(section="e2e", model=label, system=sysname, row="decode", shape=shape,
-                         note=f"failed: {type(ex).__name__}: {str(ex)[:160]}")
-                caches = None
-                common.DEV != "cpu" and torch.cuda.empty_cache()
+        for ctx, B in which:
+            shape = f"B{B} ctx{ctx}"
+            if common.time_left() < 15:
+                emit(section="e2e", model=label, system=sysname, row="decode", shape=shape, note="dropped: time budget")
+                continue
+            need = m.cache_bytes(B, ctx + 1)
+            free = torch.cuda.mem_get_info()[0] if common.DEV != "cpu" else 1 << 40
+            if need > free - 6 * 2**30:
+                emit(section="e2e", model=label, system=sysname, row="decode", shape=shape,
+                     note=f"does not fit: caches need {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free")
+                continue
+            caches = None
+            try:
+                caches = m.random_cache(B, ctx)
+                tok = torch.randint(0, cfg.vocab, (B,), generator=g, device=common.DEV)
+                t1 = time.time()
+                m.decode(tok, caches, ctx)
+                common.sync()
+                first = time.time() - t1
+                ms, all_ms = common.cuda_time(lambda: m.decode(tok, caches, ctx), warmup=2, iters=a.decode_iters)
+                fl, by = floors(cfg, "decode", B, ctx)
+                emit(section="e2e", model=label, system=sysname, row="decode", shape=shape, batch=B, ctx=ctx, ms=ms,
+                     tok_s=B / ms * 1e3, flops=fl, bytes=by,
+                     note=f"caches {need / 2**30:.1f} GiB; first call {first:.1f} s; median of {len(all_ms)}")
+            except Exception as ex:  # noqa: BLE001
+                emit(section="e2e", model=label, system=sysname, row="decode", shape=shape,
+                     note=f"failed: {type(ex).__name__}: {str(ex)[:160]}")
+            caches = None
+            common.DEV != "cpu" and torch.cuda.empty_cache()
         torch.backends.cuda.enable_cudnn_sdp(True)
 
     refs = {}
@@ -216,22 +236,28 @@ def main():
             emit(section="check", model=label, system=sysname, row="checks", shape="", ok=False,
                  check=f"FAILED {type(ex).__name__}: {str(ex)[:300]}")
 
-    long = []
+    # Order = priority (rows that do not fit the step's time are written as dropped, the rest
+    # stays): eager rows, then the compiled prefill (its graph is the check's: no recompile),
+    # compiled decode at B1 (the check's graph), at B > 1 (one recompile: dynamic=True
+    # specialises size 1), and the 32K prompts last.
+    grid = [(ctx, B) for ctx in ctxs for B in batches]
+    short = [L for L in lens if L < a.long]
+    cshort = [L for L in clens if L < a.long]
     comp_fns = None
     if "eager" in modes:
         checks("eager")
-        for L in [x for x in lens if x < 32768]:
+        for L in short:
             prefill_row("eager", L)
-        decode_rows("eager")
-        long += [("eager", L) for L in lens if L >= 32768]
+        decode_rows("eager", grid)
     if "compile" in modes:
         comp_fns = {k: torch.compile(v, dynamic=True) for k, v in eager_fns.items()}
         m.f = comp_fns
         checks("compile")
-        decode_rows("compile")
-        for L in [x for x in clens if x < 32768]:
+        for L in cshort:
             prefill_row("compile", L)
-        long += [("compile", L) for L in clens if L >= 32768]
+        decode_rows("compile", [x for x in grid if x[1] == 1] + [x for x in grid if x[1] != 1])
+    long = [("eager", L) for L in lens if L >= a.long and "eager" in modes]
+    long += [("compile", L) for L in clens if L >= a.long and "compile" in modes]
     for sysname, L in long:  # the longest prompts last: first to go when time runs out
         m.f = eager_fns if sysname == "eager" else comp_fns
         prefill_row(sysname, L)

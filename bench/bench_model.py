@@ -49,78 +49,32 @@ except Exception as _ex:  # noqa: BLE001
 
 
 def gen_weights(cfg, device="cuda", dtype=torch.bfloat16, seed=0) -> dict:
-    """Random weights of ``cfg`` drawn on ``device`` with the distributions and names of
-    ``make_weights`` (not its numbers: a seeded torch generator, in ``dtype``). RoPE caches are
+    """Random weights of ``cfg`` drawn on ``device``: ``lt2.models.looped.weight_spec`` (the
+    names, shapes, distributions and draw order of the zoo's ``make_weights``), drawn with a
+    seeded torch generator (not make_weights' numbers; numpy takes about a minute for 1.5B
+    values). Matrices and norm weights in ``dtype``, ``A_log``/``dt_bias`` fp32. RoPE caches are
     left out (``Model`` builds its own tables for the lengths it runs)."""
+    from lt2.models.looped import weight_spec
+
     g = torch.Generator(device=device)
     g.manual_seed(seed)
-    d, f = cfg.d_model, cfg.ffn_hidden
-    ps = 0.1 * math.sqrt(64 / d)
     w = {}
 
-    def normal(shape, std):
-        return torch.randn(shape, generator=g, device=device, dtype=dtype).mul_(std)
+    def uniform(shape, lo, hi):
+        return torch.rand(shape, generator=g, device=device, dtype=torch.float32) * (hi - lo) + lo
 
-    def norm_w(n):
-        return torch.randn(n, generator=g, device=device, dtype=torch.float32).mul_(0.1).add_(1.0).to(dtype)
-
-    def uniform(n, lo, hi):
-        return torch.rand(n, generator=g, device=device, dtype=torch.float32) * (hi - lo) + lo
-
-    w["embed.weight"] = normal((cfg.vocab, d), 0.5)
-    for l, mixer in enumerate(cfg.mixers):
-        p = f"layers.{l}."
-        w[p + "mixer_norm.weight"] = norm_w(d)
-        if mixer == "gdn":
-            h, hv, dk, dv, kc = cfg.gdn_heads, cfg.gdn_hv, cfg.gdn_k, cfg.gdn_v, cfg.conv_kernel
-            q = p + "gdn."
-            w[q + "q_proj.weight"] = normal((d, h * dk), ps)
-            w[q + "k_proj.weight"] = normal((d, h * dk), ps)
-            w[q + "v_proj.weight"] = normal((d, hv * dv), ps)
-            w[q + "q_conv.weight"] = normal((h * dk, 1, kc), 0.4)
-            w[q + "k_conv.weight"] = normal((h * dk, 1, kc), 0.4)
-            w[q + "v_conv.weight"] = normal((hv * dv, 1, kc), 0.4)
-            w[q + "a_proj.weight"] = normal((d, hv), ps)
-            w[q + "b_proj.weight"] = normal((d, hv), ps)
-            w[q + "A_log"] = torch.log(uniform(hv, 1.0, 16.0))
-            dt = torch.exp(uniform(hv, math.log(1e-3), math.log(1e-1)))
-            w[q + "dt_bias"] = dt + torch.log(-torch.expm1(-dt))
-            w[q + "g_proj.weight"] = normal((d, hv * dv), ps)
-            w[q + "o_norm.weight"] = norm_w(dv)
-            w[q + "o_proj.weight"] = normal((hv * dv, d), ps)
-        elif mixer in ("attn", "swa"):
-            a = p + "attn."
-            hq, hk, hd = cfg.attn_q_heads, cfg.attn_kv_heads, cfg.attn_head_dim
-            w[a + "q_proj.weight"] = normal((d, hq * hd), ps)
-            w[a + "k_proj.weight"] = normal((d, hk * hd), ps)
-            w[a + "v_proj.weight"] = normal((d, hk * hd), ps)
-            w[a + "o_proj.weight"] = normal((hq * hd, d), ps)
-            if cfg.attn_output_gate:
-                w[a + "gate_proj.weight"] = normal((d, hq * hd), ps)
-        elif mixer == "dsa":
-            s = p + "dsa."
-            hh = cfg.dsa_heads
-            w[s + "qs_proj.weight"] = normal((d, hh * cfg.dsa_score_dim), ps)
-            w[s + "ks_proj.weight"] = normal((d, cfg.dsa_score_dim), ps)
-            w[s + "q_proj.weight"] = normal((d, hh * cfg.dsa_latent_dim), ps)
-            w[s + "kv_proj.weight"] = normal((d, cfg.dsa_latent_dim), ps)
-            w[s + "o_proj.weight"] = normal((hh * cfg.dsa_value_dim, d), ps)
-        if cfg.sandwich_norm:
-            w[p + "mixer_post_norm.weight"] = norm_w(d)
-        w[p + "ffn_norm.weight"] = norm_w(d)
-        w[p + "ffn.w1.weight"] = normal((d, f), ps)
-        w[p + "ffn.w3.weight"] = normal((d, f), ps)
-        w[p + "ffn.w2.weight"] = normal((f, d), ps)
-        if cfg.sandwich_norm:
-            w[p + "ffn_post_norm.weight"] = norm_w(d)
-    if cfg.loop_residual:
-        w["rho"] = normal((cfg.n_loops, d), 0.1)
-    w["final_norm.weight"] = norm_w(d)
-    if cfg.exit_gate:
-        w["exit_gate.weight"] = normal((d, 1), ps)
-        w["exit_gate.bias"] = normal((1,), 0.5)
-    if not cfg.tied_head:
-        w["lm_head.weight"] = normal((d, cfg.vocab), 0.5)
+    for name, kind, shape, par in weight_spec(cfg):
+        if kind == "normal":
+            w[name] = torch.randn(shape, generator=g, device=device, dtype=dtype).mul_(par[0])
+        elif kind == "norm":
+            w[name] = torch.randn(shape, generator=g, device=device, dtype=torch.float32).mul_(par[0]).add_(1.0).to(dtype)
+        elif kind == "A_log":
+            w[name] = torch.log(uniform(shape, par[0], par[1]))
+        elif kind == "dt_bias":
+            dt = torch.exp(uniform(shape, math.log(par[0]), math.log(par[1])))
+            w[name] = dt + torch.log(-torch.expm1(-dt))
+        else:
+            raise ValueError(f"unknown weight kind {kind!r}")
     return w
 
 
@@ -140,6 +94,19 @@ def count_params(cfg) -> dict:
 
 
 # --------------------------------------------------------------------------- small ops
+
+# Emulation of ``lt2c --dtype bf16|fp16`` in an fp32 model (the reference of lt2c's reduced-
+# precision rows): every product with a weight rounds its activation operand and its weight to
+# this dtype and multiplies in fp32. None (the default) leaves products alone.
+LINEAR_ROUND = None
+
+
+def lin(x, w):
+    if LINEAR_ROUND is not None:
+        x = x.to(LINEAR_ROUND).to(x.dtype)
+        w = w.to(LINEAR_ROUND).to(w.dtype)
+    return x @ w
+
 
 
 def rms(x, w, eps):
@@ -238,7 +205,7 @@ def dsa_select_attend(qbar, ks, q, c, heads, dv, topk, scale, q_start, blk):
 
 def _gdn_pre_prefill(h, norm_w, w_in, conv_w, eps, c_qkv):
     x = rms(h, norm_w, eps)
-    z = x @ w_in
+    z = lin(x, w_in)
     qkv = z[..., :c_qkv]
     L = qkv.shape[1]
     xt = F.pad(qkv.transpose(1, 2), (conv_w.shape[-1] - 1, 0))
@@ -250,7 +217,7 @@ def _gdn_pre_prefill(h, norm_w, w_in, conv_w, eps, c_qkv):
 
 def _gdn_pre_decode(h, norm_w, w_in, conv_w, conv_tail, eps, c_qkv):
     x = rms(h, norm_w, eps)
-    z = x @ w_in  # [B, 1, N]
+    z = lin(x, w_in)  # [B, 1, N]
     win = torch.cat((conv_tail, z[:, 0, :c_qkv, None]), dim=-1)  # [B, C, 4]
     y = F.silu((win.float() * conv_w.float()).sum(-1)).to(h.dtype)[:, None, :]
     return y, z[..., c_qkv:], win[..., 1:]
@@ -259,7 +226,7 @@ def _gdn_pre_decode(h, norm_w, w_in, conv_w, conv_tail, eps, c_qkv):
 def _gdn_post(h, o, gz, onorm_w, w_o, ffn_norm_w, w13, w2, eps, gdn_eps, post_w, ffn_post_w):
     B, L, HV, V = o.shape
     y = rms(o, onorm_w, gdn_eps) * F.silu(gz.reshape(B, L, HV, V))
-    y = y.reshape(B, L, HV * V) @ w_o
+    y = lin(y.reshape(B, L, HV * V), w_o)
     if post_w is not None:
         y = rms(y, post_w, eps)
     h = h + y
@@ -268,9 +235,9 @@ def _gdn_post(h, o, gz, onorm_w, w_o, ffn_norm_w, w13, w2, eps, gdn_eps, post_w,
 
 def _ffn(h, ffn_norm_w, w13, w2, eps, ffn_post_w):
     x = rms(h, ffn_norm_w, eps)
-    u = x @ w13
+    u = lin(x, w13)
     f = u.shape[-1] // 2
-    y = (F.silu(u[..., :f]) * u[..., f:]) @ w2
+    y = lin(F.silu(u[..., :f]) * u[..., f:], w2)
     if ffn_post_w is not None:
         y = rms(y, ffn_post_w, eps)
     return h + y
@@ -278,7 +245,7 @@ def _ffn(h, ffn_norm_w, w13, w2, eps, ffn_post_w):
 
 def _attn_pre(h, norm_w, w_qkv, cos, sin, eps, hq, hk, hd, interleaved):
     x = rms(h, norm_w, eps)
-    z = x @ w_qkv
+    z = lin(x, w_qkv)
     B, L, _ = z.shape
     q = rope(z[..., : hq * hd].reshape(B, L, hq, hd), cos, sin, interleaved)
     k = rope(z[..., hq * hd : (hq + hk) * hd].reshape(B, L, hk, hd), cos, sin, interleaved)
@@ -292,7 +259,7 @@ def _attn_post(h, o, gate, w_o, ffn_norm_w, w13, w2, eps, post_w, ffn_post_w):
     y = o.transpose(1, 2).reshape(B, L, H * D)
     if gate.shape[-1]:
         y = y * torch.sigmoid(gate)
-    y = y @ w_o
+    y = lin(y, w_o)
     if post_w is not None:
         y = rms(y, post_w, eps)
     h = h + y
@@ -301,7 +268,7 @@ def _attn_post(h, o, gate, w_o, ffn_norm_w, w13, w2, eps, post_w, ffn_post_w):
 
 def _dsa_pre(h, norm_w, w_in, eps, heads, sdim, dl):
     x = rms(h, norm_w, eps)
-    z = x @ w_in
+    z = lin(x, w_in)
     B, L, _ = z.shape
     qs = z[..., : heads * sdim]
     ks = z[..., heads * sdim : heads * sdim + sdim]
@@ -312,7 +279,7 @@ def _dsa_pre(h, norm_w, w_in, eps, heads, sdim, dl):
 
 
 def _dsa_post(h, o, w_o, ffn_norm_w, w13, w2, eps, post_w, ffn_post_w):
-    y = o @ w_o
+    y = lin(o, w_o)
     if post_w is not None:
         y = rms(y, post_w, eps)
     h = h + y
@@ -326,7 +293,7 @@ def _loop_end(h, h_in, rho_t, final_w, eps, norm_every, exit_w, exit_b):
     if norm_every:
         h = rms(h, final_w, eps)
     if exit_w is not None:
-        lam = torch.sigmoid((h @ exit_w).float() + exit_b.float())
+        lam = torch.sigmoid(lin(h, exit_w).float() + exit_b.float())
     return h, lam
 
 
@@ -490,7 +457,7 @@ class Model:
         hs = h if all_logits else h[:, -1:]
         if not c.final_norm_every_loop:
             hs = rms(hs, self.final, eps)
-        return (hs @ self.head).float(), caches
+        return lin(hs, self.head).float(), caches
 
     @torch.no_grad()
     def decode(self, tok, caches, pos: int):
@@ -541,4 +508,4 @@ class Model:
                                  c.final_norm_every_loop, self.exit_w, self.exit_b)
         if not c.final_norm_every_loop:
             h = rms(h, self.final, eps)
-        return (h[:, 0] @ self.head).float()
+        return lin(h[:, 0], self.head).float()

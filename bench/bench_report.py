@@ -1,8 +1,12 @@
-"""Turn ``$BENCH_OUT/results.jsonl`` + ``peaks.json`` into the markdown section for
-bench/RESULTS.md (``$BENCH_OUT/RESULTS_section.md``) and the decode plot
-(``$BENCH_OUT/decode_tokens_per_s.png``).
+"""Turn one or more calls' ``results.jsonl`` (each with ``peaks.json``, ``command.txt`` and
+``lt2c_status.txt`` beside it) into the markdown section for bench/RESULTS.md
+(``OUT/RESULTS_section.md``) and the decode plot (``OUT/decode_tokens_per_s.png``).
 
-    python bench/report.py --command "bash bench/run.sh" [--lt2c-status "..."]
+    python bench/bench_report.py [--out DIR] [RESULTS.jsonl | DIR ...]
+
+With no file: ``$BENCH_OUT/results.jsonl``. Several files (the two device calls of run.sh) merge
+into one table; every row keeps the floor computed in its own call (with that call's measured
+ceilings) and a ``call`` number. A file that is missing is reported and skipped.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+from pathlib import Path
 
 import bench_common as common
 
@@ -30,11 +35,46 @@ def fmt(x, nd=3):
     return f"{x:.{nd}g}"
 
 
-def load_rows():
-    p = common.OUT / "results.jsonl"
-    if not p.exists():
-        return []
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
+def load_runs(paths):
+    """[{path, rows, peaks, cmd, lt2c}] for each existing file (a directory means its
+    results.jsonl), duplicates dropped; and the list of problems met."""
+    runs, problems, seen = [], [], set()
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            p = p / "results.jsonl"
+        if not p.exists():
+            problems.append(f"{p}: not found, not merged")
+            continue
+        key = p.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        rows = []
+        for i, line in enumerate(p.read_text().splitlines()):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    problems.append(f"{p}:{i + 1}: not JSON, skipped")
+
+        def side(name):
+            f = p.parent / name
+            return f.read_text().strip() if f.exists() else ""
+
+        try:
+            peaks = json.loads(side("peaks.json") or "{}")
+        except json.JSONDecodeError:
+            peaks = {}
+        n = len(runs) + 1
+        for r in rows:
+            r["call"] = n
+        runs.append({"path": p, "rows": rows, "peaks": peaks, "cmd": side("command.txt"), "lt2c": side("lt2c_status.txt")})
+    return runs, problems
+
+
+def calls_of(rows):
+    return ", ".join(str(c) for c in sorted({r.get("call", 1) for r in rows if r}))
 
 
 def table(rows, cols):
@@ -50,84 +90,127 @@ def shape_key(r):
     return nums
 
 
-def plot(rows, path):
+LT2C_MARK = {"lt2c fp32": "*", "lt2c bf16": "D", "lt2c fp16": "s"}
+
+
+def plot(rows, path, title):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     dec = [r for r in rows if r.get("section") == "e2e" and r.get("row") == "decode" and r.get("tok_s")]
-    ctxs = sorted({r["ctx"] for r in dec}) or [1024, 8192]
+    big = [r for r in rows if r.get("section") == "lt2c" and r.get("system", "").startswith("lt2c") and r.get("tok_s")
+           and "(tiny)" not in r.get("model", "")]
+    ctxs = sorted({r["ctx"] for r in dec if r.get("ctx")} | {r["ctx"] for r in big if r.get("ctx")}) or [1024, 8192]
     fig, axes = plt.subplots(1, len(ctxs), figsize=(6 * len(ctxs), 4.5), squeeze=False)
-    styles = {"eager": "-", "compile": "--", "lt2c": ":"}
+    styles = {"eager": "-", "compile": "--"}
     colors = {}
-    lt2c_rows = [r for r in rows if r.get("section") == "lt2c" and r.get("system", "").startswith("lt2c") and r.get("tok_s")]
-    big = [r for r in lt2c_rows if "(tiny)" not in r["model"]]
     for ax, ctx in zip(axes[0], ctxs):
-        for (model, system) in sorted({(r["model"], r["system"]) for r in dec if r["ctx"] == ctx}):
-            pts = sorted((r["batch"], r["tok_s"]) for r in dec if r["ctx"] == ctx and r["model"] == model and r["system"] == system)
+        for (model, system) in sorted({(r["model"], r["system"]) for r in dec if r.get("ctx") == ctx}):
+            pts = sorted((r["batch"], r["tok_s"]) for r in dec if r.get("ctx") == ctx and r["model"] == model and r["system"] == system)
             col = colors.setdefault(model, f"C{len(colors)}")
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], styles.get(system, "-"), marker="o", color=col,
+            ax.plot([q[0] for q in pts], [q[1] for q in pts], styles.get(system, "-"), marker="o", color=col,
                     label=f"{model}, PyTorch {system}")
-        for r in big:
-            if r.get("shape", "").endswith(f"ctx{ctx}"):
-                col = colors.setdefault(r["model"], f"C{len(colors)}")
-                ax.plot([1], [r["tok_s"]], marker="*", markersize=12, linestyle="none", color=col, label=f"{r['model']}, lt2c fp32")
+        here = [r for r in big if r.get("ctx") == ctx]
+        for r in here:
+            col = colors.setdefault(r["model"], f"C{len(colors)}")
+            nudge = {"lt2c fp32": 0.9, "lt2c bf16": 1.1}.get(r["system"], 1.0)  # side by side at the same batch
+            ax.plot([r.get("batch", 1) * nudge], [r["tok_s"]], marker=LT2C_MARK.get(r["system"], "P"), markersize=10, linestyle="none",
+                    color=col, markeredgecolor="black", label=f"{r['model']}, {r['system']}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("batch (sequences)")
         ax.set_ylabel("decode tokens/s (all sequences)")
-        note = ("lt2c: B=1 only (star)" if big else "lt2c: no 1.3B rows (see RESULTS.md)" if not lt2c_rows
-                else "lt2c: tiny models only (see table)")
+        note = "lt2c: B=1 only (generate takes one prompt)" if here else "lt2c: no 1.3B row at this context"
         ax.set_title(f"decode at {ctx // 1024}K context; {note}", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    p = common.load_peaks() or {}
-    fig.suptitle(f"Looped 1.3B-shaped models, bf16, {p.get('card', '?')}, torch {p.get('torch', '?')}, fla {p.get('fla', '?')}",
-                 fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
+def pick(rows):
+    """One timing row per (model, system, row, shape) when calls overlap: a measured row beats an
+    unmeasured one, a later call beats an earlier one. Checks and skipped steps all stay."""
+    def key(r):
+        k = (r.get("section"), r.get("model"), r.get("system"), r.get("row"), r.get("shape"))
+        return k if r.get("section") in ("e2e", "kernel", "lt2c") else k + (r.get("call"), id(r))
+
+    best = {}
+    for r in rows:
+        old = best.get(key(r))
+        if old is None or bool(r.get("ms")) >= bool(old.get("ms")):
+            best[key(r)] = r
+    return [r for r in rows if best.get(key(r)) is r]
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--command", default="bash bench/run.sh")
-    ap.add_argument("--lt2c-status", default="")
+    ap.add_argument("files", nargs="*", help="results.jsonl files or their directories (default: $BENCH_OUT/results.jsonl)")
+    ap.add_argument("--out", default=None, help="where RESULTS_section.md and the plot go (default: $BENCH_OUT)")
+    ap.add_argument("--command", default="", help="(old) the command of a single call, if command.txt is missing")
+    ap.add_argument("--lt2c-status", default="", help="(old) lt2c status of a single call, if lt2c_status.txt is missing")
     a = ap.parse_args()
-    rows = load_rows()
-    p = common.load_peaks() or {}
+    out_dir = Path(a.out) if a.out else common.OUT
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs, problems = load_runs(a.files or [common.OUT / "results.jsonl"])
+    for pr in problems:
+        print("WARNING:", pr)
+    rows = pick([r for run in runs for r in run["rows"]])
     last = max((r.get("t", 0) for r in rows), default=0) or dt.datetime.now(dt.timezone.utc).timestamp()
     now = dt.datetime.fromtimestamp(last, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")  # the last row's time
+    cards = sorted({run["peaks"].get("card", "?") for run in runs}) or ["?"]
+    p = next((run["peaks"] for run in runs if run["peaks"]), {})
     out = []
-    out.append(f"## Benchmark (bench/run.sh), {now}, {p.get('card', '?')}")
+    out.append(f"## Benchmark (bench/run.sh), {now}, {' / '.join(cards)}")
     out.append("")
-    out.append(f"- Command (repo root, on the GPU machine): `{a.command}`")
+    for i, run in enumerate(runs, 1):
+        pk = run["peaks"]
+        ts = [r.get("t", 0) for r in run["rows"] if r.get("t")]
+        when = dt.datetime.fromtimestamp(max(ts), dt.timezone.utc).strftime("%H:%M UTC") if ts else "?"
+        ceil = (f"bf16 matmul 8192³ {pk['matmul_ms_8192']:.3f} ms = {pk['matmul_flops_per_s'] / 1e12:.0f} TFLOP/s, device copy "
+                f"1 GiB {pk['copy_ms_1gib']:.3f} ms = {pk['copy_bytes_per_s'] / 1e12:.2f} TB/s (read + write)"
+                if pk.get("matmul_flops_per_s") else "not measured (no floors in this call)")
+        cmd = run["cmd"] or (a.command if len(runs) == 1 else "") or "?"
+        out.append(f"- Call {i} (last row {when}, {pk.get('card', '?')}): `{cmd}`; {len(run['rows'])} rows; ceilings: {ceil}.")
+        lt = run["lt2c"] or (a.lt2c_status if len(runs) == 1 else "")
+        if lt:
+            out.append(f"  lt2c: {lt}")
+    for pr in problems:
+        out.append(f"- Not merged: {pr}")
     out.append(f"- Versions: torch {p.get('torch', '?')}, triton {p.get('triton', '?')}, flash-linear-attention/fla-core "
                f"{p.get('fla', '?')}, CUDA {p.get('cuda', '?')}, Python {p.get('python', '?')}")
-    if p:
-        out.append(f"- Ceilings measured in this run: bf16 matmul 8192³ {p['matmul_ms_8192']:.3f} ms = "
-                   f"{p['matmul_flops_per_s'] / 1e12:.0f} TFLOP/s; device copy 1 GiB {p['copy_ms_1gib']:.3f} ms = "
-                   f"{p['copy_bytes_per_s'] / 1e12:.2f} TB/s (read + write). Floor = max(FLOPs / matmul rate, bytes / copy "
-                   f"rate); ratio = measured / floor.")
-    if a.lt2c_status:
-        out.append(f"- lt2c: {a.lt2c_status}")
-    out.append("- Weights: random (seeded), generated on the GPU by `bench/bench_model.py:gen_weights` with the zoo's "
-               "names and distributions (`lt2.zoo.registry` big configs); nothing carried.")
-    out.append("- PyTorch systems: `bench/bench_model.py`, bf16, the zoo's model function (checked against the ONNX goldens in "
-               "this run); the projections of a layer fused into one matmul; GDN through fla's `chunk_gated_delta_rule` "
+    out.append("- Floor = max(FLOPs / matmul rate, bytes / copy rate), with the ceilings measured in the row's own call; "
+               "ratio = measured / floor.")
+    out.append("- Weights: random (seeded), generated on the GPU by `bench/bench_model.py:gen_weights` from "
+               "`lt2.models.looped.weight_spec` (the zoo's names, shapes and distributions; `lt2.zoo.registry` big configs); "
+               "nothing carried.")
+    out.append("- PyTorch systems: `bench/bench_model.py`, bf16, the zoo's model function (checked against the ONNX goldens); "
+               "the projections of a layer fused into one matmul; GDN through fla's `chunk_gated_delta_rule` "
                "(prefill) and `fused_recurrent_gated_delta_rule` (decode) called as fla 0.6.0's GatedDeltaNet layer calls "
                "them; attention through SDPA (cuDNN allowed for prefill, off for decode); LT2's DSA in plain PyTorch "
                "(indexer, `torch.topk`, gather, attention; no TileLang kernels). `torch.compile(dynamic=True)` wraps the dense "
                "parts of each layer; fla, SDPA and the DSA selection stay eager. Decode: caches filled with random values as "
                "after a prefill of `ctx` tokens, one cache per (loop, layer). Medians of CUDA-event timings after warm-up "
-               "(kernels: `triton.testing.do_bench`).")
+               "(kernels: `triton.testing.do_bench`, at least 3 timed calls).")
+    out.append("- lt2c: the carried binary compiles the 1.3B ONNX in the call (fp32, and `--dtype bf16`: products with weights "
+               "read bf16 weights and bf16-rounded activations, accumulate in fp32; everything else fp32); its timings are its "
+               "own host wall clock (`generate --json`), medians over processes; B = 1 only (`generate` takes one prompt).")
     out.append("")
 
     e2e = [r for r in rows if r.get("section") == "e2e"]
-    # lt2c rows at the e2e sizes (from lt2c_rows.py --big) join the table as a third system
+    # lt2c rows at the e2e sizes (bench_lt2c.py --big) join the table, one column per precision
+    lt2c_sys = []
     for r in rows:
-        if r.get("section") == "lt2c" and r.get("ms") and r.get("system", "").startswith("lt2c") and "(tiny)" not in r["model"]:
-            e2e.append(dict(r, row=r["row"].split(" ")[0], system="lt2c"))
+        if r.get("section") == "lt2c" and r.get("ms") and r.get("system", "").startswith("lt2c") and "(tiny)" not in r.get("model", ""):
+            e2e.append(dict(r, row=r["row"].split(" ")[0]))
+            if r["system"] not in lt2c_sys:
+                lt2c_sys.append(r["system"])
+    lt2c_sys.sort(key=lambda x: (x != "lt2c fp32", x))
+    if not lt2c_sys:
+        lt2c_sys = ["lt2c fp32"]
     out.append("### End to end (bf16; prefill: B = 1, logits of the last position, caches written; decode: one token for "
                "each of B sequences at the given context, per-(loop, layer) caches)")
     out.append("")
@@ -145,8 +228,8 @@ def main():
     piv = []
     for k in keys:
         rr = {r["system"]: r for r in e2e if (r["model"], r["row"], r.get("shape", "")) == k}
-        any_r = next(iter(rr.values()))
-        piv.append({"k": k, "e": rr.get("eager", {}), "c": rr.get("compile", {}), "l": rr.get("lt2c", {}), "any": any_r})
+        any_r = next((r for r in rr.values() if r.get("floor_ms")), next(iter(rr.values())))
+        piv.append({"k": k, "e": rr.get("eager", {}), "c": rr.get("compile", {}), "any": any_r, "rr": rr})
 
     def cell(r, unit):
         if not r:
@@ -156,22 +239,29 @@ def main():
         v = r.get("tok_s") if unit == "tok" else r.get("ms")
         return f"{fmt(v)} ({fmt(r.get('ratio'))}x)" if r.get("ratio") else fmt(v)
 
-    def note(x):
-        names = {"e": "eager", "c": "compile", "l": "lt2c"}
-        return "; ".join(f"{names[s]}: {x[s]['note']}" for s in ("e", "c", "l") if x[s].get("note") and x[s].get("ms"))
+    def note(x):  # the lt2c columns' notes are in the lt2c table
+        return "; ".join(f"{s}: {r['note']}" for s, r in x["rr"].items() if r.get("note") and r.get("ms") and not s.startswith("lt2c"))
 
-    out.append("Cells: ms, or tokens/s for decode, with measured/floor in brackets (floor: bf16 weights and caches). "
-               "lt2c: fp32 (its only precision so far), only where it ran and passed its check in this run.")
+    def unit(x):
+        return "tok" if x["k"][1] == "decode" else "ms"
+
+    out.append("Cells: ms, or tokens/s for decode, with measured/floor in brackets (floor: bf16 weights and caches, also for "
+               "the lt2c columns). lt2c: only where it ran and passed its check in the same call; its notes are in the lt2c "
+               "table below.")
     out.append("")
-    out.append(table(piv, [
+    cols = [
         ("model", lambda x: x["k"][0]), ("row", lambda x: x["k"][1]), ("shape", lambda x: x["k"][2]),
-        ("PyTorch eager", lambda x: cell(x["e"], "tok" if x["k"][1] == "decode" else "ms")),
-        ("PyTorch compile", lambda x: cell(x["c"], "tok" if x["k"][1] == "decode" else "ms")),
+        ("PyTorch eager", lambda x: cell(x["e"], unit(x))), ("PyTorch compile", lambda x: cell(x["c"], unit(x))),
         ("eager ms", lambda x: fmt(x["e"].get("ms")) if x["k"][1] == "decode" else ""),
         ("compile ms", lambda x: fmt(x["c"].get("ms")) if x["k"][1] == "decode" else ""),
         ("floor ms", lambda x: fmt(x["any"].get("floor_ms"))), ("bound", lambda x: x["any"].get("floor_bound", "")),
-        ("lt2c (fp32)", lambda x: cell(x["l"], "tok" if x["k"][1] == "decode" else "ms") or "—"), ("notes", note),
-    ]))
+    ]
+    for ls in lt2c_sys:
+        cols.append((ls, lambda x, ls=ls: cell(x["rr"].get(ls, {}), unit(x)) or "—"))
+        if True:
+            cols.append((f"{ls} ms", lambda x, ls=ls: fmt(x["rr"].get(ls, {}).get("ms")) if x["k"][1] == "decode" else ""))
+    cols += [("call", lambda x: calls_of(x["rr"].values())), ("notes", note)]
+    out.append(table(piv, cols))
     out.append("")
     ker = [r for r in rows if r.get("section") == "kernel"]
     out.append("### Kernels (bf16)")
@@ -180,17 +270,22 @@ def main():
         ("kernel", lambda r: r["row"]), ("shape family", lambda r: r["model"]), ("system", lambda r: r["system"]),
         ("shape", lambda r: r.get("shape", "")), ("ms", lambda r: fmt(r.get("ms"))),
         ("floor ms", lambda r: fmt(r.get("floor_ms"))), ("bound", lambda r: r.get("floor_bound", "")),
-        ("measured/floor", lambda r: fmt(r.get("ratio"))), ("lt2c", lambda r: "n/a"), ("note", lambda r: r.get("note", "")),
+        ("measured/floor", lambda r: fmt(r.get("ratio"))), ("lt2c", lambda r: "n/a"), ("call", lambda r: r.get("call", "")),
+        ("note", lambda r: r.get("note", "")),
     ]))
     out.append("")
     out.append("lt2c column: n/a — lt2c runs whole models only (no kernel-level entry point to time).")
-    dense = {r["shape"]: r["ms"] for r in ker if r["row"].startswith("attention prefill") and r.get("ms")}
+    dense = {r["shape"]: r for r in ker if r["row"].startswith("attention prefill") and r.get("ms")}
     sp = [r for r in ker if r["row"].startswith("DSA prefill: indexer + top-k + sparse") and r.get("ms")]
     if sp:
         out.append("")
-        out.append("Sparse vs dense: " + "; ".join(
-            f"{r['shape']}: DSA {fmt(r['ms'])} ms vs dense causal SDPA 16x128 {fmt(dense.get(r['shape']))} ms"
-            for r in sp))
+        parts = []
+        for r in sp:
+            d = dense.get(r["shape"])
+            parts.append(f"{r['shape']}: DSA {fmt(r['ms'])} ms vs dense "
+                         + (f"{fmt(d['ms'])} ms ({fmt(r['ms'] / d['ms'])}x)" if d else "not measured"))
+        out.append("Sparse vs dense (LT2's DSA: indexer + top-k + sparse attention, 16 heads over a 576-dim latent, "
+                   "top-2048, PyTorch; dense: causal SDPA 16 heads x 128, same length; bf16, B = 1): " + "; ".join(parts) + ".")
     out.append("")
     lt = [r for r in rows if r.get("section") == "lt2c"]
     out.append("### lt2c")
@@ -199,7 +294,7 @@ def main():
         out.append(table(lt, [
             ("model", lambda r: r["model"]), ("system", lambda r: r["system"]), ("row", lambda r: r["row"]),
             ("shape", lambda r: r.get("shape", "")), ("ms", lambda r: fmt(r.get("ms"))), ("tokens/s", lambda r: fmt(r.get("tok_s"))),
-            ("note", lambda r: r.get("note", "")),
+            ("measured/floor", lambda r: fmt(r.get("ratio"))), ("call", lambda r: r.get("call", "")), ("note", lambda r: r.get("note", "")),
         ]))
     else:
         out.append("No lt2c rows.")
@@ -207,31 +302,33 @@ def main():
     gone = [r for r in rows if r.get("section") == "skipped" or (not r.get("ms") and r.get("section") in ("e2e", "kernel", "lt2c")
                                                                  and r.get("row") != "status")]
     gone += [r for r in rows if r.get("section") == "lt2c" and r.get("row") == "status"]
-    out.append("### Not measured in this run")
+    out.append("### Not measured")
     out.append("")
     if gone:
         out.append(table(gone, [
             ("step / model", lambda r: r.get("model") or r.get("row", "")), ("system", lambda r: r.get("system", "")),
             ("row", lambda r: r.get("row", "") if r.get("model") else ""), ("shape", lambda r: r.get("shape", "")),
-            ("why", lambda r: r.get("note", "")),
+            ("call", lambda r: r.get("call", "")), ("why", lambda r: r.get("note", "")),
         ]))
     else:
         out.append("Nothing.")
     out.append("")
     chk = [r for r in rows if r.get("section") == "check"]
-    out.append("### Correctness checks (this run)")
+    out.append("### Correctness checks")
     out.append("")
     out.append(table(chk, [
         ("what", lambda r: r["row"]), ("model", lambda r: r["model"]), ("system", lambda r: r["system"]),
         ("shape", lambda r: r.get("shape", "")), ("result", lambda r: r.get("check", "")),
-        ("pass", lambda r: "yes" if r.get("ok") else "NO"),
+        ("pass", lambda r: "yes" if r.get("ok") else "NO"), ("call", lambda r: r.get("call", "")),
     ]))
     out.append("")
-    (common.OUT / "RESULTS_section.md").write_text("\n".join(out) + "\n")
+    (out_dir / "RESULTS_section.md").write_text("\n".join(out) + "\n")
+    title = (f"Looped 1.3B-shaped models, bf16 PyTorch and lt2c, {' / '.join(cards)}, torch {p.get('torch', '?')}, "
+             f"fla {p.get('fla', '?')}")
     try:
-        plot(rows, common.OUT / "decode_tokens_per_s.png")
+        plot(rows, out_dir / "decode_tokens_per_s.png", title)
     except Exception as ex:  # noqa: BLE001
-        print("plot failed:", ex)
+        print("plot failed:", type(ex).__name__, ex)
     print("\n".join(out))
 
 

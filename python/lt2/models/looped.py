@@ -155,90 +155,116 @@ class LoopedConfig:
 # --------------------------------------------------------------------------- weights
 
 
-def make_weights(cfg: LoopedConfig | None = None) -> dict[str, np.ndarray]:
-    """Fixed-seed float32 weights (``numpy.random.default_rng(cfg.seed)``), insertion-ordered.
+def weight_spec(cfg: LoopedConfig) -> list[tuple[str, str, tuple, tuple]]:
+    """Every random weight of ``cfg`` in draw order: ``(name, kind, shape, params)``.
 
-    Scales keep activations O(1): embeddings (and an untied LM head) N(0, 0.5^2),
-    projections N(0, s^2) with ``s = 0.1 * sqrt(64 / d_model)`` (0.1 at d = 64), conv taps
-    N(0, 0.4^2), norm weights 1 + N(0, 0.1^2), ``A_log = log U(1, 16)``,
-    ``dt_bias = softplus^-1(dt)`` with ``dt = exp U(log 1e-3, log 1e-1)``
-    (flash-linear-attention's init), ``rho`` N(0, 0.1^2), exit gate N(0, s^2) and bias
-    N(0, 0.5^2), RoPE caches ``cos/sin(p * theta^(-2i/D))`` for p < max_positions.
-    The draw order is fixed (the example fixture depends on it): embed, then per layer
-    mixer norm, mixer weights, [mixer post-norm], FFN norm, w1, w3, w2, [FFN post-norm],
-    then rho, final norm, [exit gate], [LM head], RoPE caches.
+    Kinds: ``"normal"`` N(0, std^2) with ``params = (std,)``; ``"norm"`` (norm weights)
+    1 + N(0, std^2), ``(std,)``; ``"A_log"`` log U(lo, hi), ``(lo, hi)``; ``"dt_bias"``
+    softplus^-1(dt) with dt = exp U(log lo, log hi), ``(lo, hi)`` (flash-linear-attention's
+    init). Scales keep activations O(1): embeddings (and an untied LM head) std 0.5,
+    projections ``s = 0.1 * sqrt(64 / d_model)`` (0.1 at d = 64), conv taps 0.4, norm weights
+    0.1, ``rho`` 0.1, exit gate ``s`` and its bias 0.5. The order is fixed (the example fixture
+    depends on it): embed, then per layer mixer norm, mixer weights, [mixer post-norm], FFN norm,
+    w1, w3, w2, [FFN post-norm], then rho, final norm, [exit gate], [LM head].
+
+    One spec, two generators: ``make_weights`` (numpy, the zoo's fixtures) and the benchmark's
+    ``bench/bench_model.py:gen_weights`` (torch on the GPU, for the big sizes).
     """
-    cfg = cfg or LoopedConfig()
-    cfg.validate()
-    rng = np.random.default_rng(cfg.seed)
     d, f = cfg.d_model, cfg.ffn_hidden
     ps = 0.1 * math.sqrt(64 / d)
-    w: dict[str, np.ndarray] = {}
+    spec: list[tuple[str, str, tuple, tuple]] = []
 
-    def normal(shape, std):
-        if cfg.fast_init:
-            return rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
-        return (rng.standard_normal(shape) * std).astype(np.float32)
+    def normal(name, shape, std):
+        spec.append((name, "normal", tuple(shape), (std,)))
 
-    def norm_w(n):
-        if cfg.fast_init:
-            return 1.0 + rng.standard_normal(n, dtype=np.float32) * np.float32(0.1)
-        return (1.0 + rng.standard_normal(n) * 0.1).astype(np.float32)
+    def norm_w(name, n):
+        spec.append((name, "norm", (n,), (0.1,)))
 
-    w["embed.weight"] = normal((cfg.vocab, d), 0.5)
+    normal("embed.weight", (cfg.vocab, d), 0.5)
     for l, mixer in enumerate(cfg.mixers):
         p = f"layers.{l}."
-        w[p + "mixer_norm.weight"] = norm_w(d)
+        norm_w(p + "mixer_norm.weight", d)
         if mixer == "gdn":
             h, hv, dk, dv, kc = cfg.gdn_heads, cfg.gdn_hv, cfg.gdn_k, cfg.gdn_v, cfg.conv_kernel
             g = p + "gdn."
-            w[g + "q_proj.weight"] = normal((d, h * dk), ps)
-            w[g + "k_proj.weight"] = normal((d, h * dk), ps)
-            w[g + "v_proj.weight"] = normal((d, hv * dv), ps)
-            w[g + "q_conv.weight"] = normal((h * dk, 1, kc), 0.4)
-            w[g + "k_conv.weight"] = normal((h * dk, 1, kc), 0.4)
-            w[g + "v_conv.weight"] = normal((hv * dv, 1, kc), 0.4)
-            w[g + "a_proj.weight"] = normal((d, hv), ps)
-            w[g + "b_proj.weight"] = normal((d, hv), ps)
-            w[g + "A_log"] = np.log(rng.uniform(1.0, 16.0, hv)).astype(np.float32)
-            dt = np.exp(rng.uniform(np.log(1e-3), np.log(1e-1), hv))
-            w[g + "dt_bias"] = (dt + np.log(-np.expm1(-dt))).astype(np.float32)
-            w[g + "g_proj.weight"] = normal((d, hv * dv), ps)
-            w[g + "o_norm.weight"] = norm_w(dv)
-            w[g + "o_proj.weight"] = normal((hv * dv, d), ps)
+            normal(g + "q_proj.weight", (d, h * dk), ps)
+            normal(g + "k_proj.weight", (d, h * dk), ps)
+            normal(g + "v_proj.weight", (d, hv * dv), ps)
+            normal(g + "q_conv.weight", (h * dk, 1, kc), 0.4)
+            normal(g + "k_conv.weight", (h * dk, 1, kc), 0.4)
+            normal(g + "v_conv.weight", (hv * dv, 1, kc), 0.4)
+            normal(g + "a_proj.weight", (d, hv), ps)
+            normal(g + "b_proj.weight", (d, hv), ps)
+            spec.append((g + "A_log", "A_log", (hv,), (1.0, 16.0)))
+            spec.append((g + "dt_bias", "dt_bias", (hv,), (1e-3, 1e-1)))
+            normal(g + "g_proj.weight", (d, hv * dv), ps)
+            norm_w(g + "o_norm.weight", dv)
+            normal(g + "o_proj.weight", (hv * dv, d), ps)
         elif mixer in ("attn", "swa"):
             a = p + "attn."
             hq, hk, hd = cfg.attn_q_heads, cfg.attn_kv_heads, cfg.attn_head_dim
-            w[a + "q_proj.weight"] = normal((d, hq * hd), ps)
-            w[a + "k_proj.weight"] = normal((d, hk * hd), ps)
-            w[a + "v_proj.weight"] = normal((d, hk * hd), ps)
-            w[a + "o_proj.weight"] = normal((hq * hd, d), ps)
+            normal(a + "q_proj.weight", (d, hq * hd), ps)
+            normal(a + "k_proj.weight", (d, hk * hd), ps)
+            normal(a + "v_proj.weight", (d, hk * hd), ps)
+            normal(a + "o_proj.weight", (hq * hd, d), ps)
             if cfg.attn_output_gate:
-                w[a + "gate_proj.weight"] = normal((d, hq * hd), ps)
+                normal(a + "gate_proj.weight", (d, hq * hd), ps)
         elif mixer == "dsa":
             s = p + "dsa."
             hh = cfg.dsa_heads
-            w[s + "qs_proj.weight"] = normal((d, hh * cfg.dsa_score_dim), ps)
-            w[s + "ks_proj.weight"] = normal((d, cfg.dsa_score_dim), ps)
-            w[s + "q_proj.weight"] = normal((d, hh * cfg.dsa_latent_dim), ps)
-            w[s + "kv_proj.weight"] = normal((d, cfg.dsa_latent_dim), ps)
-            w[s + "o_proj.weight"] = normal((hh * cfg.dsa_value_dim, d), ps)
+            normal(s + "qs_proj.weight", (d, hh * cfg.dsa_score_dim), ps)
+            normal(s + "ks_proj.weight", (d, cfg.dsa_score_dim), ps)
+            normal(s + "q_proj.weight", (d, hh * cfg.dsa_latent_dim), ps)
+            normal(s + "kv_proj.weight", (d, cfg.dsa_latent_dim), ps)
+            normal(s + "o_proj.weight", (hh * cfg.dsa_value_dim, d), ps)
         if cfg.sandwich_norm:
-            w[p + "mixer_post_norm.weight"] = norm_w(d)
-        w[p + "ffn_norm.weight"] = norm_w(d)
-        w[p + "ffn.w1.weight"] = normal((d, f), ps)
-        w[p + "ffn.w3.weight"] = normal((d, f), ps)
-        w[p + "ffn.w2.weight"] = normal((f, d), ps)
+            norm_w(p + "mixer_post_norm.weight", d)
+        norm_w(p + "ffn_norm.weight", d)
+        normal(p + "ffn.w1.weight", (d, f), ps)
+        normal(p + "ffn.w3.weight", (d, f), ps)
+        normal(p + "ffn.w2.weight", (f, d), ps)
         if cfg.sandwich_norm:
-            w[p + "ffn_post_norm.weight"] = norm_w(d)
+            norm_w(p + "ffn_post_norm.weight", d)
     if cfg.loop_residual:
-        w["rho"] = normal((cfg.n_loops, d), 0.1)
-    w["final_norm.weight"] = norm_w(d)
+        normal("rho", (cfg.n_loops, d), 0.1)
+    norm_w("final_norm.weight", d)
     if cfg.exit_gate:
-        w["exit_gate.weight"] = normal((d, 1), ps)
-        w["exit_gate.bias"] = normal((1,), 0.5)
+        normal("exit_gate.weight", (d, 1), ps)
+        normal("exit_gate.bias", (1,), 0.5)
     if not cfg.tied_head:
-        w["lm_head.weight"] = normal((d, cfg.vocab), 0.5)
+        normal("lm_head.weight", (d, cfg.vocab), 0.5)
+    return spec
+
+
+def make_weights(cfg: LoopedConfig | None = None) -> dict[str, np.ndarray]:
+    """Fixed-seed float32 weights (``numpy.random.default_rng(cfg.seed)``), insertion-ordered:
+    ``weight_spec(cfg)`` drawn in its order (names, shapes, distributions there), then the RoPE
+    caches ``cos/sin(p * theta^(-2i/D))`` for p < max_positions. ``fast_init`` draws float32
+    normals directly (big sizes; different numbers)."""
+    cfg = cfg or LoopedConfig()
+    cfg.validate()
+    rng = np.random.default_rng(cfg.seed)
+    w: dict[str, np.ndarray] = {}
+    for name, kind, shape, par in weight_spec(cfg):
+        if kind == "normal":
+            (std,) = par
+            if cfg.fast_init:
+                w[name] = rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
+            else:
+                w[name] = (rng.standard_normal(shape) * std).astype(np.float32)
+        elif kind == "norm":
+            (std,) = par
+            if cfg.fast_init:
+                w[name] = 1.0 + rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
+            else:
+                w[name] = (1.0 + rng.standard_normal(shape) * std).astype(np.float32)
+        elif kind == "A_log":
+            w[name] = np.log(rng.uniform(par[0], par[1], shape)).astype(np.float32)
+        elif kind == "dt_bias":
+            dt = np.exp(rng.uniform(np.log(par[0]), np.log(par[1]), shape))
+            w[name] = (dt + np.log(-np.expm1(-dt))).astype(np.float32)
+        else:  # pragma: no cover - weight_spec writes only the kinds above
+            raise ValueError(f"unknown weight kind {kind!r}")
     if cfg.has_rope:
         cos, sin = reference.rope_cache(cfg.max_positions, cfg.attn_head_dim, cfg.rope_theta)
         w["rope.cos_cache"] = cos.astype(np.float32)
