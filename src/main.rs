@@ -68,6 +68,10 @@ struct CompileArgs {
     /// Print IR instead of writing model.bin: `mlir` (after the pass pipeline) or `mlir-imported`.
     #[arg(long, value_enum)]
     emit: Option<Emit>,
+    /// Do not embed CUDA kernels (cubins for sm_80 and sm_90a, PTX for compute_80); a GPU host
+    /// then compiles them with NVRTC when the model loads.
+    #[arg(long)]
+    no_kernels: bool,
     #[command(flatten)]
     passes: PassArgs,
 }
@@ -234,6 +238,8 @@ fn compile(a: CompileArgs) -> Result<()> {
     if let Some(Emit::MlirImported) = a.emit {
         return emit(&module.as_operation().to_string());
     }
+    // The kernels do not depend on the model: they compile while it is optimised and lowered.
+    let kernels = Joined((a.emit.is_none() && !a.no_kernels).then(|| std::thread::spawn(lt2_codegen::compile_kernels)));
     let t1 = std::time::Instant::now();
     run_passes(&mut module, &a.passes)?;
     if let Some(Emit::Mlir) = a.emit {
@@ -244,7 +250,23 @@ fn compile(a: CompileArgs) -> Result<()> {
     if big {
         eprintln!("imported in {:.1} s; passes {:.2} s; writing {}...", t_import.as_secs_f64(), t_passes.as_secs_f64(), out.display());
     }
-    let size = lt2_codegen::write_model(&module, &imported.weights, &out)?;
+    let images = match kernels.join() {
+        None => Vec::new(),
+        Some(Err(_)) => bail!("the kernel compiler thread panicked"),
+        Some(Ok(r)) => match r.context("compiling the CUDA kernels")? {
+            lt2_codegen::KernelBuild::Unavailable(why) => {
+                eprintln!("warning: CUDA kernels not embedded; a GPU host will JIT-compile them with NVRTC at load: {why}");
+                Vec::new()
+            }
+            lt2_codegen::KernelBuild::Compiled { images, compiler, seconds } => {
+                let bytes: usize = images.iter().map(|k| k.bytes.len()).sum();
+                let targets: Vec<String> = lt2_runtime::cuda::prebuilt::targets().iter().map(|(a, k)| format!("{a} {k:?}").to_lowercase()).collect();
+                eprintln!("kernels: {} images ({}) with {compiler}, {:.1} MiB, {seconds:.2} s", images.len(), targets.join(", "), bytes as f64 / (1 << 20) as f64);
+                images
+            }
+        },
+    };
+    let size = lt2_codegen::write_model(&module, &imported.weights, &images, &out)?;
     eprintln!(
         "compiled {} -> {} ({:.1} MiB, {} weights, {:.2} s)",
         input.display(),
@@ -254,6 +276,28 @@ fn compile(a: CompileArgs) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A thread joined when dropped, on every path out of `compile`: exiting the process while it
+/// loads or runs NVRTC can deadlock in the dynamic loader.
+#[cfg(feature = "compiler")]
+struct Joined<T>(Option<std::thread::JoinHandle<T>>);
+
+#[cfg(feature = "compiler")]
+impl<T> Joined<T> {
+    /// Waits for the thread; None when none was started.
+    fn join(mut self) -> Option<std::thread::Result<T>> {
+        self.0.take().map(|h| h.join())
+    }
+}
+
+#[cfg(feature = "compiler")]
+impl<T> Drop for Joined<T> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 #[cfg(feature = "compiler")]
@@ -282,14 +326,15 @@ enum Opened {
     Cuda(Cuda, DeviceChoice),
 }
 
-/// Chooses and opens the backend: `--device cuda` fails with the reason when the GPU cannot be
-/// used; `auto` falls back to the CPU (saying why) when a GPU is present but fails to start.
-fn open_backend(d: DeviceArg) -> Result<Opened> {
+/// Chooses and opens the backend for `file`: `--device cuda` fails with the reason when the GPU
+/// cannot be used; `auto` falls back to the CPU (saying why) when a GPU is present but fails to
+/// start or to load the kernels. The reason says where the kernels came from.
+fn open_backend(d: DeviceArg, file: &ModelFile) -> Result<Opened> {
     let choice = device::choose(device_request(d))?;
     match choice.backend {
         device::Backend::Cpu => Ok(Opened::Cpu(choice)),
-        device::Backend::Cuda => match Cuda::new() {
-            Ok(cu) => Ok(Opened::Cuda(cu, choice)),
+        device::Backend::Cuda => match Cuda::new().and_then(|cu| cu.load_kernels(Some(file)).map(str::to_string).map(|k| (cu, k))) {
+            Ok((cu, kernels)) => Ok(Opened::Cuda(cu, DeviceChoice { reason: format!("{}; {kernels}", choice.reason), ..choice })),
             Err(e) if matches!(d, DeviceArg::Auto) => {
                 Ok(Opened::Cpu(DeviceChoice { backend: device::Backend::Cpu, reason: format!("auto: the GPU could not be used: {e}") }))
             }
@@ -299,14 +344,14 @@ fn open_backend(d: DeviceArg) -> Result<Opened> {
 }
 
 fn run(a: RunArgs) -> Result<()> {
-    match open_backend(a.device)? {
-        Opened::Cpu(choice) => run_on(Cpu, &choice, &a),
-        Opened::Cuda(cu, choice) => run_on(cu, &choice, &a),
+    let file = ModelFile::open(&a.model)?;
+    match open_backend(a.device, &file)? {
+        Opened::Cpu(choice) => run_on(Cpu, file, &choice, &a),
+        Opened::Cuda(cu, choice) => run_on(cu, file, &choice, &a),
     }
 }
 
-fn run_on<B: Backend>(backend: B, choice: &DeviceChoice, a: &RunArgs) -> Result<()> {
-    let file = ModelFile::open(&a.model)?;
+fn run_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a: &RunArgs) -> Result<()> {
     let model = Model::load(backend, file)?;
     let inputs: HashMap<_, _> = npz::read_npz(&a.inputs)?;
     let unused = lt2_runtime::exec::unused_inputs(&model.file().manifest.inputs, &inputs);
@@ -338,16 +383,17 @@ fn device_request(d: DeviceArg) -> DeviceRequest {
 }
 
 fn generate(a: GenerateArgs) -> Result<()> {
-    match open_backend(a.device)? {
-        Opened::Cpu(choice) => generate_on(Cpu, &choice, &a),
-        Opened::Cuda(cu, choice) => generate_on(cu, &choice, &a),
+    let file = ModelFile::open(&a.model)?;
+    match open_backend(a.device, &file)? {
+        Opened::Cpu(choice) => generate_on(Cpu, file, &choice, &a),
+        Opened::Cuda(cu, choice) => generate_on(cu, file, &choice, &a),
     }
 }
 
-fn generate_on<B: Backend>(backend: B, choice: &DeviceChoice, a: &GenerateArgs) -> Result<()> {
+fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a: &GenerateArgs) -> Result<()> {
     use lt2_runtime::sampling::{sample, Rng, Sampling};
     use lt2_runtime::session::{Session, SessionOptions};
-    let model = Model::load(backend, ModelFile::open(&a.model)?)?;
+    let model = Model::load(backend, file)?;
     let mut session = Session::new(&model, SessionOptions { max_context: a.max_context, share_kv_across_loops: a.share_kv_across_loops, exit_threshold: a.exit_threshold })?;
     let report = session.cache_report();
     if !a.json {
@@ -412,6 +458,32 @@ fn generate_on<B: Backend>(backend: B, choice: &DeviceChoice, a: &GenerateArgs) 
     Ok(())
 }
 
+/// The embedded kernel images in one line: `36 images, 1234567 bytes: 12 files; sm_80 cubin,
+/// sm_90a cubin, compute_80 ptx (NVRTC 13.0)`.
+fn kernel_summary(images: &[lt2_runtime::plan::KernelImage]) -> String {
+    if images.is_empty() {
+        return "none (a GPU host compiles them with NVRTC at load)".into();
+    }
+    let mut targets: Vec<String> = Vec::new();
+    let mut files: Vec<&str> = Vec::new();
+    let mut compilers: Vec<&str> = Vec::new();
+    for k in images {
+        let kind = lt2_runtime::plan::ImageKind::try_from(k.kind).map(|k| format!("{k:?}").to_lowercase()).unwrap_or_else(|_| "unknown".into());
+        let t = format!("{} {kind}", k.arch);
+        if !targets.contains(&t) {
+            targets.push(t);
+        }
+        if !files.contains(&k.file.as_str()) {
+            files.push(&k.file);
+        }
+        if !compilers.contains(&k.compiler.as_str()) {
+            compilers.push(&k.compiler);
+        }
+    }
+    let bytes: u64 = images.iter().map(|k| k.nbytes).sum();
+    format!("{} images, {bytes} bytes: {} files; {} ({})", images.len(), files.len(), targets.join(", "), compilers.join(", "))
+}
+
 fn inspect(path: &Path) -> Result<()> {
     let f = ModelFile::open(path)?;
     let m = &f.manifest;
@@ -426,6 +498,7 @@ fn inspect(path: &Path) -> Result<()> {
         println!("output:         {}", sig(s));
     }
     println!("weights:        {} tensors, {} bytes", m.weights.len(), m.weights.iter().map(|w| w.nbytes).sum::<u64>());
+    println!("kernels:        {}", kernel_summary(&m.kernels));
     for (i, g) in m.graphs.iter().enumerate() {
         let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
         for s in &g.steps {

@@ -1,13 +1,16 @@
-//! lt2-codegen: lt2 MLIR → the backend-neutral execution plan (`lower`), and model.bin
-//! (`write_model`): the plan, the signature and the weights in one checked file.
+//! lt2-codegen: lt2 MLIR → the backend-neutral execution plan (`lower`), the CUDA kernels
+//! compiled ahead of time (`compile_kernels`), and model.bin (`write_model`): the plan, the
+//! signature, the weights and the kernels in one checked file.
 
 pub mod lower;
 
 use std::path::Path;
+use std::time::Instant;
 
 use melior::ir::Module;
 
 use lt2_ir::WeightStore;
+use lt2_runtime::cuda::{nvrtc, prebuilt};
 use lt2_runtime::format::{self, WeightBytes};
 use lt2_runtime::plan::Manifest;
 
@@ -20,6 +23,38 @@ pub enum CodegenError {
     Ir(#[from] lt2_ir::IrError),
     #[error(transparent)]
     Runtime(#[from] lt2_runtime::RuntimeError),
+    #[error(transparent)]
+    Nvrtc(#[from] nvrtc::NvrtcError),
+}
+
+pub use prebuilt::Prebuilt;
+
+/// The CUDA kernels compiled for model.bin, or why there are none.
+pub enum KernelBuild {
+    /// Every kernel file for every target (`prebuilt::targets`).
+    Compiled {
+        /// The images, file by file.
+        images: Vec<Prebuilt>,
+        /// The compiler, e.g. `NVRTC 13.0`.
+        compiler: String,
+        /// Seconds the compile took (less where the disk cache held images).
+        seconds: f64,
+    },
+    /// NVRTC could not be loaded (the reason): the runtime compiles the kernels at load.
+    Unavailable(String),
+}
+
+/// Compiles every CUDA kernel file with NVRTC to a cubin for sm_80 and sm_90a and to PTX for
+/// compute_80, for model.bin. Needs no GPU. Where NVRTC cannot be loaded, returns
+/// `Unavailable`; a kernel that does not compile is an error.
+pub fn compile_kernels() -> Result<KernelBuild, CodegenError> {
+    let t = Instant::now();
+    let (_, v) = match nvrtc::available() {
+        Ok(a) => a,
+        Err(why) => return Ok(KernelBuild::Unavailable(why)),
+    };
+    let images = prebuilt::compile_all()?;
+    Ok(KernelBuild::Compiled { images, compiler: format!("NVRTC {}.{}", v.0, v.1), seconds: t.elapsed().as_secs_f64() })
 }
 
 /// The bytes of each manifest weight, in manifest order.
@@ -27,16 +62,20 @@ fn weight_views<'w>(manifest: &Manifest, weights: &'w WeightStore) -> Vec<Weight
     manifest.weights.iter().map(|w| WeightBytes { bytes: weights.get(&w.name).map(|d| d.data.as_bytes()).unwrap_or(&[]) }).collect()
 }
 
-/// Lowers the module and encodes model.bin bytes.
+/// Lowers the module and encodes model.bin bytes, without kernels (the runtime compiles them
+/// at load on a GPU).
 pub fn encode_model(module: &Module, weights: &WeightStore) -> Result<Vec<u8>, CodegenError> {
     let manifest: Manifest = lower::lower(module, weights)?;
     let views = weight_views(&manifest, weights);
-    Ok(format::encode(manifest, &views))
+    Ok(format::encode(manifest, &views, &[]))
 }
 
-/// Lowers the module and writes model.bin to `path`; returns the file size.
-pub fn write_model(module: &Module, weights: &WeightStore, path: &Path) -> Result<usize, CodegenError> {
-    let manifest: Manifest = lower::lower(module, weights)?;
+/// Lowers the module and writes model.bin to `path` with the given kernel images (from
+/// `compile_kernels`; none is valid); returns the file size.
+pub fn write_model(module: &Module, weights: &WeightStore, kernels: &[Prebuilt], path: &Path) -> Result<usize, CodegenError> {
+    let mut manifest: Manifest = lower::lower(module, weights)?;
+    manifest.kernels = kernels.iter().map(|k| k.entry.clone()).collect();
+    let kernel_bytes: Vec<&[u8]> = kernels.iter().map(|k| &k.bytes[..]).collect();
     let views = weight_views(&manifest, weights);
-    Ok(format::write_model_file(path, manifest.clone(), &views)? as usize)
+    Ok(format::write_model_file(path, manifest.clone(), &views, &kernel_bytes)? as usize)
 }

@@ -81,7 +81,7 @@ pub fn lower(module: &Module, weights: &WeightStore) -> Result<Manifest, Codegen
     cx.graph.outputs = rets;
     lw.graphs[0] = cx.graph;
     let (inputs, outputs) = signature(&main, block)?;
-    let mut manifest = Manifest { producer: format!("lt2c {}", env!("CARGO_PKG_VERSION")), inputs, outputs, weights: entries, graphs: lw.graphs, decode: None };
+    let mut manifest = Manifest { producer: format!("lt2c {}", env!("CARGO_PKG_VERSION")), inputs, outputs, weights: entries, graphs: lw.graphs, decode: None, ..Default::default() };
     manifest.decode = decode_info(&mut manifest);
     Ok(manifest)
 }

@@ -40,8 +40,9 @@ pub fn cuda_driver_present() -> Result<(), String> {
     crate::cuda::libs::check(crate::cuda::libs::DRIVER)
 }
 
-/// Whether a usable GPU is present: the driver, cuBLASLt and NVRTC load and device 0 answers.
-/// Ok holds the device's description.
+/// Whether a usable GPU is present: the driver and cuBLASLt load and device 0 answers (NVRTC
+/// is needed only where model.bin has no kernel image for the device). Ok holds the device's
+/// description.
 pub fn cuda_usable() -> Result<String, String> {
     crate::cuda::Cuda::probe()
 }

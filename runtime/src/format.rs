@@ -6,12 +6,17 @@
 //! 8   u32    format version (FORMAT_VERSION)
 //! 12  u32    reserved (0)
 //! 16  u64    manifest length M
-//! 24  u64    weight blob offset W (64-byte aligned)
-//! 32  u64    weight blob length N
+//! 24  u64    data blob offset W (64-byte aligned)
+//! 32  u64    data blob length N
 //! 40  M      prost-encoded `Manifest`
-//! W   N      weights, each at a 64-byte aligned offset inside the blob
+//! W   N      the weights, then the kernel images (cubins, PTX), each at a 64-byte aligned
+//!            offset inside the blob that its manifest entry gives
 //! W+N u64    xxh3-64 checksum of every byte before it
 //! ```
+//!
+//! Kernel images (manifest field 7) came without a version bump: a reader that predates them
+//! skips the field and finds its weights where they always were, and a file that predates them
+//! reads as one without kernels.
 
 use std::io::Write;
 use std::path::Path;
@@ -25,7 +30,7 @@ use crate::plan::Manifest;
 pub const MAGIC: &[u8; 8] = b"LT2CMODL";
 /// The format this runtime reads and writes; bump on any incompatible change.
 pub const FORMAT_VERSION: u32 = 1;
-/// Alignment of the weight blob and of each weight inside it.
+/// Alignment of the data blob and of each weight and kernel image inside it.
 pub const WEIGHT_ALIGN: usize = 64;
 const HEADER_LEN: usize = 40;
 
@@ -39,17 +44,17 @@ fn align_up(x: usize, a: usize) -> usize {
     x.div_ceil(a) * a
 }
 
-/// Serialises a manifest and its weights (in `manifest.weights` order) into model.bin bytes.
-/// Fills each `WeightEntry`'s offset and nbytes.
-pub fn encode(manifest: Manifest, weights: &[WeightBytes<'_>]) -> Vec<u8> {
+/// Serialises a manifest, its weights (in `manifest.weights` order) and its kernel images (in
+/// `manifest.kernels` order) into model.bin bytes. Fills each entry's offset and nbytes.
+pub fn encode(manifest: Manifest, weights: &[WeightBytes<'_>], kernels: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
-    emit(&mut out, manifest, weights).expect("writing to a Vec cannot fail");
+    emit(&mut out, manifest, weights, kernels).expect("writing to a Vec cannot fail");
     out
 }
 
 /// Writes model.bin straight to `path` (weights streamed, never copied into one buffer);
-/// returns the file size.
-pub fn write_model_file(path: &Path, manifest: Manifest, weights: &[WeightBytes<'_>]) -> Result<u64, RuntimeError> {
+/// returns the file size. `kernels` as for `encode`.
+pub fn write_model_file(path: &Path, manifest: Manifest, weights: &[WeightBytes<'_>], kernels: &[&[u8]]) -> Result<u64, RuntimeError> {
     let io = |e| RuntimeError::Io { path: path.display().to_string(), err: e };
     // Written beside the target and renamed into place: a reader never sees half a file.
     let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
@@ -58,7 +63,7 @@ pub fn write_model_file(path: &Path, manifest: Manifest, weights: &[WeightBytes<
     let result = (|| {
         let file = std::fs::File::create(&tmp)?;
         let mut w = std::io::BufWriter::with_capacity(1 << 22, file);
-        let n = emit(&mut w, manifest, weights)?;
+        let n = emit(&mut w, manifest, weights, kernels)?;
         w.flush()?;
         drop(w);
         std::fs::rename(&tmp, path)?;
@@ -71,14 +76,21 @@ pub fn write_model_file(path: &Path, manifest: Manifest, weights: &[WeightBytes<
 }
 
 /// Writes the file to `out` while hashing it; returns the bytes written.
-fn emit<W: Write>(out: &mut W, mut manifest: Manifest, weights: &[WeightBytes<'_>]) -> std::io::Result<u64> {
+fn emit<W: Write>(out: &mut W, mut manifest: Manifest, weights: &[WeightBytes<'_>], kernels: &[&[u8]]) -> std::io::Result<u64> {
     assert_eq!(manifest.weights.len(), weights.len(), "one byte slice per weight entry");
+    assert_eq!(manifest.kernels.len(), kernels.len(), "one byte slice per kernel image");
     let mut off = 0usize;
-    for (e, w) in manifest.weights.iter_mut().zip(weights) {
+    let mut place = |len: usize| {
         off = align_up(off, WEIGHT_ALIGN);
-        e.offset = off as u64;
-        e.nbytes = w.bytes.len() as u64;
-        off += w.bytes.len();
+        let at = off;
+        off += len;
+        (at as u64, len as u64)
+    };
+    for (e, w) in manifest.weights.iter_mut().zip(weights) {
+        (e.offset, e.nbytes) = place(w.bytes.len());
+    }
+    for (e, k) in manifest.kernels.iter_mut().zip(kernels) {
+        (e.offset, e.nbytes) = place(k.len());
     }
     let blob_len = off;
     let man = manifest.encode_to_vec();
@@ -92,9 +104,10 @@ fn emit<W: Write>(out: &mut W, mut manifest: Manifest, weights: &[WeightBytes<'_
     h.write_all(&(blob_len as u64).to_le_bytes())?;
     h.write_all(&man)?;
     h.pad_to(blob_off as u64)?;
-    for (e, w) in manifest.weights.iter().zip(weights) {
-        h.pad_to(blob_off as u64 + e.offset)?;
-        h.write_all(w.bytes)?;
+    let sections = manifest.weights.iter().map(|e| e.offset).zip(weights.iter().map(|w| w.bytes));
+    for (offset, bytes) in sections.chain(manifest.kernels.iter().map(|e| e.offset).zip(kernels.iter().copied())) {
+        h.pad_to(blob_off as u64 + offset)?;
+        h.write_all(bytes)?;
     }
     h.pad_to((blob_off + blob_len) as u64)?;
     let sum = h.hasher.digest();
@@ -132,7 +145,7 @@ impl<W: Write> Write for Hashing<'_, W> {
     }
 }
 
-/// A model.bin opened and checked: the manifest decoded, the weights mapped.
+/// A model.bin opened and checked: the manifest decoded, the weights and kernel images mapped.
 pub struct ModelFile {
     pub manifest: Manifest,
     pub format_version: u32,
@@ -142,7 +155,7 @@ pub struct ModelFile {
 }
 
 impl ModelFile {
-    /// Maps and validates the file (magic, version, bounds, checksum, weight table).
+    /// Maps and validates the file (magic, version, bounds, checksum, weight and kernel tables).
     pub fn open(path: &Path) -> Result<ModelFile, RuntimeError> {
         let io = |e| RuntimeError::Io { path: path.display().to_string(), err: e };
         let f = std::fs::File::open(path).map_err(io)?;
@@ -183,10 +196,12 @@ impl ModelFile {
         }
         let manifest = Manifest::decode(&b[HEADER_LEN..HEADER_LEN + man_len])
             .map_err(|e| RuntimeError::Corrupt(format!("manifest does not decode: {e}")))?;
-        for w in &manifest.weights {
-            if w.offset % WEIGHT_ALIGN as u64 != 0 || w.offset.saturating_add(w.nbytes) > blob_len as u64 {
-                return Err(RuntimeError::Corrupt(format!("weight `{}` lies outside the weight blob", w.name)));
-            }
+        let inside = |offset: u64, nbytes: u64| offset.is_multiple_of(WEIGHT_ALIGN as u64) && offset.saturating_add(nbytes) <= blob_len as u64;
+        if let Some(w) = manifest.weights.iter().find(|w| !inside(w.offset, w.nbytes)) {
+            return Err(RuntimeError::Corrupt(format!("weight `{}` lies outside the weight blob", w.name)));
+        }
+        if let Some(k) = manifest.kernels.iter().find(|k| !inside(k.offset, k.nbytes)) {
+            return Err(RuntimeError::Corrupt(format!("kernel image {} for {} lies outside the data blob", k.file, k.arch)));
         }
         Ok(ModelFile { manifest, format_version: version, map, blob_off, blob_len })
     }
@@ -198,7 +213,14 @@ impl ModelFile {
         &self.map[s..s + w.nbytes as usize]
     }
 
-    /// Total bytes of weights.
+    /// The bytes of kernel image `i` (`manifest.kernels[i]`; 64-byte aligned in the mapped file).
+    pub fn kernel_bytes(&self, i: usize) -> &[u8] {
+        let k = &self.manifest.kernels[i];
+        let s = self.blob_off + k.offset as usize;
+        &self.map[s..s + k.nbytes as usize]
+    }
+
+    /// Bytes of the data blob: the weights and the kernel images, with alignment padding.
     pub fn weight_blob_len(&self) -> usize {
         self.blob_len
     }
@@ -212,7 +234,7 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{DType, WeightEntry};
+    use crate::plan::{DType, ImageKind, KernelImage, WeightEntry};
 
     fn sample() -> Vec<u8> {
         let m = Manifest {
@@ -225,7 +247,7 @@ mod tests {
         };
         let a: Vec<u8> = [1.0f32, 2.0, 3.0].iter().flat_map(|x| x.to_le_bytes()).collect();
         let b: Vec<u8> = 7.5f32.to_le_bytes().to_vec();
-        encode(m, &[WeightBytes { bytes: &a }, WeightBytes { bytes: &b }])
+        encode(m, &[WeightBytes { bytes: &a }, WeightBytes { bytes: &b }], &[])
     }
 
     fn open_bytes(bytes: &[u8]) -> Result<ModelFile, RuntimeError> {
@@ -260,5 +282,30 @@ mod tests {
         flip[n - 12] ^= 1;
         assert!(matches!(open_bytes(&flip), Err(RuntimeError::Corrupt(_))));
         assert!(matches!(open_bytes(b"LT2C"), Err(RuntimeError::BadMagic)));
+    }
+
+    #[test]
+    fn kernel_images_follow_the_weights_aligned_and_under_the_checksum() {
+        let image = |arch: &str, kind: ImageKind| KernelImage { file: "gdn.cu".into(), arch: arch.into(), kind: kind as i32, ..Default::default() };
+        let m = Manifest {
+            weights: vec![WeightEntry { name: "a".into(), dtype: DType::F32 as i32, shape: vec![3], ..Default::default() }],
+            kernels: vec![image("sm_80", ImageKind::Cubin), image("compute_80", ImageKind::Ptx)],
+            ..Default::default()
+        };
+        let a: Vec<u8> = [1.0f32, 2.0, 3.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let cubin: Vec<u8> = (0..200u8).collect();
+        let ptx = b"//\n.version 8.8\n.target sm_80\n".to_vec();
+        let good = encode(m, &[WeightBytes { bytes: &a }], &[&cubin, &ptx]);
+        let f = open_bytes(&good).unwrap();
+        assert_eq!(f.weight_bytes(0), &a[..]);
+        assert_eq!(f.kernel_bytes(0), &cubin[..]);
+        assert_eq!(f.kernel_bytes(1), &ptx[..]);
+        assert!(f.manifest.kernels.iter().all(|k| k.offset % 64 == 0 && k.offset >= 12));
+        assert_eq!(f.manifest.kernels[1].nbytes, ptx.len() as u64);
+        // The last image's bytes end the blob, just before the checksum.
+        let mut flip = good.clone();
+        let n = flip.len();
+        flip[n - 9] ^= 1;
+        assert!(matches!(open_bytes(&flip), Err(RuntimeError::Corrupt(_))));
     }
 }

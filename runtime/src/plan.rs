@@ -23,6 +23,49 @@ pub struct Manifest {
     /// Present when the model is a language model lt2c can decode incrementally.
     #[prost(message, optional, tag = "6")]
     pub decode: Option<DecodeInfo>,
+    /// The CUDA kernels compiled ahead of time (cubins per architecture, and PTX), whose bytes
+    /// follow the weights in the data blob. Empty when the compiler had no NVRTC: the runtime
+    /// then compiles them when the model loads. Files written before this field read as empty.
+    #[prost(message, repeated, tag = "7")]
+    pub kernels: Vec<KernelImage>,
+}
+
+/// One kernel source file (`codegen/kernels/<file>`) compiled for one target.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KernelImage {
+    /// The source file's name, e.g. `gdn.cu`.
+    #[prost(string, tag = "1")]
+    pub file: String,
+    /// The target: a real architecture (`sm_80`, `sm_90a`) for a cubin, a virtual one
+    /// (`compute_80`) for PTX.
+    #[prost(string, tag = "2")]
+    pub arch: String,
+    /// Cubin or PTX.
+    #[prost(enumeration = "ImageKind", tag = "3")]
+    pub kind: i32,
+    /// Where the bytes lie in the data blob (64-byte aligned), filled in by the writer.
+    #[prost(uint64, tag = "4")]
+    pub offset: u64,
+    /// How many bytes (PTX: the text, without a terminating NUL).
+    #[prost(uint64, tag = "5")]
+    pub nbytes: u64,
+    /// xxh3-64 of the sources and options the image was compiled from: a runtime uses the image
+    /// only when its own kernel sources hash the same (`cuda::prebuilt::source_hash`).
+    #[prost(uint64, tag = "6")]
+    pub source_hash: u64,
+    /// The compiler that made it, e.g. `NVRTC 13.0` (for `lt2c inspect`).
+    #[prost(string, tag = "7")]
+    pub compiler: String,
+}
+
+/// What a `KernelImage` holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ImageKind {
+    /// A cubin (ELF) for one real architecture.
+    Cubin = 0,
+    /// PTX text, JIT-compiled by the driver for the device at load.
+    Ptx = 1,
 }
 
 /// How to run a language model incrementally: which input holds token ids, which output holds

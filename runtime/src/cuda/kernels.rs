@@ -1,9 +1,10 @@
 //! The CUDA C++ kernel sources (`codegen/kernels/*.cu`, embedded at build time), the kernels
-//! each file defines, and their compilation with NVRTC. Files are compiled when a model loads
-//! (for the device's architecture), in parallel, and cached: in the process per architecture,
-//! and on disk (`$LT2C_CACHE_DIR`, else `$XDG_CACHE_HOME/lt2c`, else `~/.cache/lt2c`) keyed by
-//! the sources, options, architecture and NVRTC version. Cubins stored in model.bin at compile
-//! time are a later step.
+//! each file defines, and their compilation with NVRTC. `lt2c MODEL.onnx` compiles every file
+//! ahead of time into model.bin (`prebuilt.rs`); files are compiled here when a model loads only
+//! where model.bin has no image for the device (for its architecture, in parallel). Compiles are
+//! cached: in the process per architecture, and on disk (`$LT2C_CACHE_DIR`, else
+//! `$XDG_CACHE_HOME/lt2c`, else `~/.cache/lt2c`) keyed by the sources, options, architecture and
+//! NVRTC version.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -251,7 +252,8 @@ pub fn compile_file(f: KernelFile, arch: &str, extra: &[&str]) -> Result<nvrtc::
     nvrtc::compile(f.file_name(), f.source(), &[("common.cuh", COMMON)], arch, &opts)
 }
 
-fn cache_dir() -> Option<PathBuf> {
+/// The disk cache of compiled kernels.
+pub(crate) fn cache_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("LT2C_CACHE_DIR") {
         return Some(PathBuf::from(d));
     }
@@ -267,7 +269,27 @@ fn cache_key(f: KernelFile, arch: &str, nvrtc_version: (i32, i32)) -> String {
         h.update(part.as_bytes());
         h.update(&[0]);
     }
-    format!("{}-{arch}-{:032x}.cubin", f.file_name().trim_end_matches(".cu"), h.digest128())
+    let ext = if nvrtc::is_virtual(arch) { "ptx" } else { "cubin" };
+    format!("{}-{arch}-{:032x}.{ext}", f.file_name().trim_end_matches(".cu"), h.digest128())
+}
+
+/// One file compiled for `arch` (`sm_XX`: the cubin; `compute_XX`: the PTX), from the disk cache
+/// when it holds it; a fresh compile is stored there (best effort).
+pub fn compile_cached(f: KernelFile, arch: &str) -> Result<Vec<u8>, NvrtcError> {
+    let version = nvrtc::available().map(|a| a.1).unwrap_or((0, 0));
+    let path = cache_dir().map(|d| d.join(cache_key(f, arch, version)));
+    if let Some(bytes) = path.as_ref().and_then(|p| std::fs::read(p).ok()) {
+        return Ok(bytes);
+    }
+    let image = compile_file(f, arch, &[])?.image().to_vec();
+    if let Some(p) = path {
+        // Best effort: write then rename, so a concurrent reader never sees half a file.
+        let tmp = p.with_extension(format!("tmp{}", std::process::id()));
+        if p.parent().map(std::fs::create_dir_all).map(|r| r.is_ok()).unwrap_or(false) && std::fs::write(&tmp, &image).is_ok() {
+            let _ = std::fs::rename(&tmp, &p);
+        }
+    }
+    Ok(image)
 }
 
 /// Cubins of every file for `arch`, compiled once per process (and reused from the disk cache).
@@ -277,30 +299,8 @@ pub fn cubins(arch: &str) -> Result<Arc<HashMap<KernelFile, Vec<u8>>>, NvrtcErro
     if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(arch) {
         return Ok(c.clone());
     }
-    let version = nvrtc::available().map(|a| a.1).unwrap_or((0, 0));
-    let dir = cache_dir();
     let results: Vec<Result<(KernelFile, Vec<u8>), NvrtcError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = KernelFile::ALL
-            .iter()
-            .map(|&f| {
-                let dir = dir.clone();
-                s.spawn(move || {
-                    let path = dir.as_ref().map(|d| d.join(cache_key(f, arch, version)));
-                    if let Some(bytes) = path.as_ref().and_then(|p| std::fs::read(p).ok()) {
-                        return Ok((f, bytes));
-                    }
-                    let c = compile_file(f, arch, &[])?;
-                    if let Some(p) = path {
-                        // Best effort: write then rename, so a concurrent reader never sees half a file.
-                        let tmp = p.with_extension(format!("tmp{}", std::process::id()));
-                        if p.parent().map(std::fs::create_dir_all).map(|r| r.is_ok()).unwrap_or(false) && std::fs::write(&tmp, &c.cubin).is_ok() {
-                            let _ = std::fs::rename(&tmp, &p);
-                        }
-                    }
-                    Ok((f, c.cubin))
-                })
-            })
-            .collect();
+        let handles: Vec<_> = KernelFile::ALL.iter().map(|&f| s.spawn(move || compile_cached(f, arch).map(|b| (f, b)))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(NvrtcError { file: "?".into(), arch: arch.into(), log: "compiler thread panicked".into() }))).collect()
     });
     let mut map = HashMap::new();

@@ -32,6 +32,16 @@ pub fn check(lib: Lib) -> Result<(), String> {
     }
 }
 
+/// The value of `LT2C_NVRTC` that turns NVRTC off: nothing is compiled, so kernels come only from
+/// model.bin (and `lt2c MODEL.onnx` embeds none). For tests of those paths, and for hosts that must
+/// not compile.
+pub const NVRTC_OFF: &str = "none";
+
+/// Whether `LT2C_NVRTC` turns NVRTC off (`LT2C_NVRTC=none`).
+pub fn nvrtc_disabled() -> bool {
+    std::env::var_os("LT2C_NVRTC").is_some_and(|v| v == NVRTC_OFF)
+}
+
 /// Where to look for libnvrtc.so.13, in order: `LT2C_NVRTC` (a file, or a directory holding
 /// it), the loader's search path, CUDA_HOME / CUDA_PATH / /usr/local/cuda, and the repository's
 /// Python environment (`.venv`, where scripts/setup.sh installs pip's nvidia-cuda-nvrtc).

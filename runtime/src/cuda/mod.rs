@@ -1,5 +1,6 @@
 //! The CUDA backend: every plan op on an NVIDIA GPU through cudarc (driver API, cuBLASLt) and
-//! kernels compiled with NVRTC from `codegen/kernels/*.cu` when a model loads. fp32 only, with
+//! the kernels of `codegen/kernels/*.cu`, loaded with the model: the cubin or PTX that model.bin
+//! carries for the device (`prebuilt.rs`), else compiled with NVRTC at load. fp32 only, with
 //! the CPU backend (`cpu/`) as the definition of every op: output shapes and error cases are
 //! computed on the host from the input shapes, the same way the CPU functions do.
 //!
@@ -26,13 +27,14 @@ mod norm;
 #[cfg(test)]
 mod parity;
 pub mod nvrtc;
+pub mod prebuilt;
 mod reduce;
 mod rope;
 mod select;
 mod shape;
 mod sparse;
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -96,7 +98,10 @@ impl CudaBuf {
 pub struct Cuda {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
-    funcs: HashMap<Kernel, CudaFunction>,
+    /// The device's compute capability.
+    cc: (i32, i32),
+    /// Loaded with the first model (`load_kernels`), or on the first launch without one.
+    kernels: OnceCell<LoadedKernels>,
     blas: linalg::Blas,
     err: CudaSlice<i64>,
     err_ptr: u64,
@@ -106,6 +111,12 @@ pub struct Cuda {
     scalars: RefCell<HashMap<i64, CudaBuf>>,
     /// Per op kind: (calls, milliseconds), when LT2C_CUDA_PROFILE is set.
     profile: Option<RefCell<HashMap<String, (u64, f64)>>>,
+}
+
+/// The kernels' functions and where their modules came from (`prebuilt::describe`).
+struct LoadedKernels {
+    funcs: HashMap<Kernel, CudaFunction>,
+    origin: String,
 }
 
 /// Uploads up to this many bytes go as a kernel parameter (layout.cu `Bytes256`).
@@ -128,8 +139,10 @@ fn drv(what: &str, e: DriverError) -> String {
 }
 
 impl Cuda {
-    /// Checks that the driver, cuBLASLt and NVRTC load and that a device answers; returns a
+    /// Checks that the driver and cuBLASLt load and that a device answers; returns a
     /// description of device 0 (`NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB`). Compiles nothing.
+    /// NVRTC is not required here: only a model without a kernel image for the device needs it,
+    /// which `load_kernels` reports.
     pub fn probe() -> Result<String, String> {
         libs::check(libs::DRIVER)?;
         cudarc::driver::result::init().map_err(|e| format!("the CUDA driver failed to initialise ({e:?}): no usable GPU"))?;
@@ -138,7 +151,6 @@ impl Cuda {
             return Err("the CUDA driver reports no GPU".into());
         }
         libs::check(libs::CUBLASLT)?;
-        nvrtc::available()?;
         let dev = cudarc::driver::result::device::get(0).map_err(|e| drv("cuDeviceGet", e))?;
         // SAFETY: `dev` is a valid device handle from cuDeviceGet.
         let (name, mem, cc) = unsafe {
@@ -151,8 +163,8 @@ impl Cuda {
         Ok(format!("{name}, sm_{}{}, {:.1} GiB", cc.0, cc.1, mem as f64 / (1u64 << 30) as f64))
     }
 
-    /// Opens device 0, compiles (or loads cached) kernels for its architecture and sets up
-    /// cuBLASLt. Fails with the reason when any library, the device or a kernel is missing.
+    /// Opens device 0 and sets up cuBLASLt; the kernels are loaded with the model
+    /// (`load_kernels`). Fails with the reason when a library or the device is missing.
     pub fn new() -> Result<Cuda, RuntimeError> {
         let dev_err = |reason: String| RuntimeError::Device { device: "cuda".into(), reason };
         let description = Cuda::probe().map_err(dev_err)?;
@@ -161,24 +173,7 @@ impl Cuda {
         // SAFETY: no CudaSlice exists yet; all work goes to the one stream created below.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| dev_err(drv("cuStreamCreate", e)))?;
-        let (major, minor) = ctx.compute_capability().map_err(|e| dev_err(drv("compute capability", e)))?;
-        let arch = format!("sm_{major}{minor}");
-        let cubins = kernels::cubins(&arch).map_err(|e| dev_err(e.to_string()))?;
-        let mut modules = HashMap::new();
-        for (&f, bin) in cubins.iter() {
-            let m = ctx.load_module(cudarc::nvrtc::Ptx::from_binary(bin.clone())).map_err(|e| dev_err(drv(&format!("loading the {} cubin", f.file_name()), e)))?;
-            modules.insert(f, m);
-        }
-        let smem_optin = ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN).unwrap_or(48 * 1024);
-        let mut funcs = HashMap::new();
-        for k in Kernel::all() {
-            let f = modules[&k.file()].load_function(&k.symbol()).map_err(|e| dev_err(drv(&format!("kernel {} in {}", k.symbol(), k.file().file_name()), e)))?;
-            if matches!(k, Kernel::Gdn | Kernel::Attention) {
-                f.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem_optin)
-                    .map_err(|e| dev_err(drv("raising the shared memory limit", e)))?;
-            }
-            funcs.insert(k, f);
-        }
+        let cc = ctx.compute_capability().map_err(|e| dev_err(drv("compute capability", e)))?;
         // Keep freed memory in the pool instead of returning it to the driver at every sync.
         // SAFETY: plain driver calls on the current device.
         unsafe {
@@ -192,9 +187,37 @@ impl Cuda {
         let err = stream.alloc_zeros::<i64>(4).map_err(|e| dev_err(drv("allocating the error word", e)))?;
         let err_ptr = err.device_ptr(&stream).0;
         let profile = std::env::var_os("LT2C_CUDA_PROFILE").filter(|v| v != "0").map(|_| RefCell::new(HashMap::new()));
-        let cu = Cuda { ctx, stream, funcs, blas, err, err_ptr, description, scalars: RefCell::new(HashMap::new()), profile };
-        cu.warm_up().map_err(|e| dev_err(format!("warm-up: {e}")))?;
-        Ok(cu)
+        Ok(Cuda { ctx, stream, cc, kernels: OnceCell::new(), blas, err, err_ptr, description, scalars: RefCell::new(HashMap::new()), profile })
+    }
+
+    /// Loads the kernels for this device: per kernel file, the cubin or PTX that `file` carries
+    /// for it, else a compile with NVRTC (cached); then pays one-time costs (`warm_up`). Done once:
+    /// by `Model::load` for the first model, or on the first launch without one. Returns where the
+    /// kernels came from (`kernels: sm_90a cubins from model.bin`).
+    pub fn load_kernels(&self, file: Option<&ModelFile>) -> Result<&str, RuntimeError> {
+        if let Some(k) = self.kernels.get() {
+            return Ok(&k.origin);
+        }
+        let dev_err = |reason: String| RuntimeError::Device { device: "cuda".into(), reason };
+        let (modules, origin) = prebuilt::load_modules(&self.ctx, self.cc, file).map_err(dev_err)?;
+        let smem_optin = self.ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN).unwrap_or(48 * 1024);
+        let mut funcs = HashMap::new();
+        for k in Kernel::all() {
+            let f = modules[&k.file()].load_function(&k.symbol()).map_err(|e| dev_err(drv(&format!("kernel {} in {} ({origin})", k.symbol(), k.file().file_name()), e)))?;
+            if matches!(k, Kernel::Gdn | Kernel::Attention) {
+                f.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem_optin)
+                    .map_err(|e| dev_err(drv("raising the shared memory limit", e)))?;
+            }
+            funcs.insert(k, f);
+        }
+        let loaded = self.kernels.get_or_init(|| LoadedKernels { funcs, origin });
+        self.warm_up().map_err(|e| dev_err(format!("warm-up: {e}")))?;
+        Ok(&loaded.origin)
+    }
+
+    /// Where the kernels came from, once loaded (`load_kernels`).
+    pub fn kernel_origin(&self) -> Option<&str> {
+        self.kernels.get().map(|k| k.origin.as_str())
     }
 
     /// Pays one-time costs (cuBLASLt's first call loads its kernels) at load, not in the first run.
@@ -216,7 +239,14 @@ impl Cuda {
     }
 
     pub(crate) fn func(&self, k: Kernel) -> Result<&CudaFunction, OpError> {
-        self.funcs.get(&k).ok_or_else(|| OpError::new(format!("kernel {} is not loaded", k.symbol())))
+        let loaded = match self.kernels.get() {
+            Some(l) => l,
+            None => {
+                self.load_kernels(None).map_err(|e| OpError::new(e.to_string()))?;
+                self.kernels.get().ok_or_else(|| OpError::new("the kernels did not load"))?
+            }
+        };
+        loaded.funcs.get(&k).ok_or_else(|| OpError::new(format!("kernel {} is not loaded", k.symbol())))
     }
 
     pub(crate) fn launch_err(&self, k: Kernel, e: DriverError) -> OpError {
@@ -332,6 +362,7 @@ impl Backend for Cuda {
         "cuda"
     }
     fn load_weights(&self, file: &ModelFile) -> Result<Vec<CudaBuf>, RuntimeError> {
+        self.load_kernels(Some(file))?;
         let mut weights = Vec::with_capacity(file.manifest.weights.len());
         for (i, w) in file.manifest.weights.iter().enumerate() {
             let bytes = file.weight_bytes(i);

@@ -1,6 +1,7 @@
 //! A small binding to NVRTC (libnvrtc.so.13), loaded with libloading from an explicit list of
 //! places (see `libs::nvrtc_candidates`), so that a CPU-only machine with pip's NVRTC can
-//! compile kernels too. Compiles one CUDA C++ file to a cubin for one architecture.
+//! compile kernels too. Compiles one CUDA C++ file to a cubin for a real architecture (`sm_90a`)
+//! or to PTX for a virtual one (`compute_80`).
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ struct Api {
     log: unsafe extern "C" fn(Program, *mut c_char) -> Status,
     cubin_size: unsafe extern "C" fn(Program, *mut usize) -> Status,
     cubin: unsafe extern "C" fn(Program, *mut c_char) -> Status,
+    ptx_size: unsafe extern "C" fn(Program, *mut usize) -> Status,
+    ptx: unsafe extern "C" fn(Program, *mut c_char) -> Status,
 }
 
 // SAFETY: the NVRTC API is thread safe (programs are not shared between threads here).
@@ -40,6 +43,9 @@ pub struct NvrtcError {
 }
 
 fn load() -> Result<Api, String> {
+    if libs::nvrtc_disabled() {
+        return Err(format!("NVRTC is disabled (LT2C_NVRTC={})", libs::NVRTC_OFF));
+    }
     let mut tried = Vec::new();
     for path in libs::nvrtc_candidates() {
         // NVRTC dlopens libnvrtc-builtins.so.13.0 by name; when it sits beside the library
@@ -75,6 +81,8 @@ fn load() -> Result<Api, String> {
                 log: sym!("nvrtcGetProgramLog"),
                 cubin_size: sym!("nvrtcGetCUBINSize"),
                 cubin: sym!("nvrtcGetCUBIN"),
+                ptx_size: sym!("nvrtcGetPTXSize"),
+                ptx: sym!("nvrtcGetPTX"),
                 version,
                 path: path.clone(),
                 _lib: lib,
@@ -101,14 +109,36 @@ pub fn available() -> Result<(PathBuf, (i32, i32)), String> {
     api().map(|a| (a.path.clone(), a.version))
 }
 
-/// The result of one compile: the cubin and NVRTC's log (ptxas's report with `-Xptxas=-v`).
+/// The result of one compile: the cubin or the PTX, and NVRTC's log (ptxas's report with
+/// `-Xptxas=-v`).
 pub struct Compiled {
+    /// The cubin, for a real architecture (`sm_XX`); empty for a virtual one.
     pub cubin: Vec<u8>,
+    /// The PTX text (no terminating NUL), for a virtual architecture (`compute_XX`); empty for a
+    /// real one.
+    pub ptx: Vec<u8>,
+    /// NVRTC's log (warnings; ptxas's report with `-Xptxas=-v`).
     pub log: String,
 }
 
+impl Compiled {
+    /// The image the compile was for: the cubin, or the PTX of a virtual architecture.
+    pub fn image(&self) -> &[u8] {
+        if self.cubin.is_empty() {
+            &self.ptx
+        } else {
+            &self.cubin
+        }
+    }
+}
+
+/// Whether `arch` names a virtual architecture (`compute_80`), whose compile yields PTX.
+pub fn is_virtual(arch: &str) -> bool {
+    arch.starts_with("compute_")
+}
+
 /// Compiles `source` (named `file` in messages) with the given headers (name, text) for `arch`
-/// (e.g. `sm_90a`) with extra `options`.
+/// (`sm_90a`: a cubin; `compute_80`: PTX) with extra `options`.
 pub fn compile(file: &str, source: &str, headers: &[(&str, &str)], arch: &str, options: &[&str]) -> Result<Compiled, NvrtcError> {
     let fail = |log: String| NvrtcError { file: file.to_string(), arch: arch.to_string(), log };
     let api = api().map_err(fail)?;
@@ -142,14 +172,21 @@ pub fn compile(file: &str, source: &str, headers: &[(&str, &str)], arch: &str, o
         let result = if status != 0 {
             Err(fail(format!("{}\n{log}", err_str(status))))
         } else {
+            let (size, get, what) = if is_virtual(arch) { (api.ptx_size, api.ptx, "nvrtcGetPTX") } else { (api.cubin_size, api.cubin, "nvrtcGetCUBIN") };
             let mut n = 0usize;
-            (api.cubin_size)(prog, &mut n);
-            let mut cubin = vec![0u8; n];
-            let s = (api.cubin)(prog, cubin.as_mut_ptr() as *mut c_char);
+            let s = size(prog, &mut n);
+            let mut image = vec![0u8; n];
+            let s = if s != 0 { s } else { get(prog, image.as_mut_ptr() as *mut c_char) };
             if s != 0 {
-                Err(fail(format!("nvrtcGetCUBIN: {}", err_str(s))))
+                Err(fail(format!("{what}: {}", err_str(s))))
+            } else if is_virtual(arch) {
+                // NVRTC counts the PTX's terminating NUL; the text is stored without it.
+                while image.last() == Some(&0) {
+                    image.pop();
+                }
+                Ok(Compiled { cubin: Vec::new(), ptx: image, log })
             } else {
-                Ok(Compiled { cubin, log })
+                Ok(Compiled { cubin: image, ptx: Vec::new(), log })
             }
         };
         (api.destroy)(&mut prog);
