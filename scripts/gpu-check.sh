@@ -95,10 +95,16 @@ else:
     print("warning: no tomllib (Python < 3.11): only the tiny example is checked", file=sys.stderr)
 
 rows, failures = [], 0
-for name, d, forms, ios, outputs in models:
-    for form in forms:
-        bin_ = os.path.join(work, f"{name}-{form}.bin")
-        p, _ = sh([lt2c, os.path.join(d, form), "-o", bin_])
+# Precisions: fp32 for every form; the others (--dtype) for each model's first form, with the
+# issue's bar (relative error < 2e-2 against the CPU backend running the same model.bin).
+DTYPES = os.environ.get("GPU_CHECK_DTYPES", "fp32 bf16").split()
+BARS = {"fp32": BAR, "bf16": 2e-2, "fp16": 2e-2}
+cases = [(m, form, dt) for m in models for form in m[2] for dt in DTYPES if dt == "fp32" or form == m[2][0]]
+for (name, d, forms, ios, outputs), form0, dt in cases:
+        bar = BARS[dt]
+        form = form0 if dt == "fp32" else f"{form0} --dtype {dt}"
+        bin_ = os.path.join(work, f"{name}-{form0}-{dt}.bin")
+        p, _ = sh([lt2c, os.path.join(d, form0), "-o", bin_, "--dtype", dt])
         if p.returncode != 0:
             rows.append((name, form, "-", "compile failed: " + p.stderr.strip().splitlines()[-1][:120], "", "", "", "", ""))
             failures += 1
@@ -116,7 +122,7 @@ for name, d, forms, ios, outputs in models:
             errs = {o: rel(gpu[o], cpu[o]) for o in outputs}
             mx = {o: maxrel(gpu[o], cpu[o]) for o in outputs}
             golden = max((rel(gpu[o], gold[o]) for o in outputs if o in gold.files), default=float("nan"))
-            ok = all(e < BAR for e in errs.values())
+            ok = all(e < bar for e in errs.values())
             failures += not ok
             rows.append((name, form, io,
                          ", ".join(f"{o} {errs[o]:.1e}" for o in outputs) + ("" if ok else " **FAIL**"),
@@ -141,14 +147,40 @@ for name, d, forms, ios, outputs in models:
             continue
         (jc, lc), (jg, lg) = gen["cpu"], gen["cuda"]
         same = jc["tokens"] == jg["tokens"]
-        e = rel(lg, lc)
-        ok = same and e < BAR
+        # Logits are comparable up to (and including) the first step whose tokens differ.
+        upto = next((i for i, (a, b) in enumerate(zip(jc["tokens"], jg["tokens"])) if a != b), len(jc["tokens"]) - 1) + 1
+        e = rel(lg[:upto], lc[:upto])
+        # Greedy tokens must match in fp32; in reduced precision a near-tie may flip (reported).
+        ok = (same or dt != "fp32") and e < bar
         failures += not ok
         rows.append((name, form, f"generate {len(ids)}+{gen_tokens}",
                      f"logits {e:.1e}" + ("" if ok else " **FAIL**"), f"{maxrel(lg, lc):.1e}", "",
                      f"{jc['prefill_ms']:.2f} / {jc['decode_ms_per_token']:.2f}", f"{jg['prefill_ms']:.2f} / {jg['decode_ms_per_token']:.2f}",
                      f"{'same' if same else 'DIFFERENT'} ({' '.join(map(str, jg['tokens']))})"))
 
+# Ouro's early exit (issue 4): a threshold that skips loops, CUDA against CPU.
+for name, d, forms, ios, outputs in models:
+    if name != "ouro":
+        continue
+    bin_ = os.path.join(work, "ouro-exit.bin")
+    sh([lt2c, os.path.join(d, "standard_loop.onnx"), "-o", bin_])
+    prompt = ",".join(str(int(x)) for x in np.load(os.path.join(d, ios[0]))["input_ids"][0][:8])
+    gen = {}
+    for dev in ("cpu", GPU):
+        lo = os.path.join(work, f"exit-{dev}.npz")
+        p, _ = sh([lt2c, "generate", bin_, "--prompt-ids", prompt, "--max-new-tokens", str(gen_tokens), "--device", dev, "--json", "--logits-out", lo, "--exit-threshold", "0.6"])
+        gen[dev] = (json.loads(p.stdout.strip().splitlines()[-1]), np.load(lo)["logits"]) if p.returncode == 0 else (None, p.stderr.strip()[-160:])
+    if gen["cpu"][0] is None or gen[GPU][0] is None:
+        rows.append((name, "standard_loop.onnx --exit-threshold 0.6", "generate", "failed: " + str(gen[GPU][1] if gen[GPU][0] is None else gen["cpu"][1]), "", "", "", "", ""))
+        failures += 1
+    else:
+        (jc, lc), (jg, lg) = gen["cpu"], gen[GPU]
+        same, e = jc["tokens"] == jg["tokens"], rel(lg, lc)
+        ok = same and e < BAR and jg.get("loop_iterations_skipped", 0) > 0
+        failures += not ok
+        rows.append((name, "standard_loop.onnx --exit-threshold 0.6", f"generate 8+{gen_tokens}", f"logits {e:.1e}" + ("" if ok else " **FAIL**"), f"{maxrel(lg, lc):.1e}", "",
+                     f"{jc['prefill_ms']:.2f} / {jc['decode_ms_per_token']:.2f}", f"{jg['prefill_ms']:.2f} / {jg['decode_ms_per_token']:.2f}",
+                     f"{'same' if same else 'DIFFERENT'}; loops run {jg.get('loop_iterations_run')}, skipped {jg.get('loop_iterations_skipped')}"))
 head = ("| model | form | io | rel. L2 error cuda vs cpu | max abs err / max abs | cuda vs golden | cpu ms | cuda ms | greedy tokens |\n"
         "|---|---|---|---|---|---|---|---|---|")
 lines = [head] + ["| " + " | ".join(r) + " |" for r in rows]

@@ -94,6 +94,19 @@ struct PassArgs {
     /// Print each pass's rewrite count and time.
     #[arg(long)]
     pass_timing: bool,
+    /// Precision of matrix-product weights and operands (accumulation, activations between ops,
+    /// norms and recurrent state stay fp32). bf16/fp16 halve weight memory and use tensor cores.
+    #[arg(long, value_enum, default_value = "fp32")]
+    dtype: DtypeArg,
+}
+
+#[cfg(feature = "compiler")]
+#[derive(Clone, Copy, Default, ValueEnum)]
+enum DtypeArg {
+    #[default]
+    Fp32,
+    Bf16,
+    Fp16,
 }
 
 #[cfg(feature = "compiler")]
@@ -120,6 +133,10 @@ struct GenerateArgs {
     /// How many tokens to generate.
     #[arg(long, default_value_t = 16)]
     max_new_tokens: usize,
+    /// Run this many copies of the prompt as one batch (throughput measurement); tokens,
+    /// logits and sampling are reported for the first.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch: u32,
     /// 0 = greedy.
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
@@ -200,6 +217,11 @@ fn pipeline_opts(p: &PassArgs) -> lt2_passes::PipelineOptions {
         print_after: p.print_ir_after.clone(),
         opt_bisect_limit: p.opt_bisect_limit,
         no_opt: p.no_opt,
+        matmul_weights: match p.dtype {
+            DtypeArg::Fp32 => None,
+            DtypeArg::Bf16 => Some(lt2_ir::Elem::Bf16),
+            DtypeArg::Fp16 => Some(lt2_ir::Elem::F16),
+        },
     }
 }
 
@@ -409,12 +431,10 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
     let s = Sampling { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p };
     let mut rng = Rng::new(a.seed);
     let t0 = std::time::Instant::now();
-    let first = session.prefill(&[a.prompt_ids.clone()])?;
+    let nb = a.batch as usize;
+    let mut last = session.prefill_last(&vec![a.prompt_ids.clone(); nb])?.swap_remove(0);
     let prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let l = &first[0];
-    let vocab = *l.shape.last().unwrap_or(&0);
-    let lf = l.as_f32().unwrap_or(&[]);
-    let mut last: Vec<f32> = lf[lf.len() - vocab..].to_vec();
+    let vocab = last.len();
     let mut tokens = Vec::new();
     let mut chosen_logits: Vec<f32> = Vec::new();
     let t1 = std::time::Instant::now();
@@ -425,7 +445,7 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
         if i + 1 == a.max_new_tokens {
             break;
         }
-        last = session.decode(&[tok])?.remove(0);
+        last = session.decode(&vec![tok; nb])?.remove(0);
     }
     let steps = a.max_new_tokens.saturating_sub(1).max(1);
     let decode_ms = t1.elapsed().as_secs_f64() * 1e3 / steps as f64;
@@ -436,16 +456,18 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
     let loops = session.loop_iterations();
     if a.json {
         let toks: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
+        let batch = if nb > 1 { format!(", \"batch\": {nb}, \"decode_tokens_per_s\": {:.3}", nb as f64 * 1e3 / decode_ms) } else { String::new() };
         let exit = if a.exit_threshold < 1.0 { format!(", \"loop_iterations_run\": {}, \"loop_iterations_skipped\": {}", loops.run, loops.skipped) } else { String::new() };
         println!(
-            "{{\"tokens\": [{}], \"prefill_ms\": {prefill_ms:.3}, \"decode_ms_per_token\": {decode_ms:.3}, \"device\": \"{}\"{exit}}}",
+            "{{\"tokens\": [{}], \"prefill_ms\": {prefill_ms:.3}, \"decode_ms_per_token\": {decode_ms:.3}, \"device\": \"{}\"{batch}{exit}}}",
             toks.join(", "),
             choice.backend.name()
         );
     } else {
         println!("{}", tokens.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" "));
         eprintln!(
-            "prompt {} tokens, prefill {prefill_ms:.2} ms; {} new tokens, {decode_ms:.2} ms per token; ran on {} ({})",
+            "{}prompt {} tokens, prefill {prefill_ms:.2} ms; {} new tokens, {decode_ms:.2} ms per step; ran on {} ({})",
+            if nb > 1 { format!("batch {nb}: ") } else { String::new() },
             a.prompt_ids.len(),
             tokens.len(),
             choice.backend.name(),

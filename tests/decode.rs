@@ -84,3 +84,35 @@ fn sequences_of_different_lengths_keep_their_own_caches() {
     assert!(rel_err(&step[1], wb.last().unwrap()) < 1e-5);
     assert!(s.decode(&[1]).is_err(), "one token per sequence");
 }
+
+/// Prompts of equal length run as one batch (one [n, len] run per step) and of other lengths
+/// as their own group; every sequence still gets its own logits, equal to its full forward.
+#[test]
+fn equal_length_sequences_decode_as_one_batch() {
+    let bin = compile("lt2_tiny", "model.onnx", "batched");
+    let model = CpuModel::new(ModelFile::open(&bin).unwrap()).unwrap();
+    let prompts: Vec<Vec<i64>> = vec![vec![1, 2, 3, 4], vec![7, 7, 9, 200], vec![5, 6], vec![250, 3, 3, 1]];
+    let mut s = Session::new(&model, SessionOptions::default()).unwrap();
+    let pre = s.prefill(&prompts).unwrap();
+    for (p, t) in prompts.iter().zip(&pre) {
+        let want = full(&model, p);
+        for (row, w) in t.as_f32().unwrap().chunks(w_len(&want)).zip(&want) {
+            assert!(rel_err(row, w) < 1e-5);
+        }
+    }
+    let mut seqs = prompts.clone();
+    for step in 0..3 {
+        let next: Vec<i64> = (0..prompts.len()).map(|i| (17 * i + 31 * step + 2) as i64 % 256).collect();
+        let got = s.decode(&next).unwrap();
+        for (i, sq) in seqs.iter_mut().enumerate() {
+            sq.push(next[i]);
+            let e = rel_err(&got[i], full(&model, sq).last().unwrap());
+            assert!(e < 1e-5, "sequence {i} step {step}: {e:e}");
+        }
+    }
+    assert_eq!(s.lengths(), vec![7, 7, 5, 7]);
+}
+
+fn w_len(rows: &[Vec<f32>]) -> usize {
+    rows[0].len()
+}

@@ -47,10 +47,14 @@ fn zoo() -> Zoo {
 }
 
 fn compile(src: &Path, tag: &str) -> PathBuf {
+    compile_with(src, tag, &[])
+}
+
+fn compile_with(src: &Path, tag: &str, args: &[&str]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lt2c-zoo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(format!("{tag}.bin"));
-    let o = Command::new(env!("CARGO_BIN_EXE_lt2c")).arg(src).arg("-o").arg(&out).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lt2c")).arg(src).arg("-o").arg(&out).args(args).output().unwrap();
     assert!(o.status.success(), "{}: {}", src.display(), String::from_utf8_lossy(&o.stderr));
     out
 }
@@ -123,6 +127,50 @@ fn decodable_forms_decode_exactly() {
         }
     }
     assert!(decoded >= 10, "only {decoded} forms decoded");
+}
+
+/// `--dtype bf16|fp16`: matrix-product weights stored in half the bytes, every model within
+/// the type's tolerance of the fp32 goldens, and decode still equal to the full forward (both
+/// round the same operands).
+#[test]
+fn reduced_precision_forms_stay_close_and_decode_exactly() {
+    let z = zoo();
+    let ids: Vec<i64> = vec![3, 141, 59, 26, 5, 35, 89, 79, 32];
+    let mut rows = Vec::new();
+    for m in &z.model {
+        let Some(f) = m.form.iter().find(|f| f.spelling == "standard" && f.file.contains("loop")) else { continue };
+        let src = root().join(&m.dir).join(&f.file);
+        let fp32_bytes: u64 = ModelFile::open(&compile(&src, &format!("p32-{}", m.name))).unwrap().manifest.weights.iter().map(|w| w.nbytes).sum();
+        for (dtype, tol, code) in [("bf16", 5e-2, lt2_runtime::plan::DType::Bf16), ("fp16", 1e-2, lt2_runtime::plan::DType::F16)] {
+            let bin = compile_with(&src, &format!("{dtype}-{}", m.name), &["--dtype", dtype]);
+            let model = CpuModel::new(ModelFile::open(&bin).unwrap()).unwrap();
+            let ws = &model.file().manifest.weights;
+            assert!(ws.iter().any(|w| w.dtype == code as i32), "{} {dtype}: no weight stored as {dtype}", m.name);
+            let bytes: u64 = ws.iter().map(|w| w.nbytes).sum();
+            assert!(bytes < fp32_bytes, "{} {dtype}: weights {bytes} bytes vs fp32 {fp32_bytes}", m.name);
+            let data = read_npz(&root().join(&m.dir).join(&m.io[0])).unwrap();
+            let inputs: HashMap<String, Tensor> = model.file().manifest.inputs.iter().map(|s| (s.name.clone(), data[&s.name].clone())).collect();
+            let outs = model.run(&inputs).unwrap();
+            let got = &outs.iter().find(|(n, _)| n == "logits").unwrap().1;
+            let e = rel_err(got.as_f32().unwrap(), data["logits"].as_f32().unwrap());
+            assert!(e < tol, "{} {dtype}: relative error {e:e} vs the fp32 golden > {tol:e}", m.name);
+            assert!(e > 1e-5, "{} {dtype}: error {e:e} is fp32-sized: was the precision applied?", m.name);
+            // Decode token by token equals the full forward in this precision too.
+            let full = model.run(&HashMap::from([("input_ids".to_string(), Tensor::i64(vec![1, ids.len()], ids.clone()))])).unwrap();
+            let logits = &full.iter().find(|(n, _)| n == "logits").unwrap().1;
+            let v = *logits.shape.last().unwrap();
+            let want: Vec<&[f32]> = logits.as_f32().unwrap().chunks(v).collect();
+            let mut s = Session::new(&model, SessionOptions { max_context: ids.len(), ..Default::default() }).unwrap();
+            s.prefill(&[ids[..3].to_vec()]).unwrap();
+            for (i, &t) in ids.iter().enumerate().skip(3) {
+                let d = rel_err(&s.decode(&[t]).unwrap().remove(0), want[i]);
+                assert!(d < 1e-4, "{} {dtype}: decode position {i} differs from the forward by {d:e}", m.name);
+            }
+            rows.push(format!("{:<24} {dtype}: vs fp32 golden {e:.2e}, weights {bytes} / {fp32_bytes} bytes", m.name));
+        }
+    }
+    assert!(rows.len() >= 10, "{rows:?}");
+    eprintln!("{}", rows.join("\n"));
 }
 
 #[test]

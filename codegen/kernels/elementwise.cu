@@ -151,7 +151,8 @@ LT2_WHERE(lt2_where_w1, u8)
 LT2_WHERE(lt2_where_w4, u32)
 LT2_WHERE(lt2_where_w8, u64)
 
-// ---- Cast between f32 (0), i64 (1) and bool (2), as plan::DType ----
+// ---- Cast between f32 (0), i64 (1) and bool (2), as plan::DType; and f32 to bf16 (3) or
+// fp16 (4), rounding to nearest even (the operands of reduced-precision matrix products) ----
 // f32 -> i64 truncates toward zero, saturates, and maps NaN to 0 (like Rust `as`).
 
 extern "C" __global__ void lt2_cast(const void* x, void* out, int from, int to, i64 n) {
@@ -159,6 +160,15 @@ extern "C" __global__ void lt2_cast(const void* x, void* out, int from, int to, 
         if (from == 0) {
             float v = ((const float*)x)[i];
             if (to == 1) ((i64*)out)[i] = v != v ? 0 : (i64)v;
+            else if (to == 3) {
+                unsigned short h;
+                asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));
+                ((unsigned short*)out)[i] = h;
+            } else if (to == 4) {
+                unsigned short h;
+                asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+                ((unsigned short*)out)[i] = h;
+            }
             else ((u8*)out)[i] = v != 0.0f;
         } else if (from == 1) {
             i64 v = ((const i64*)x)[i];

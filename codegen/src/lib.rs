@@ -4,6 +4,7 @@
 
 pub mod lower;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -12,7 +13,8 @@ use melior::ir::Module;
 use lt2_ir::WeightStore;
 use lt2_runtime::cuda::{nvrtc, prebuilt};
 use lt2_runtime::format::{self, WeightBytes};
-use lt2_runtime::plan::Manifest;
+use lt2_runtime::plan::{DType, Manifest};
+use lt2_runtime::precision;
 
 /// Why a module could not be lowered or written.
 #[derive(Debug, thiserror::Error)]
@@ -57,16 +59,35 @@ pub fn compile_kernels() -> Result<KernelBuild, CodegenError> {
     Ok(KernelBuild::Compiled { images, compiler: format!("NVRTC {}.{}", v.0, v.1), seconds: t.elapsed().as_secs_f64() })
 }
 
+/// Bytes of the reduced-precision weights (`name@bf16`), converted from their f32 sources.
+fn converted_weights(manifest: &Manifest, weights: &WeightStore) -> HashMap<String, Vec<u8>> {
+    let mut out = HashMap::new();
+    for w in &manifest.weights {
+        let d = DType::try_from(w.dtype).unwrap_or(DType::F32);
+        if matches!(d, DType::Bf16 | DType::F16) {
+            let src = weights.get(lower::weight_source(&w.name, d)).map(|t| t.data.as_bytes()).unwrap_or(&[]);
+            let f: Vec<f32> = src.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            out.insert(w.name.clone(), precision::encode(d, &f));
+        }
+    }
+    out
+}
+
 /// The bytes of each manifest weight, in manifest order.
-fn weight_views<'w>(manifest: &Manifest, weights: &'w WeightStore) -> Vec<WeightBytes<'w>> {
-    manifest.weights.iter().map(|w| WeightBytes { bytes: weights.get(&w.name).map(|d| d.data.as_bytes()).unwrap_or(&[]) }).collect()
+fn weight_views<'w>(manifest: &Manifest, weights: &'w WeightStore, converted: &'w HashMap<String, Vec<u8>>) -> Vec<WeightBytes<'w>> {
+    manifest
+        .weights
+        .iter()
+        .map(|w| WeightBytes { bytes: converted.get(&w.name).map(|v| &v[..]).or_else(|| weights.get(&w.name).map(|d| d.data.as_bytes())).unwrap_or(&[]) })
+        .collect()
 }
 
 /// Lowers the module and encodes model.bin bytes, without kernels (the runtime compiles them
 /// at load on a GPU).
 pub fn encode_model(module: &Module, weights: &WeightStore) -> Result<Vec<u8>, CodegenError> {
     let manifest: Manifest = lower::lower(module, weights)?;
-    let views = weight_views(&manifest, weights);
+    let converted = converted_weights(&manifest, weights);
+    let views = weight_views(&manifest, weights, &converted);
     Ok(format::encode(manifest, &views, &[]))
 }
 
@@ -76,6 +97,7 @@ pub fn write_model(module: &Module, weights: &WeightStore, kernels: &[Prebuilt],
     let mut manifest: Manifest = lower::lower(module, weights)?;
     manifest.kernels = kernels.iter().map(|k| k.entry.clone()).collect();
     let kernel_bytes: Vec<&[u8]> = kernels.iter().map(|k| &k.bytes[..]).collect();
-    let views = weight_views(&manifest, weights);
+    let converted = converted_weights(&manifest, weights);
+    let views = weight_views(&manifest, weights, &converted);
     Ok(format::write_model_file(path, manifest.clone(), &views, &kernel_bytes)? as usize)
 }

@@ -21,6 +21,23 @@ fn dtype(e: Elem) -> DType {
         Elem::F32 => DType::F32,
         Elem::I64 => DType::I64,
         Elem::I1 => DType::Bool,
+        Elem::Bf16 => DType::Bf16,
+        Elem::F16 => DType::F16,
+    }
+}
+
+/// The manifest name of a weight stored in reduced precision: `<source>@bf16` / `<source>@f16`.
+/// `weight_source` inverts it; the writer converts the source's f32 data.
+pub fn reduced_weight_name(source: &str, d: DType) -> String {
+    format!("{source}@{}", if d == DType::F16 { "f16" } else { "bf16" })
+}
+
+/// The f32 source of a reduced-precision manifest weight (see `reduced_weight_name`).
+pub fn weight_source(name: &str, d: DType) -> &str {
+    match d {
+        DType::Bf16 => name.strip_suffix("@bf16").unwrap_or(name),
+        DType::F16 => name.strip_suffix("@f16").unwrap_or(name),
+        _ => name,
     }
 }
 
@@ -49,6 +66,8 @@ impl GraphCx {
 struct Lowering<'w> {
     graphs: Vec<Graph>,
     weight_index: HashMap<&'w str, u32>,
+    /// The manifest's weights: the store's, then reduced-precision copies made for casts.
+    entries: Vec<WeightEntry>,
     /// Cache slots handed out to stateful steps so far.
     slots: u32,
 }
@@ -64,11 +83,10 @@ pub fn lower(module: &Module, weights: &WeightStore) -> Result<Manifest, Codegen
         op = o.next_in_block();
     }
     let main = main.ok_or_else(|| CodegenError::Lower { op: "module".into(), origin: "module".into(), reason: "no func.func @main".into() })?;
-    let mut lw = Lowering { graphs: vec![Graph::default()], weight_index: HashMap::new(), slots: 0 };
-    let mut entries = Vec::new();
+    let mut lw = Lowering { graphs: vec![Graph::default()], weight_index: HashMap::new(), entries: Vec::new(), slots: 0 };
     for (i, w) in weights.entries().iter().enumerate() {
         lw.weight_index.insert(w.name.as_str(), i as u32);
-        entries.push(WeightEntry { name: w.name.clone(), dtype: dtype(w.elem) as i32, shape: w.shape.iter().map(|&d| d as u64).collect(), offset: 0, nbytes: 0 });
+        lw.entries.push(WeightEntry { name: w.name.clone(), dtype: dtype(w.elem) as i32, shape: w.shape.iter().map(|&d| d as u64).collect(), offset: 0, nbytes: 0 });
     }
     let block = main.region(0).ok().and_then(|r| r.first_block()).ok_or_else(|| CodegenError::Lower { op: "func.func".into(), origin: "@main".into(), reason: "empty function".into() })?;
     let mut cx = GraphCx::new("main");
@@ -81,7 +99,9 @@ pub fn lower(module: &Module, weights: &WeightStore) -> Result<Manifest, Codegen
     cx.graph.outputs = rets;
     lw.graphs[0] = cx.graph;
     let (inputs, outputs) = signature(&main, block)?;
-    let mut manifest = Manifest { producer: format!("lt2c {}", env!("CARGO_PKG_VERSION")), inputs, outputs, weights: entries, graphs: lw.graphs, decode: None, ..Default::default() };
+    let mut graphs = lw.graphs;
+    let entries = prune_weights(&mut graphs, lw.entries);
+    let mut manifest = Manifest { producer: format!("lt2c {}", env!("CARGO_PKG_VERSION")), inputs, outputs, weights: entries, graphs, decode: None, ..Default::default() };
     manifest.decode = decode_info(&mut manifest);
     Ok(manifest)
 }
@@ -222,7 +242,14 @@ impl Lowering<'_> {
             Lt2Op::Embed => Op::Embed(plan::Embed {}),
             Lt2Op::Gather => Op::Gather(plan::Gather { axis: attr_i64(o, "axis").map_err(ierr)? }),
             Lt2Op::RmsNorm => Op::RmsNorm(plan::RmsNorm { epsilon: attr_f32(o, "epsilon").map_err(ierr)?, axis: attr_i64(o, "axis").map_err(ierr)? }),
-            Lt2Op::Linear => Op::Linear(plan::Linear { transpose_w: attr_bool(o, "transpose_w").map_err(ierr)? }),
+            Lt2Op::Linear => {
+                let w = o.operand(1).map_err(|x| e(x.to_string()))?.r#type().to_string();
+                let operand_dtype = match TensorType::parse(&w).map(|t| t.elem) {
+                    Some(el @ (Elem::Bf16 | Elem::F16)) => dtype(el),
+                    _ => DType::F32,
+                };
+                Op::Linear(plan::Linear { transpose_w: attr_bool(o, "transpose_w").map_err(ierr)?, operand_dtype: operand_dtype as i32 })
+            }
             Lt2Op::MatMul => Op::MatMul(plan::MatMul {}),
             Lt2Op::Add => binary(plan::BinaryKind::Add),
             Lt2Op::Sub => binary(plan::BinaryKind::Sub),
@@ -309,7 +336,18 @@ impl Lowering<'_> {
             Lt2Op::Cast => {
                 let ty = o.result(0).map_err(|x| e(x.to_string()))?.r#type().to_string();
                 let t = TensorType::parse(&ty).ok_or_else(|| e(format!("unsupported result type {ty}")))?;
-                Op::Cast(plan::Cast { to: dtype(t.elem) as i32 })
+                match t.elem {
+                    // A weight cast to bf16/fp16 (matmul-weights-*) becomes a weight stored so.
+                    Elem::Bf16 | Elem::F16 => {
+                        let src = o.operand(0).map_err(|x| e(x.to_string()))?;
+                        let def = melior::ir::operation::OperationResult::try_from(src).ok().map(|r| r.owner()).filter(|d| ops::lt2_op(d) == Some(Lt2Op::Weight));
+                        let Some(def) = def else { return Err(e(format!("only weights can be cast to {}; activations stay f32", t.elem.mlir()))) };
+                        let name = attr_str(&def, "name").map_err(ierr)?;
+                        inputs.clear();
+                        Op::Weight(plan::Weight { index: self.reduced_weight(&name, dtype(t.elem)).map_err(e)? })
+                    }
+                    _ => Op::Cast(plan::Cast { to: dtype(t.elem) as i32 }),
+                }
             }
             Lt2Op::Trilu => Op::Trilu(plan::Trilu { upper: attr_bool(o, "upper").map_err(ierr)?, k: attr_i64(o, "k").map_err(ierr)? }),
             Lt2Op::LightningIndexer => Op::LightningIndexer(plan::LightningIndexer {
@@ -339,6 +377,21 @@ impl Lowering<'_> {
         }
         cx.graph.steps.push(step);
         Ok(())
+    }
+
+    /// The index of `source`'s copy in type `d`, added to the manifest on first use.
+    fn reduced_weight(&mut self, source: &str, d: DType) -> Result<u32, String> {
+        let name = reduced_weight_name(source, d);
+        if let Some(i) = self.entries.iter().position(|w| w.name == name) {
+            return Ok(i as u32);
+        }
+        let src = self.weight_index.get(source).map(|&i| &self.entries[i as usize]).ok_or_else(|| format!("weight `{source}` has no data"))?;
+        if src.dtype != DType::F32 as i32 {
+            return Err(format!("weight `{source}` is not f32; only f32 weights are stored in reduced precision"));
+        }
+        let entry = WeightEntry { name, dtype: d as i32, shape: src.shape.clone(), offset: 0, nbytes: 0 };
+        self.entries.push(entry);
+        Ok(self.entries.len() as u32 - 1)
     }
 
     fn lower_loop(&mut self, cx: &mut GraphCx, o: &OperationRef, carried: Vec<i64>, origin: &str) -> Result<(), CodegenError> {
@@ -428,6 +481,7 @@ fn constant_op(o: &OperationRef) -> Result<Op, String> {
             Elem::F32 => c.f32s = (0..n).map(|i| mlir_sys::mlirDenseElementsAttrGetFloatValue(raw, idx(i))).collect(),
             Elem::I64 => c.i64s = (0..n).map(|i| mlir_sys::mlirDenseElementsAttrGetInt64Value(raw, idx(i))).collect(),
             Elem::I1 => c.f32s = (0..n).map(|i| mlir_sys::mlirDenseElementsAttrGetBoolValue(raw, idx(i)) as i64 as f32).collect(),
+            Elem::Bf16 | Elem::F16 => return Err(format!("constants of type {} are not supported", t.elem.mlir())),
         }
     }
     Ok(Op::Constant(c))
@@ -444,4 +498,38 @@ fn exit_gate_scan(body: &Graph, num_carried: usize) -> Option<u32> {
         [k] => Some(k),
         _ => None,
     }
+}
+
+/// Drops `Weight` steps whose value nothing reads and the weights no step loads (an f32 weight
+/// replaced by its bf16 copy), renumbering the rest; returns the weights kept.
+fn prune_weights(graphs: &mut [Graph], entries: Vec<WeightEntry>) -> Vec<WeightEntry> {
+    for g in graphs.iter_mut() {
+        let mut read: std::collections::HashSet<u32> = g.outputs.iter().copied().collect();
+        for s in &g.steps {
+            read.extend(s.inputs.iter().filter(|&&i| i != ABSENT).map(|&i| i as u32));
+        }
+        g.steps.retain(|s| !matches!(s.op, Some(Op::Weight(_))) || s.outputs.iter().any(|o| read.contains(o)));
+    }
+    let mut used = vec![false; entries.len()];
+    for s in graphs.iter().flat_map(|g| &g.steps) {
+        if let Some(Op::Weight(w)) = &s.op {
+            if let Some(u) = used.get_mut(w.index as usize) {
+                *u = true;
+            }
+        }
+    }
+    let mut remap = vec![u32::MAX; entries.len()];
+    let mut kept = Vec::new();
+    for (i, e) in entries.into_iter().enumerate() {
+        if used[i] {
+            remap[i] = kept.len() as u32;
+            kept.push(e);
+        }
+    }
+    for s in graphs.iter_mut().flat_map(|g| g.steps.iter_mut()) {
+        if let Some(Op::Weight(w)) = &mut s.op {
+            w.index = remap[w.index as usize];
+        }
+    }
+    kept
 }

@@ -9,6 +9,10 @@ pub enum Elem {
     F32,
     I64,
     I1,
+    /// Reduced-precision weights of matrix products (`--dtype bf16`).
+    Bf16,
+    /// Reduced-precision weights of matrix products (`--dtype fp16`).
+    F16,
 }
 
 impl Elem {
@@ -17,6 +21,8 @@ impl Elem {
             Elem::F32 => "f32",
             Elem::I64 => "i64",
             Elem::I1 => "i1",
+            Elem::Bf16 => "bf16",
+            Elem::F16 => "f16",
         }
     }
 }
@@ -45,6 +51,8 @@ impl TensorType {
             "f32" => Elem::F32,
             "i64" => Elem::I64,
             "i1" => Elem::I1,
+            "bf16" => Elem::Bf16,
+            "f16" => Elem::F16,
             _ => return None,
         };
         let mut dims = Vec::new();
@@ -73,7 +81,7 @@ mod tests {
     use super::*;
     #[test]
     fn print_parse() {
-        for s in ["tensor<?x?x64xf32>", "tensor<i64>", "tensor<3xi1>"] {
+        for s in ["tensor<?x?x64xf32>", "tensor<i64>", "tensor<3xi1>", "tensor<8x4xbf16>", "tensor<2xf16>"] {
             assert_eq!(TensorType::parse(s).unwrap().to_string(), s);
         }
         assert!(TensorType::parse("tensor<4xbf17>").is_none());

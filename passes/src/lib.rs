@@ -4,6 +4,7 @@
 pub mod canonicalize;
 pub mod fuse_silu;
 pub mod hoist_loop_invariants;
+pub mod matmul_weight_precision;
 pub mod pipeline;
 pub mod raise_rms_norm;
 mod raw;

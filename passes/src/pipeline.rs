@@ -7,6 +7,8 @@ use crate::canonicalize::Canonicalize;
 use crate::fuse_silu::FuseSilu;
 use crate::raise_rms_norm::RaiseRmsNorm;
 use crate::hoist_loop_invariants::HoistLoopInvariants;
+use crate::matmul_weight_precision::MatmulWeightPrecision;
+use lt2_ir::Elem;
 use crate::{Pass, PassError};
 
 /// Every pass, in pipeline order.
@@ -23,6 +25,9 @@ pub static PASSES: &[&(dyn Pass + Sync)] = &[
     &Canonicalize,
 ];
 
+/// Passes chosen by compile options rather than always run; after `PASSES`, in this order.
+static OPTION_PASSES: &[&(dyn Pass + Sync)] = &[&MatmulWeightPrecision(Elem::Bf16), &MatmulWeightPrecision(Elem::F16)];
+
 /// How to run the pipeline.
 #[derive(Default, Clone)]
 pub struct PipelineOptions {
@@ -34,19 +39,25 @@ pub struct PipelineOptions {
     pub opt_bisect_limit: Option<usize>,
     /// Skip every optional pass.
     pub no_opt: bool,
+    /// `--dtype bf16|fp16`: matrix products read their weights in this type (None: fp32).
+    pub matmul_weights: Option<Elem>,
 }
 
 /// Runs the pipeline; `print` receives (pass name, IR text) where printing was asked for.
 pub fn run_pipeline(module: &mut Module, opts: &PipelineOptions, print: &mut dyn FnMut(&str, &str)) -> Result<Vec<(String, usize, std::time::Duration)>, PassError> {
     if let Some(p) = &opts.print_after {
-        if !PASSES.iter().any(|x| x.name() == p) {
-            let names: Vec<&str> = PASSES.iter().map(|x| x.name()).collect();
+        if pass_by_name(p).is_none() {
+            let names: Vec<&str> = PASSES.iter().chain(OPTION_PASSES).map(|x| x.name()).collect();
             return Err(PassError::Unknown(p.clone(), names.join(", ")));
         }
     }
     let mut stats = Vec::new();
     let mut optional_run = 0;
-    for pass in PASSES {
+    let chosen = OPTION_PASSES.iter().copied().filter(|p| match opts.matmul_weights {
+        Some(e) => p.name() == MatmulWeightPrecision(e).name(),
+        None => false,
+    });
+    for pass in PASSES.iter().copied().chain(chosen) {
         if !pass.is_required() {
             if opts.no_opt || opts.opt_bisect_limit.is_some_and(|l| optional_run >= l) {
                 continue;
@@ -66,5 +77,5 @@ pub fn run_pipeline(module: &mut Module, opts: &PipelineOptions, print: &mut dyn
 
 /// The pass registered under `name` (the CLI and IR tests look passes up by name).
 pub fn pass_by_name(name: &str) -> Option<&'static (dyn Pass + Sync)> {
-    PASSES.iter().copied().find(|p| p.name() == name)
+    PASSES.iter().chain(OPTION_PASSES).copied().find(|p| p.name() == name)
 }

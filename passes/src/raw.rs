@@ -195,6 +195,44 @@ pub fn create_before(
     }
 }
 
+/// Makes operand `i` of `op` read `v`.
+pub fn set_operand(op: MlirOperation, i: usize, v: MlirValue) {
+    // SAFETY: live op and value of the same context; `i` is below the operand count (callers
+    // read the operand first).
+    unsafe { mlir_sys::mlirOperationSetOperand(op, i as isize, v) }
+}
+
+/// The op after `op` in its block (None at the end).
+pub fn next_op(op: MlirOperation) -> Option<MlirOperation> {
+    // SAFETY: live op.
+    let n = unsafe { mlir_sys::mlirOperationGetNextInBlock(op) };
+    (!n.ptr.is_null()).then_some(n)
+}
+
+/// Parses MLIR type text (`tensor<4x8xbf16>`) in `op`'s context.
+pub fn parse_type(op: MlirOperation, text: &str) -> Option<mlir_sys::MlirType> {
+    // SAFETY: live op; the string outlives the call.
+    unsafe {
+        let ctx = mlir_sys::mlirOperationGetContext(op);
+        let t = mlir_sys::mlirTypeParseGet(ctx, mlir_sys::MlirStringRef { data: text.as_ptr() as *const _, length: text.len() });
+        (!t.ptr.is_null()).then_some(t)
+    }
+}
+
+/// MLIR's text of a type.
+pub fn type_text(t: mlir_sys::MlirType) -> String {
+    let mut out = String::new();
+    unsafe extern "C" fn cb(s: mlir_sys::MlirStringRef, data: *mut std::ffi::c_void) {
+        // SAFETY: `data` is the `String` passed below; MLIR hands valid UTF-8 pieces.
+        let out = unsafe { &mut *(data as *mut String) };
+        let bytes = unsafe { std::slice::from_raw_parts(s.data as *const u8, s.length) };
+        out.push_str(&String::from_utf8_lossy(bytes));
+    }
+    // SAFETY: live type; the callback only appends to `out`.
+    unsafe { mlir_sys::mlirTypePrint(t, Some(cb), &mut out as *mut String as *mut _) };
+    out
+}
+
 /// The rank of a ranked tensor value (None otherwise).
 pub fn rank(v: MlirValue) -> Option<usize> {
     // SAFETY: live value; shaped-type queries are only made on ranked shaped types.

@@ -64,7 +64,15 @@ impl<B: Backend> Model<B> {
 
     /// Runs the entry graph; with `state`, stateful steps read and extend its caches (a decode
     /// session's prefill or decode step).
-    pub fn run_with(&self, inputs: &HashMap<String, Tensor>, mut state: Option<&mut RunState<B::Buf>>) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+    pub fn run_with(&self, inputs: &HashMap<String, Tensor>, state: Option<&mut RunState<B::Buf>>) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        let outs = self.run_on_device(inputs, state)?;
+        let dev = |e: crate::error::OpError| RuntimeError::Device { device: self.backend.name().into(), reason: e.0 };
+        outs.into_iter().map(|(n, b)| Ok((n, self.backend.download(&b).map_err(dev)?))).collect()
+    }
+
+    /// Like `run_with`, but leaves the outputs on the device (a session downloads only the
+    /// logits rows it needs).
+    pub fn run_on_device(&self, inputs: &HashMap<String, Tensor>, mut state: Option<&mut RunState<B::Buf>>) -> Result<Vec<(String, B::Buf)>, RuntimeError> {
         let m = &self.file.manifest;
         let env = bind_symbols(&m.inputs, inputs)?;
         let entry = m.graphs.first().ok_or_else(|| RuntimeError::Corrupt("plan has no graphs".into()))?;
@@ -72,8 +80,7 @@ impl<B: Backend> Model<B> {
         let args: Vec<B::Buf> = m.inputs.iter().map(|s| self.backend.upload(&inputs[&s.name])).collect::<Result<_, _>>().map_err(dev)?;
         let mut iters = Vec::new();
         let outs = self.run_graph(entry, args, &env, &mut state, &mut iters)?;
-        let host: Vec<Tensor> = outs.iter().map(|b| self.backend.download(b)).collect::<Result<_, _>>().map_err(dev)?;
-        Ok(m.outputs.iter().map(|s| s.name.clone()).zip(host).collect())
+        Ok(m.outputs.iter().map(|s| s.name.clone()).zip(outs).collect())
     }
 
     fn run_graph(&self, g: &Graph, args: Vec<B::Buf>, env: &HashMap<String, i64>, state: &mut Option<&mut RunState<B::Buf>>, iters: &mut Vec<(i64, i64)>) -> Result<Vec<B::Buf>, RuntimeError> {

@@ -15,6 +15,7 @@ pub mod exec;
 pub mod format;
 pub mod npz;
 pub mod plan;
+pub mod precision;
 pub mod sampling;
 pub mod tensor;
 

@@ -90,6 +90,10 @@ pub enum DType {
     F32 = 0,
     I64 = 1,
     Bool = 2,
+    /// Only weights of matrix products (`--dtype bf16`); see `precision.rs`.
+    Bf16 = 3,
+    /// Only weights of matrix products (`--dtype fp16`).
+    F16 = 4,
 }
 
 /// Name, element type and shape of a graph input or output. Dims are dim expressions
@@ -364,6 +368,10 @@ pub struct RmsNorm {
 pub struct Linear {
     #[prost(bool, tag = "1")]
     pub transpose_w: bool,
+    /// F32, or Bf16/F16 when the weight is stored so: the activation operand is rounded to the
+    /// same type and the product accumulates in fp32 (tensor-core GEMM).
+    #[prost(enumeration = "DType", tag = "2")]
+    pub operand_dtype: i32,
 }
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MatMul {}

@@ -1,6 +1,8 @@
 //! Decode sessions: prefill prompts, then decode one token per sequence per step, with one
-//! cache per (loop, layer) derived by the compiler (see `decode.rs`). Sequences of different
-//! lengths each keep their own caches; the CPU backend runs them one at a time.
+//! cache per (loop, layer) derived by the compiler (see `decode.rs`). Sequences whose prompts
+//! have the same length form a group that runs as one batch (one [n, len] run per step, caches
+//! batched along dim 0); groups of different lengths run one after another. Under early exit a
+//! group stops looping once every token in it has exited.
 
 use std::collections::HashMap;
 
@@ -52,7 +54,18 @@ pub struct Session<'m, B: Backend> {
     model: &'m Model<B>,
     info: DecodeInfo,
     opts: SessionOptions,
-    seqs: Vec<(RunState<B::Buf>, usize)>,
+    groups: Vec<Group<B::Buf>>,
+    /// Number of sequences (the members of all groups).
+    num_seqs: usize,
+}
+
+/// Sequences of equal length run as one batch.
+struct Group<T> {
+    state: RunState<T>,
+    /// Indices of the member sequences, in batch order.
+    members: Vec<usize>,
+    /// Tokens each member holds.
+    len: usize,
 }
 
 impl<'m, B: Backend> Session<'m, B> {
@@ -78,12 +91,12 @@ impl<'m, B: Backend> Session<'m, B> {
                 return Err(bad("an exit threshold cannot be combined with a KV cache shared across loops (the shared cache is written by the last loop, which early exit skips)".into()));
             }
         }
-        Ok(Session { model, info, opts, seqs: Vec::new() })
+        Ok(Session { model, info, opts, groups: Vec::new(), num_seqs: 0 })
     }
 
     /// Loop iterations run and skipped by early exit, summed over the session's sequences.
     pub fn loop_iterations(&self) -> LoopCounts {
-        self.seqs.iter().fold(LoopCounts::default(), |a, (s, _)| LoopCounts { run: a.run + s.loop_iterations.run, skipped: a.skipped + s.loop_iterations.skipped })
+        self.groups.iter().fold(LoopCounts::default(), |a, g| LoopCounts { run: a.run + g.state.loop_iterations.run, skipped: a.skipped + g.state.loop_iterations.skipped })
     }
 
     /// Cache memory per sequence, from the plan.
@@ -108,17 +121,24 @@ impl<'m, B: Backend> Session<'m, B> {
 
     /// Bytes the caches hold now.
     pub fn cache_bytes(&self) -> usize {
-        self.seqs.iter().map(|(s, _)| s.cache_bytes(self.model.backend())).sum()
+        self.groups.iter().map(|g| g.state.cache_bytes(self.model.backend())).sum()
     }
 
     /// Drops every sequence and its caches.
     pub fn reset(&mut self) {
-        self.seqs.clear();
+        self.groups.clear();
+        self.num_seqs = 0;
     }
 
     /// Tokens held by each sequence.
     pub fn lengths(&self) -> Vec<usize> {
-        self.seqs.iter().map(|(_, n)| *n).collect()
+        let mut out = vec![0; self.num_seqs];
+        for g in &self.groups {
+            for &m in &g.members {
+                out[m] = g.len;
+            }
+        }
+        out
     }
 
     fn check_room(&self, seq: usize, have: usize, add: usize) -> Result<(), RuntimeError> {
@@ -135,41 +155,92 @@ impl<'m, B: Backend> Session<'m, B> {
         Ok(())
     }
 
-    /// Runs `ids` through sequence `i`'s caches; returns logits [len, vocab].
-    fn extend(&mut self, i: usize, ids: &[i64]) -> Result<Tensor, RuntimeError> {
-        let (have, name) = (self.seqs[i].1, self.info.ids_input.clone());
-        self.check_room(i, have, ids.len())?;
-        let inputs = HashMap::from([(name, Tensor::i64(vec![1, ids.len()], ids.to_vec()))]);
-        let (st, n) = &mut self.seqs[i];
-        st.past = *n as i64;
-        let outs = self.model.run_with(&inputs, Some(st))?;
-        *n += ids.len();
+    /// Runs `ids` (one row of `len` tokens per member) through group `gi`'s caches; returns
+    /// each member's logits [len, vocab], or only the last position's [1, vocab] with
+    /// `last_only` (only that row leaves the device).
+    fn extend(&mut self, gi: usize, ids: Vec<i64>, len: usize, last_only: bool) -> Result<Vec<Tensor>, RuntimeError> {
+        let (have, n, first) = (self.groups[gi].len, self.groups[gi].members.len(), self.groups[gi].members[0]);
+        self.check_room(first, have, len)?;
+        let inputs = HashMap::from([(self.info.ids_input.clone(), Tensor::i64(vec![n, len], ids))]);
+        let g = &mut self.groups[gi];
+        g.state.past = have as i64;
+        let outs = self.model.run_on_device(&inputs, Some(&mut g.state))?;
+        g.len += len;
         let (_, logits) = outs.into_iter().find(|(k, _)| *k == self.info.logits_output).ok_or_else(|| RuntimeError::Corrupt("logits output missing".into()))?;
+        let b = self.model.backend();
+        let dev = |e: crate::error::OpError| RuntimeError::Device { device: b.name().into(), reason: e.0 };
+        let rows = if last_only { 1 } else { len };
+        let logits = if last_only && len > 1 {
+            let last = Op::Slice(crate::plan::Slice { axes: vec![1], starts: vec![len as i64 - 1], ends: vec![len as i64], steps: vec![1] });
+            b.run_op(&last, &[Some(&logits)], &HashMap::new()).map_err(dev)?.remove(0)
+        } else {
+            logits
+        };
+        let logits = b.download(&logits).map_err(dev)?;
         let v = *logits.shape.last().unwrap_or(&0);
-        Ok(Tensor { shape: vec![ids.len(), v], data: logits.data })
+        let data = logits.as_f32().ok_or_else(|| RuntimeError::Corrupt("logits are not float".into()))?;
+        Ok(data.chunks(rows * v.max(1)).map(|c| Tensor::f32(vec![rows, v], c.to_vec())).collect())
     }
 
     /// Starts one sequence per prompt (replacing any earlier ones) and returns each prompt's
     /// logits [len, vocab].
     pub fn prefill(&mut self, prompts: &[Vec<i64>]) -> Result<Vec<Tensor>, RuntimeError> {
+        self.prefill_rows(prompts, false)
+    }
+
+    /// Like `prefill`, but returns only each prompt's last logits [vocab] (what generation
+    /// needs; the other rows never leave the device).
+    pub fn prefill_last(&mut self, prompts: &[Vec<i64>]) -> Result<Vec<Vec<f32>>, RuntimeError> {
+        Ok(self.prefill_rows(prompts, true)?.into_iter().map(|t| t.as_f32().unwrap_or(&[]).to_vec()).collect())
+    }
+
+    fn prefill_rows(&mut self, prompts: &[Vec<i64>], last_only: bool) -> Result<Vec<Tensor>, RuntimeError> {
         for (i, p) in prompts.iter().enumerate() {
             if p.is_empty() {
                 return Err(RuntimeError::BadInput { name: self.info.ids_input.clone(), reason: format!("prompt {i} is empty") });
             }
             self.check_room(i, 0, p.len())?;
         }
-        self.seqs = prompts.iter().map(|_| (RunState { share_kv_across_loops: self.opts.share_kv_across_loops, exit_threshold: self.opts.exit_threshold, ..Default::default() }, 0)).collect();
-        (0..prompts.len()).map(|i| self.extend(i, &prompts[i])).collect()
+        self.groups.clear();
+        self.num_seqs = prompts.len();
+        for (i, p) in prompts.iter().enumerate() {
+            match self.groups.iter_mut().find(|g| prompts[g.members[0]].len() == p.len()) {
+                Some(g) => g.members.push(i),
+                None => self.groups.push(Group {
+                    state: RunState { share_kv_across_loops: self.opts.share_kv_across_loops, exit_threshold: self.opts.exit_threshold, ..Default::default() },
+                    members: vec![i],
+                    len: 0,
+                }),
+            }
+        }
+        let mut out = vec![Tensor::f32(vec![0], vec![]); prompts.len()];
+        for gi in 0..self.groups.len() {
+            let members = self.groups[gi].members.clone();
+            let len = prompts[members[0]].len();
+            let ids: Vec<i64> = members.iter().flat_map(|&m| prompts[m].iter().copied()).collect();
+            for (m, t) in members.into_iter().zip(self.extend(gi, ids, len, last_only)?) {
+                out[m] = t;
+            }
+        }
+        Ok(out)
     }
 
     /// Feeds one new token to every sequence; returns each sequence's logits [vocab].
     pub fn decode(&mut self, next: &[i64]) -> Result<Vec<Vec<f32>>, RuntimeError> {
-        if next.len() != self.seqs.len() {
+        if next.len() != self.num_seqs {
             return Err(RuntimeError::BadInput {
                 name: self.info.ids_input.clone(),
-                reason: format!("decode got {} tokens for {} sequences", next.len(), self.seqs.len()),
+                reason: format!("decode got {} tokens for {} sequences", next.len(), self.num_seqs),
             });
         }
-        (0..next.len()).map(|i| self.extend(i, &next[i..=i]).map(|t| t.as_f32().unwrap_or(&[]).to_vec())).collect()
+        let mut out = vec![Vec::new(); next.len()];
+        for gi in 0..self.groups.len() {
+            let members = self.groups[gi].members.clone();
+            let ids: Vec<i64> = members.iter().map(|&m| next[m]).collect();
+            for (m, t) in members.into_iter().zip(self.extend(gi, ids, 1, true)?) {
+                out[m] = t.as_f32().unwrap_or(&[]).to_vec();
+            }
+        }
+        Ok(out)
     }
 }

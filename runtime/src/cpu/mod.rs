@@ -43,6 +43,8 @@ impl Backend for Cpu {
                     Data::I64(bytes.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
                 }
                 Ok(DType::Bool) if bytes.len() == n => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
+                // bf16/fp16 weights hold values fp32 represents exactly: compute on those.
+                Ok(d @ (DType::Bf16 | DType::F16)) if bytes.len() == 2 * n => Data::F32(crate::precision::decode(d, bytes)),
                 _ => {
                     return Err(RuntimeError::Corrupt(format!(
                         "weight `{}`: dtype {} with {} bytes does not fit shape {:?}",
@@ -85,11 +87,7 @@ impl Backend for Cpu {
         Ok(Rc::new(Tensor { shape, data }))
     }
     fn nbytes(&self, b: &Rc<Tensor>) -> usize {
-        b.numel() * match b.dtype() {
-            DType::F32 => 4,
-            DType::I64 => 8,
-            DType::Bool => 1,
-        }
+        b.numel() * crate::precision::stored_size(b.dtype())
     }
 }
 
@@ -104,7 +102,20 @@ pub fn run_op(
         Op::Embed(_) => shape::embed(req(inputs, 0)?, req(inputs, 1)?).map(one),
         Op::Gather(a) => shape::gather(req(inputs, 0)?, req(inputs, 1)?, a.axis).map(one),
         Op::RmsNorm(a) => norm::rms_norm(req(inputs, 0)?, req(inputs, 1)?, a.epsilon, a.axis).map(one),
-        Op::Linear(a) => linalg::linear(req(inputs, 0)?, req(inputs, 1)?, opt(inputs, 2), a.transpose_w).map(one),
+        Op::Linear(a) => {
+            let x = req(inputs, 0)?;
+            match DType::try_from(a.operand_dtype) {
+                // Reduced-precision weights: multiply the activation rounded the same way.
+                Ok(d @ (DType::Bf16 | DType::F16)) => {
+                    let mut xr = x.clone();
+                    if let Data::F32(v) = &mut xr.data {
+                        crate::precision::round_in_place(d, v);
+                    }
+                    linalg::linear(&xr, req(inputs, 1)?, opt(inputs, 2), a.transpose_w).map(one)
+                }
+                _ => linalg::linear(x, req(inputs, 1)?, opt(inputs, 2), a.transpose_w).map(one),
+            }
+        }
         Op::MatMul(_) => linalg::matmul(req(inputs, 0)?, req(inputs, 1)?).map(one),
         Op::Binary(a) => elementwise::binary(req(inputs, 0)?, req(inputs, 1)?, a.kind()).map(one),
         Op::Unary(a) => elementwise::unary(req(inputs, 0)?, a.kind()).map(one),

@@ -57,7 +57,7 @@ pub(crate) fn attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], mask: Option<&CudaB
         mask_bool = match m.dtype {
             DType::F32 => 0,
             DType::Bool => 1,
-            DType::I64 => op_bail!("{op}: mask must be bool or f32"),
+            _ => op_bail!("{op}: mask must be bool or f32"),
         };
         mask_ptr = m.ptr();
     }

@@ -111,7 +111,7 @@ pub(crate) fn unary(cu: &Cuda, x: &CudaBuf, kind: UnaryKind) -> Result<CudaBuf, 
         DType::F32 => Ty::F32,
         DType::I64 if matches!(kind, UnaryKind::Neg | UnaryKind::Abs | UnaryKind::Relu) => Ty::I64,
         DType::I64 => op_bail!("unary {kind:?}: int64 input is not supported (only f32)"),
-        DType::Bool => op_bail!("unary {kind:?}: bool input is not supported"),
+        d => op_bail!("unary {kind:?}: {d:?} input is not supported"),
     };
     let out = cu.alloc(x.shape.clone(), x.dtype)?;
     let n = x.numel();

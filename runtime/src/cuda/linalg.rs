@@ -33,6 +33,8 @@ struct GemmKey {
     stride_w: i64,
     stride_x: i64,
     bias: bool,
+    /// Element type of W and X (plan::DType: F32, Bf16 or F16); D is always f32.
+    ab: DType,
     /// The largest power of two (at most 256) dividing every operand address and batch stride
     /// in bytes: the heuristic may only pick algorithms that accept it.
     align: u32,
@@ -79,6 +81,11 @@ impl Blas {
             return Ok(());
         }
         let f32t = lts::cudaDataType::CUDA_R_32F;
+        let abt = match key.ab {
+            DType::Bf16 => lts::cudaDataType::CUDA_R_16BF,
+            DType::F16 => lts::cudaDataType::CUDA_R_16F,
+            _ => f32t,
+        };
         // SAFETY: plain descriptor calls; every pointer passed points at a live local.
         let plan = unsafe {
             let desc = lt::create_matmul_desc(lts::cublasComputeType_t::CUBLAS_COMPUTE_32F, f32t).map_err(|e| blas_err("matmul desc", e))?;
@@ -91,8 +98,8 @@ impl Blas {
                 set(lts::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_EPILOGUE, &epi as *const _ as *const _, std::mem::size_of_val(&epi))?;
             }
             let (m, n, k) = (key.m, key.n, key.k);
-            let w = if key.trans_w { lt::create_matrix_layout(f32t, k, n, k as i64) } else { lt::create_matrix_layout(f32t, n, k, n as i64) }.map_err(|e| blas_err("layout", e))?;
-            let x = lt::create_matrix_layout(f32t, k, m, k as i64).map_err(|e| blas_err("layout", e))?;
+            let w = if key.trans_w { lt::create_matrix_layout(abt, k, n, k as i64) } else { lt::create_matrix_layout(abt, n, k, n as i64) }.map_err(|e| blas_err("layout", e))?;
+            let x = lt::create_matrix_layout(abt, k, m, k as i64).map_err(|e| blas_err("layout", e))?;
             let d = lt::create_matrix_layout(f32t, n, m, n as i64).map_err(|e| blas_err("layout", e))?;
             if key.batch > 1 {
                 for (l, stride) in [(w, key.stride_w), (x, key.stride_x), (d, (m * n) as i64)] {
@@ -173,21 +180,28 @@ impl Drop for Blas {
     }
 }
 
-/// Linear: x [..., K] times w [K, N] (or [N, K] when `transpose_w`), plus bias [N].
+/// Linear: x [..., K] times w [K, N] (or [N, K] when `transpose_w`), plus bias [N]. A bf16 or
+/// fp16 weight (`--dtype`) multiplies x rounded to its type, accumulating in fp32 on tensor cores.
 pub(crate) fn linear(cu: &Cuda, x: &CudaBuf, w: &CudaBuf, bias: Option<&CudaBuf>, transpose_w: bool) -> Result<CudaBuf, OpError> {
     expect_f32("linear", "x", x)?;
-    expect_f32("linear", "w", w)?;
     let LinearDims { m, k, n, shape } = linear_dims(&x.shape, &w.shape, bias.map(|b| &b.shape[..]), transpose_w)?;
     if let Some(b) = bias {
         expect_f32("linear", "bias", b)?;
     }
-    gemm(cu, m, n, k, transpose_w, 1, (0, 0), w.ptr(), x.ptr(), bias, shape)
+    match w.dtype {
+        DType::F32 => gemm(cu, m, n, k, transpose_w, 1, (0, 0), w.ptr(), x.ptr(), bias, shape, DType::F32),
+        d @ (DType::Bf16 | DType::F16) => {
+            let xr = super::select::cast(cu, x, d)?;
+            gemm(cu, m, n, k, transpose_w, 1, (0, 0), w.ptr(), xr.ptr(), bias, shape, d)
+        }
+        d => Err(OpError::new(format!("linear: w must be f32, bf16 or fp16, got {d:?}"))),
+    }
 }
 
 /// One (possibly batched) GEMM into a new [.., M, N] buffer of `shape`; handles the empty and
 /// K = 0 cases (zeros, plus bias) that cuBLASLt does not.
 #[allow(clippy::too_many_arguments)]
-fn gemm(cu: &Cuda, m: usize, n: usize, k: usize, trans_w: bool, batch: usize, strides: (i64, i64), w: u64, x: u64, bias: Option<&CudaBuf>, shape: Vec<usize>) -> Result<CudaBuf, OpError> {
+fn gemm(cu: &Cuda, m: usize, n: usize, k: usize, trans_w: bool, batch: usize, strides: (i64, i64), w: u64, x: u64, bias: Option<&CudaBuf>, shape: Vec<usize>, ab: DType) -> Result<CudaBuf, OpError> {
     if m == 0 || n == 0 || batch == 0 {
         return cu.alloc(shape, DType::F32);
     }
@@ -212,6 +226,7 @@ fn gemm(cu: &Cuda, m: usize, n: usize, k: usize, trans_w: bool, batch: usize, st
         stride_w: strides.0,
         stride_x: strides.1,
         bias: bias.is_some(),
+        ab,
         align: alignment(&addrs),
     };
     cu.blas.run(key, w, x, out.ptr(), bias.map(|b| b.ptr()))?;
@@ -230,11 +245,11 @@ pub(crate) fn matmul(cu: &Cuda, a: &CudaBuf, b: &CudaBuf) -> Result<CudaBuf, OpE
     let affine = |o: &[usize]| o.windows(2).all(|w| w[1] as i64 - w[0] as i64 == o[1] as i64 - o[0] as i64);
     if nb <= 1 || (affine(&offs_a) && affine(&offs_b) && offs_a[1] != offs_a[0] && offs_b[1] != offs_b[0]) {
         let stride = |o: &[usize]| if o.len() > 1 { o[1] as i64 - o[0] as i64 } else { 0 };
-        return gemm(cu, m, n, k, false, nb, (stride(&offs_b), stride(&offs_a)), b.ptr(), a.ptr(), None, shape);
+        return gemm(cu, m, n, k, false, nb, (stride(&offs_b), stride(&offs_a)), b.ptr(), a.ptr(), None, shape, DType::F32);
     }
     let out = cu.alloc(shape, DType::F32)?;
     for (bi, (&oa, &ob)) in offs_a.iter().zip(&offs_b).enumerate() {
-        let part = gemm(cu, m, n, k, false, 1, (0, 0), b.ptr() + 4 * ob as u64, a.ptr() + 4 * oa as u64, None, vec![m, n])?;
+        let part = gemm(cu, m, n, k, false, 1, (0, 0), b.ptr() + 4 * ob as u64, a.ptr() + 4 * oa as u64, None, vec![m, n], DType::F32)?;
         cu.copy_dtod(out.ptr() + (4 * bi * m * n) as u64, part.ptr(), 4 * m * n)?;
     }
     Ok(out)

@@ -51,11 +51,7 @@ use kernels::Kernel;
 
 /// Bytes per element of a dtype, as the CUDA backend stores it (bool: one byte, 0 or 1).
 pub(crate) fn dtype_size(d: DType) -> usize {
-    match d {
-        DType::F32 => 4,
-        DType::I64 => 8,
-        DType::Bool => 1,
-    }
+    crate::precision::stored_size(d)
 }
 
 struct DevMem {
@@ -421,6 +417,7 @@ impl Backend for Cuda {
             DType::F32 => Data::F32(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
             DType::I64 => Data::I64(bytes.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()),
             DType::Bool => Data::Bool(bytes.iter().map(|&x| x != 0).collect()),
+            d @ (DType::Bf16 | DType::F16) => Data::F32(crate::precision::decode(d, &bytes)),
         };
         Ok(Tensor { shape: b.shape.clone(), data })
     }

@@ -137,7 +137,7 @@ fn cases() -> Vec<Case> {
     add("rms_norm scalar scale", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: 0 }), vec![Some(t(&mut g, &[2, 3, 4])), Some(Tensor::f32(vec![], vec![2.0]))], none());
     add("rms_norm bad scale", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: -1 }), vec![Some(t(&mut g, &[2, 3, 4])), Some(t(&mut g, &[3]))], none());
     for tw in [false, true] {
-        let op = Op::Linear(Linear { transpose_w: tw });
+        let op = Op::Linear(Linear { transpose_w: tw, ..Default::default() });
         let w = if tw { t(&mut g, &[7, 5]) } else { t(&mut g, &[5, 7]) };
         add(&format!("linear tw={tw} bias"), op.clone(), vec![Some(t(&mut g, &[2, 3, 5])), Some(w.clone()), Some(t(&mut g, &[7]))], none());
         add(&format!("linear tw={tw}"), op.clone(), vec![Some(t(&mut g, &[1, 1, 5])), Some(w.clone()), None], none());
@@ -145,8 +145,8 @@ fn cases() -> Vec<Case> {
         add(&format!("linear tw={tw} big"), op.clone(), vec![Some(t(&mut g, &[33, 260])), Some(wb), Some(t(&mut g, &[300]))], none());
         add(&format!("linear tw={tw} bad bias"), op, vec![Some(t(&mut g, &[2, 5])), Some(w), Some(t(&mut g, &[5]))], none());
     }
-    add("linear k=0", Op::Linear(Linear { transpose_w: false }), vec![Some(Tensor::f32(vec![2, 0], vec![])), Some(Tensor::f32(vec![0, 3], vec![])), Some(t(&mut g, &[3]))], none());
-    add("linear m=0", Op::Linear(Linear { transpose_w: false }), vec![Some(Tensor::f32(vec![0, 4], vec![])), Some(t(&mut g, &[4, 3])), None], none());
+    add("linear k=0", Op::Linear(Linear { transpose_w: false, ..Default::default() }), vec![Some(Tensor::f32(vec![2, 0], vec![])), Some(Tensor::f32(vec![0, 3], vec![])), Some(t(&mut g, &[3]))], none());
+    add("linear m=0", Op::Linear(Linear { transpose_w: false, ..Default::default() }), vec![Some(Tensor::f32(vec![0, 4], vec![])), Some(t(&mut g, &[4, 3])), None], none());
     for (sa, sb) in [
         (vec![2, 1, 3, 4], vec![5, 4, 2]),
         (vec![4], vec![4]),

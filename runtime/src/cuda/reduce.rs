@@ -35,7 +35,7 @@ pub(crate) fn reduce(cu: &Cuda, x: &CudaBuf, kind: ReduceKind, axes: &[i64], kee
     let ty = match x.dtype {
         DType::F32 => Ty::F32,
         DType::I64 => Ty::I64,
-        DType::Bool => op_bail!("{op}: bool input is not supported"),
+        d => op_bail!("{op}: {d:?} input is not supported"),
     };
     let count: usize = (0..r).filter(|&d| reduced[d]).map(|d| x.shape[d]).product();
     if ty == Ty::I64 && kind == ReduceKind::Mean && count == 0 {

@@ -76,7 +76,7 @@ pub(crate) fn compare(cu: &Cuda, a: &CudaBuf, b: Option<&CudaBuf>, kind: Compare
         _ if logic => op_bail!("{op}: operands must be bool"),
         DType::F32 => Ty::F32,
         DType::I64 => Ty::I64,
-        DType::Bool => op_bail!("{op}: {:?} operands are not supported", a.dtype),
+        d => op_bail!("{op}: {d:?} operands are not supported"),
     };
     let shape = broadcast_shape(&op, &a.shape, &b.shape)?;
     let p = bcast(&op, &shape, &[&a.shape, &b.shape])?;
