@@ -6,7 +6,8 @@ dtype with LT2C_CUDA_PROFILE=1 (every op synchronised): a long prompt with one n
 (prefill) and a short prompt with many new tokens (decode). Prints the profiles and the JSON
 timings; writes them to $OUT/profile_big.txt.
 
-    python3 scripts/profile_big.py [--model lt2_full_gdn] [--dtypes fp32,bf16] [--prompt 1024]
+    python3 scripts/profile_big.py [--model lt2_full_gdn] [--dtypes fp32,bf16]
+        [--cases 1024:1:1,16:33:1]   # prompt:new_tokens:profile(0|1), one generate each
 """
 
 import argparse
@@ -47,7 +48,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="lt2_full_gdn")
     ap.add_argument("--dtypes", default="fp32,bf16")
-    ap.add_argument("--prompt", type=int, default=1024)
+    ap.add_argument("--cases", default="1024:1:0,1024:1:1,16:33:0,16:33:1")
     ap.add_argument("--lt2c", default=str(REPO / "target" / "release" / "lt2c"))
     a = ap.parse_args()
     import onnx
@@ -75,13 +76,15 @@ def main():
         print(log[-1], flush=True)
         if r.returncode:
             continue
-        for what, plen, new in (("prefill", a.prompt, 1), ("decode", 16, 33)):
+        for case in a.cases.split(","):
+            plen, new, prof = (int(x) for x in case.split(":"))
+            what = "prefill" if new == 1 else "decode"
             ids = ",".join(map(str, g.integers(0, cfg.vocab, plen).tolist()))
-            for prof in ("0", "1"):
-                env = dict(os.environ, LT2C_CUDA_PROFILE=prof)
+            if True:
+                env = dict(os.environ, LT2C_CUDA_PROFILE=str(prof))
                 r = subprocess.run([a.lt2c, "generate", mb, "--prompt-ids", ids, "--max-new-tokens", str(new), "--json",
                                     "--device", "cuda", "--max-context", str(plen + new + 8)], capture_output=True, text=True, env=env)
-                tail = r.stderr.strip() if prof == "1" else ""
+                tail = r.stderr.strip() if prof else ""
                 log.append(f"-- {dt} {what} (prompt {plen}, {new} new, profile={prof}) rc={r.returncode}: {r.stdout.strip()[-400:]}\n{tail[-3000:]}")
                 print(log[-1], flush=True)
     (out / "profile_big.txt").write_text("\n".join(log) + "\n")

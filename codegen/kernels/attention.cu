@@ -120,3 +120,100 @@ extern "C" __global__ void lt2_attention_f32(const float* q, const float* k, con
         if (d < DC) orow[d] = acc[c] * inv;
     }
 }
+
+// ---- Decode: one query row per (batch, head), split over the keys ("flash decoding") ----
+// With Lq = 1 the tiled kernel above has one block per head: too few for a long cache. Here
+// block (s, h, b) of ATT_SPLIT_WARPS warps takes keys [lo + s*chunk, +chunk) of the visible range;
+// warp w takes every ATT_SPLIT_WARPS-th of them; lanes split the D dims of each score (then a
+// warp sum) and own value columns lane, lane + 32, ... The block writes its running max, its
+// sum of exp and its unnormalised output to part[b][h][s] = (m, l, acc[DV]);
+// lt2_attention_combine_f32 merges the splits. No mask: the wrapper uses the tiled kernel then.
+#define ATT_SPLIT_WARPS 4
+
+// Dynamic shared memory: accumulators [ATT_SPLIT_WARPS][DV], then q [D].
+extern "C" __global__ void lt2_attention_split_f32(const float* q, const float* k, const float* v, float* part, AttnParams p, int chunk, int splits) {
+    __shared__ float red_m[ATT_SPLIT_WARPS], red_l[ATT_SPLIT_WARPS];
+    extern __shared__ float sm[];
+    const int lane = threadIdx.x, w = threadIdx.y;
+    const int s = blockIdx.x, h = blockIdx.y, b = blockIdx.z, hk = h / (p.HQ / p.HKV);
+    const int D = p.D, DV = p.DV;
+    float* accs = sm;
+    float* qs = sm + ATT_SPLIT_WARPS * DV;
+    for (int x = w * 32 + lane; x < D; x += 32 * ATT_SPLIT_WARPS) qs[x] = q[((i64)b * p.HQ + h) * D + x];
+    __syncthreads();
+    i64 lo, n;
+    attn_range(p, 0, &lo, &n);
+    const i64 j_begin = lo + (i64)s * chunk, j_end = min(j_begin + (i64)chunk, n);
+    float acc[ATT_MAX_DV_PER_LANE];
+#pragma unroll
+    for (int c = 0; c < ATT_MAX_DV_PER_LANE; ++c) acc[c] = 0.0f;
+    float m = -LT2_INF, l = 0.0f;
+    for (i64 j = j_begin + w; j < j_end; j += ATT_SPLIT_WARPS) {
+        const float* kr = k + ((b * (i64)p.LK + j) * p.HKV + hk) * D;
+        float dot = 0.0f;
+        for (int x = lane; x < D; x += 32) dot += qs[x] * kr[x];
+        const float sc = p.scale * lt2_warp_sum(dot);
+        const float mnew = fmaxf(m, sc);
+        const float corr = expf(m - mnew);  // m = -inf at first: 0
+        const float pj = expf(sc - mnew);
+        l = l * corr + pj;
+        const float* vr = v + ((b * (i64)p.LK + j) * p.HKV + hk) * DV;
+#pragma unroll
+        for (int c = 0; c < ATT_MAX_DV_PER_LANE; ++c) {
+            int d = lane + 32 * c;
+            if (d < DV) acc[c] = acc[c] * corr + pj * vr[d];
+        }
+        m = mnew;
+    }
+    if (lane == 0) {
+        red_m[w] = m;
+        red_l[w] = l;
+    }
+    __syncthreads();
+    float M = -LT2_INF;
+    for (int x = 0; x < ATT_SPLIT_WARPS; ++x) M = fmaxf(M, red_m[x]);
+    const float f = m == -LT2_INF ? 0.0f : expf(m - M);
+#pragma unroll
+    for (int c = 0; c < ATT_MAX_DV_PER_LANE; ++c) {
+        int d = lane + 32 * c;
+        if (d < DV) accs[w * DV + d] = acc[c] * f;
+    }
+    __syncthreads();
+    if (w != 0) return;
+    float L = 0.0f;
+    for (int x = 0; x < ATT_SPLIT_WARPS; ++x) L += red_m[x] == -LT2_INF ? 0.0f : red_l[x] * expf(red_m[x] - M);
+    float* pr = part + (((i64)b * p.HQ + h) * splits + s) * (DV + 2);
+    if (lane == 0) {
+        pr[0] = M;
+        pr[1] = L;
+    }
+    for (int d = lane; d < DV; d += 32) {
+        float a = 0.0f;
+        for (int x = 0; x < ATT_SPLIT_WARPS; ++x) a += accs[x * DV + d];
+        pr[2 + d] = a;
+    }
+}
+
+// Merges the splits of lt2_attention_split_f32: out[b][h] = sum_s e^(m_s - M) acc_s / sum_s
+// e^(m_s - M) l_s (zeros when no split saw a key). Grid (HQ, B).
+extern "C" __global__ void lt2_attention_combine_f32(const float* part, float* out, int splits, int DV) {
+    const int h = blockIdx.x, b = blockIdx.y, HQ = gridDim.x;
+    const float* pr = part + ((i64)b * HQ + h) * splits * (DV + 2);
+    float M = -LT2_INF;
+    for (int s = 0; s < splits; ++s) M = fmaxf(M, pr[s * (DV + 2)]);
+    float L = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+        float ms = pr[s * (DV + 2)];
+        if (ms != -LT2_INF) L += pr[s * (DV + 2) + 1] * expf(ms - M);
+    }
+    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+    float* orow = out + ((i64)b * HQ + h) * DV;
+    for (int d = threadIdx.x; d < DV; d += blockDim.x) {
+        float a = 0.0f;
+        for (int s = 0; s < splits; ++s) {
+            float ms = pr[s * (DV + 2)];
+            if (ms != -LT2_INF) a += pr[s * (DV + 2) + 2 + d] * expf(ms - M);
+        }
+        orow[d] = a * inv;
+    }
+}

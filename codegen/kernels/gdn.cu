@@ -9,6 +9,7 @@
 #include "common.cuh"
 
 #define GDN_ROWS 32
+#define GDN_QPF 8  // query values per thread held for the next token (group * DK <= 8 * threads)
 
 struct GdnParams {
     int B, T, HQ, HKV, DK, DV;
@@ -16,6 +17,33 @@ struct GdnParams {
     float scale;
     int pad;
 };
+
+// Token t+1's k, exp(g), q, v and beta are loaded into registers while token t is computed
+// (the recurrence is latency bound: one token after another), then stored to shared memory.
+// The wrapper launches at least DK threads per block, so each thread holds at most one k / g.
+struct GdnNext {
+    float k, e, v, beta;
+    float q[GDN_QPF];
+};
+
+__device__ __forceinline__ void gdn_load(const float* q, const float* k, const float* v, const float* g, const float* beta, const GdnParams& p,
+                                         int b, int h, int t, int tid, int nthreads, int col, bool has_col, GdnNext* x) {
+    const int group = p.HQ / p.HKV;
+    const i64 bt = (i64)b * p.T + t;
+    if (tid < p.DK) {
+        x->k = k[(bt * p.HKV + h) * p.DK + tid];
+        float gv = 0.0f;
+        if (p.gated) gv = p.g_per_dim ? g[(bt * p.HKV + h) * p.DK + tid] : g[bt * p.HKV + h];
+        x->e = expf(gv);
+    }
+#pragma unroll
+    for (int r = 0; r < GDN_QPF; ++r) {
+        int i = tid + r * nthreads;
+        if (i < group * p.DK) x->q[r] = q[(bt * p.HQ + h * group) * p.DK + i];
+    }
+    x->v = has_col ? v[(bt * p.HKV + h) * p.DV + col] : 0.0f;
+    x->beta = p.delta ? (p.beta_per_head ? beta[bt * p.HKV + h] : beta[bt]) : 0.0f;
+}
 
 // Shared memory: k [DK], exp(g) [DK], q [group * DK], partial sums [blockDim.y * blockDim.x].
 extern "C" __global__ void lt2_gdn_f32(const float* q, const float* k, const float* v, const float* state_in, const float* g,
@@ -40,17 +68,23 @@ extern "C" __global__ void lt2_gdn_f32(const float* q, const float* k, const flo
         s[ii] = (has_col && row < p.DK && state_in) ? state_in[sbase + (i64)row * p.DV + col] : 0.0f;
     }
 
+    GdnNext nx_;
+    if (p.T > 0) gdn_load(q, k, v, g, beta, p, b, h, 0, tid, nthreads, col, has_col, &nx_);
     for (int t = 0; t < p.T; ++t) {
         const i64 bt = (i64)b * p.T + t;
         __syncthreads();  // the previous token's readers of ks / es / qs are done
-        for (int i = tid; i < p.DK; i += nthreads) {
-            ks[i] = k[(bt * p.HKV + h) * p.DK + i];
-            float gv = 0.0f;
-            if (p.gated) gv = p.g_per_dim ? g[(bt * p.HKV + h) * p.DK + i] : g[bt * p.HKV + h];
-            es[i] = expf(gv);
+        if (tid < p.DK) {
+            ks[tid] = nx_.k;
+            es[tid] = nx_.e;
         }
-        for (int i = tid; i < group * p.DK; i += nthreads) qs[i] = q[(bt * p.HQ + h * group) * p.DK + i];
+#pragma unroll
+        for (int r = 0; r < GDN_QPF; ++r) {
+            int i = tid + r * nthreads;
+            if (i < group * p.DK) qs[i] = nx_.q[r];
+        }
+        const float vj = nx_.v, bt_beta = nx_.beta;
         __syncthreads();
+        if (t + 1 < p.T) gdn_load(q, k, v, g, beta, p, b, h, t + 1, tid, nthreads, col, has_col, &nx_);
 
         if (p.gated) {
 #pragma unroll
@@ -59,7 +93,6 @@ extern "C" __global__ void lt2_gdn_f32(const float* q, const float* k, const flo
                 if (row < p.DK) s[ii] *= es[row];
             }
         }
-        float vj = has_col ? v[(bt * p.HKV + h) * p.DV + col] : 0.0f;
         float u = vj;
         if (p.delta) {
             float part = 0.0f;
@@ -72,7 +105,6 @@ extern "C" __global__ void lt2_gdn_f32(const float* q, const float* k, const flo
             __syncthreads();
             float sk = 0.0f;
             for (int r = 0; r < ny; ++r) sk += red[r * nx + tx];
-            float bt_beta = p.beta_per_head ? beta[bt * p.HKV + h] : beta[bt];
             u = bt_beta * (vj - sk);
             __syncthreads();  // red is reused below
         }

@@ -87,6 +87,9 @@ pub(crate) fn attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], mask: Option<&CudaB
         dvc: 0,
         pad: 0,
     };
+    if lq == 1 && mask.is_none() && dv <= DV_PER_LAUNCH && lk >= 2 * SPLIT_MIN_KEYS {
+        return decode_split(cu, [q, k, v], out, p, nb, q_heads, lk, d, dv);
+    }
     for dv0 in (0..dv).step_by(DV_PER_LAUNCH) {
         let dvc = DV_PER_LAUNCH.min(dv - dv0);
         (p.dv0, p.dvc) = (dv0 as i32, dvc as i32);
@@ -94,5 +97,28 @@ pub(crate) fn attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], mask: Option<&CudaB
         let cfg = LaunchConfig { grid_dim: (lq.div_ceil(rows) as u32, q_heads as u32, nb as u32), block_dim: (32, rows as u32, 1), shared_mem_bytes: smem as u32 };
         launch!(cu, Kernel::Attention, cfg, q.ptr(), k.ptr(), v.ptr(), out.ptr(), p)?;
     }
+    Ok(out)
+}
+
+/// Fewest keys a split of the decode kernel takes; warps of a split block (attention.cu
+/// ATT_SPLIT_WARPS); blocks the decode kernel aims for (a few per SM of an H100).
+const SPLIT_MIN_KEYS: usize = 64;
+const SPLIT_WARPS: usize = 4;
+const SPLIT_TARGET_BLOCKS: usize = 512;
+
+/// One query per (batch, head) over a long cache: the keys split across blocks, then merged
+/// (attention.cu `lt2_attention_split_f32` / `lt2_attention_combine_f32`).
+#[allow(clippy::too_many_arguments)]
+fn decode_split(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], out: CudaBuf, mut p: AttnParams, nb: usize, q_heads: usize, lk: usize, d: usize, dv: usize) -> Result<CudaBuf, OpError> {
+    let heads = nb * q_heads;
+    let splits = lk.div_ceil(SPLIT_MIN_KEYS).min(SPLIT_TARGET_BLOCKS.div_ceil(heads)).max(1);
+    let chunk = lk.div_ceil(splits);
+    let part = cu.alloc(vec![heads * splits * (dv + 2)], DType::F32)?;
+    (p.dv0, p.dvc) = (0, dv as i32);
+    let smem = (SPLIT_WARPS * dv + d) * 4;
+    let cfg = LaunchConfig { grid_dim: (splits as u32, q_heads as u32, nb as u32), block_dim: (32, SPLIT_WARPS as u32, 1), shared_mem_bytes: smem as u32 };
+    launch!(cu, Kernel::AttentionSplit, cfg, q.ptr(), k.ptr(), v.ptr(), part.ptr(), p, chunk as i32, splits as i32)?;
+    let cfg = LaunchConfig { grid_dim: (q_heads as u32, nb as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+    launch!(cu, Kernel::AttentionCombine, cfg, part.ptr(), out.ptr(), splits as i32, dv as i32)?;
     Ok(out)
 }

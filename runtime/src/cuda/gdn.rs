@@ -14,6 +14,9 @@ use super::{device_repr, expect_f32, launch, Cuda, CudaBuf};
 /// State rows each thread keeps in registers (gdn.cu GDN_ROWS).
 const ROWS: usize = 32;
 
+/// gdn.cu GDN_QPF: query values per thread the kernel prefetches.
+const QPF: usize = 8;
+
 /// gdn.cu `GdnParams`.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -68,8 +71,14 @@ pub(crate) fn linear_attention(
     if groups > 32 {
         op_bail!("{op}: key dim {dk} is more than the CUDA kernel's {} rows", 32 * ROWS);
     }
-    let cols = (256 / groups).clamp(1, dv.next_multiple_of(32).min(1024 / groups));
+    // One warp of columns per block: more blocks run the (sequential) token loop side by side.
+    // The kernel holds each thread's share of the next token's k / g (one value: threads >= DK)
+    // and q (GDN_QPF values) in registers.
+    let cols = 32;
     let group = q_heads / kv_heads;
+    if group * dk > QPF * cols * groups {
+        op_bail!("{op}: {group} query heads per key head of {dk} dims are more than the CUDA kernel holds ({QPF} per thread)");
+    }
     let smem = (2 * dk + group * dk + groups * cols) * 4;
     let cfg = LaunchConfig { grid_dim: ((nb * kv_heads) as u32, dv.div_ceil(cols) as u32, 1), block_dim: (cols as u32, groups as u32, 1), shared_mem_bytes: smem as u32 };
     let p = GdnParams {

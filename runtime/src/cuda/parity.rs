@@ -276,6 +276,12 @@ fn cases() -> Vec<Case> {
     add("attention dv300", att(1, 1, 0.0, false, -1, -1, false), ins, none());
     let ins = vec![Some(t(&mut g, &[2, 40, 2 * 16])), Some(t(&mut g, &[2, 40, 16])), Some(t(&mut g, &[2, 40, 600]))];
     add("attention dv600 gqa causal", att(2, 1, 0.0, true, -1, -1, false), ins, none());
+    // One query over a long cache: the split-over-keys decode kernel (GQA, windows, Dv not a
+    // multiple of 32, splits with no visible key).
+    for (lk, hq, hkv, wl, dv, causal) in [(1000, 4, 2, -1, 24, true), (300, 2, 2, 100, 128, true), (129, 8, 1, -1, 256, false), (2000, 2, 1, 10, 40, true)] {
+        let ins = vec![Some(t(&mut g, &[2, 1, hq as usize * 16])), Some(t(&mut g, &[2, lk, hkv as usize * 16])), Some(t(&mut g, &[2, lk, hkv as usize * dv]))];
+        add(&format!("attention split decode lk={lk} hq={hq} hkv={hkv} wl={wl} dv={dv}"), att(hq, hkv, 0.0, causal, wl, -1, false), ins, none());
+    }
     let mut fm = t(&mut g, &[1, 1, 5, 6]);
     if let Data::F32(x) = &mut fm.data {
         x[7] = f32::NEG_INFINITY;
