@@ -3,9 +3,10 @@
 # at most 540 s each (BENCH_BUDGET_S; under 9.5 min with the start-up), each with its own $OUT:
 #
 #   call 1:  BENCH_PART=1 BENCH_BUDGET_S=540 bash bench/run.sh
-#            = BENCH_ONLY="peaks kernels-lt2 e2e-lt2 e2e-dsa"                 (about 470 s)
+#            = BENCH_ONLY="peaks lt2c-tiny lt2c-big e2e-lt2"   (lt2c and PyTorch on LT2 Full+GDN
+#              1.3B in the same run)
 #   call 2:  BENCH_PART=2 BENCH_BUDGET_S=540 BENCH_MERGE=out/run1/results.jsonl bash bench/run.sh
-#            = BENCH_ONLY="peaks lt2c-tiny lt2c-big kernels-rest e2e-ouro"    (about 440 s)
+#            = BENCH_ONLY="peaks kernels-lt2 kernels-rest e2e-dsa e2e-ouro"
 #
 # carrying .whl, bench/.bin and, for call 2, out/run1 = call 1's $OUT copied into the working
 # tree (out/ is git-ignored: name it in the device call's carry list). Call 2's report then
@@ -33,8 +34,8 @@ RESERVE=25  # kept for the report
 export PYTHONUNBUFFERED=1 FLA_CACHE_RESULTS=1
 
 case "${BENCH_PART:-}" in
-  1) BENCH_ONLY="peaks kernels-lt2 e2e-lt2 e2e-dsa" ;;
-  2) BENCH_ONLY="peaks lt2c-tiny lt2c-big kernels-rest e2e-ouro" ;;
+  1) BENCH_ONLY="peaks lt2c-tiny lt2c-big e2e-lt2" ;;
+  2) BENCH_ONLY="peaks kernels-lt2 kernels-rest e2e-dsa e2e-ouro" ;;
   "") ;;
   *) echo "BENCH_PART must be 1 or 2"; exit 2 ;;
 esac
