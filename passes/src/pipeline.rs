@@ -5,6 +5,7 @@ use melior::ir::Module;
 
 use crate::canonicalize::Canonicalize;
 use crate::fuse_silu::FuseSilu;
+use crate::raise_l2_norm::RaiseL2Norm;
 use crate::raise_rms_norm::RaiseRmsNorm;
 use crate::hoist_loop_invariants::HoistLoopInvariants;
 use crate::matmul_weight_precision::MatmulWeightPrecision;
@@ -18,6 +19,8 @@ pub static PASSES: &[&(dyn Pass + Sync)] = &[
     // Pattern raising: decomposed norms become fused ops; needs constants visible (canonicalize
     // has merged duplicates) and leaves the dead chain for the next canonicalize.
     &RaiseRmsNorm,
+    // GDN's q/k L2 norms → lt2.rms_norm with a 1/sqrt(D) scale; same preconditions.
+    &RaiseL2Norm,
     &FuseSilu,
     // Moves weights out of loops; leaves duplicates behind for the next canonicalize.
     &HoistLoopInvariants,

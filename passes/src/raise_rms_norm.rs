@@ -15,18 +15,6 @@ use crate::{Pass, PassError};
 /// The raise-rms-norm pass.
 pub struct RaiseRmsNorm;
 
-fn def(v: mlir_sys::MlirValue, name: &str) -> Option<mlir_sys::MlirOperation> {
-    raw::defining_op(v).filter(|&d| raw::name(d) == name)
-}
-
-/// x when `v` is `pow(x, 2)` or `mul(x, x)`.
-fn square_of(v: mlir_sys::MlirValue) -> Option<mlir_sys::MlirValue> {
-    if let Some(p) = def(v, "lt2.pow") {
-        return (raw::const_scalar(raw::operand(p, 1)) == Some(2.0)).then(|| raw::operand(p, 0));
-    }
-    let m = def(v, "lt2.mul")?;
-    (raw::operand(m, 0).ptr == raw::operand(m, 1).ptr).then(|| raw::operand(m, 0))
-}
 
 impl Pass for RaiseRmsNorm {
     fn name(&self) -> &'static str {
@@ -43,25 +31,25 @@ impl Pass for RaiseRmsNorm {
             }
             // mul(div(...), w) in either order
             let (a, b) = (raw::operand(op, 0), raw::operand(op, 1));
-            let (div, w) = match (def(a, "lt2.div"), def(b, "lt2.div")) {
+            let (div, w) = match (raw::def(a, "lt2.div"), raw::def(b, "lt2.div")) {
                 (Some(d), _) => (d, b),
                 (_, Some(d)) => (d, a),
                 _ => continue,
             };
             let x = raw::operand(div, 0);
-            let Some(sqrt) = def(raw::operand(div, 1), "lt2.sqrt") else { continue };
-            let Some(add) = def(raw::operand(sqrt, 0), "lt2.add") else { continue };
+            let Some(sqrt) = raw::def(raw::operand(div, 1), "lt2.sqrt") else { continue };
+            let Some(add) = raw::def(raw::operand(sqrt, 0), "lt2.add") else { continue };
             let (mean_v, eps) = match (raw::const_scalar(raw::operand(add, 1)), raw::const_scalar(raw::operand(add, 0))) {
                 (Some(e), _) => (raw::operand(add, 0), e),
                 (_, Some(e)) => (raw::operand(add, 1), e),
                 _ => continue,
             };
-            let Some(mean) = def(mean_v, "lt2.reduce_mean") else { continue };
+            let Some(mean) = raw::def(mean_v, "lt2.reduce_mean") else { continue };
             let Some(rank) = raw::rank(x) else { continue };
             if raw::i64s_attr(mean, "axes") != Some(vec![rank as i64 - 1]) {
                 continue;
             }
-            if square_of(raw::operand(mean, 0)).map(|v| v.ptr) != Some(x.ptr) {
+            if raw::square_of(raw::operand(mean, 0)).map(|v| v.ptr) != Some(x.ptr) {
                 continue;
             }
             // The scale must broadcast along the normalised axis only: rank 1.

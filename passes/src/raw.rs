@@ -241,3 +241,17 @@ pub fn rank(v: MlirValue) -> Option<usize> {
         (mlir_sys::mlirTypeIsARankedTensor(t)).then(|| mlir_sys::mlirShapedTypeGetRank(t) as usize)
     }
 }
+
+/// The op defining `v` when it is named `name`.
+pub fn def(v: MlirValue, name: &str) -> Option<MlirOperation> {
+    defining_op(v).filter(|&d| self::name(d) == name)
+}
+
+/// x when `v` is `pow(x, 2)` or `mul(x, x)` (the squares of decomposed norms).
+pub fn square_of(v: MlirValue) -> Option<MlirValue> {
+    if let Some(p) = def(v, "lt2.pow") {
+        return (const_scalar(operand(p, 1)) == Some(2.0)).then(|| operand(p, 0));
+    }
+    let m = def(v, "lt2.mul")?;
+    (operand(m, 0).ptr == operand(m, 1).ptr).then(|| operand(m, 0))
+}

@@ -24,6 +24,7 @@ pub mod kernels;
 pub mod libs;
 mod linalg;
 mod norm;
+mod pool;
 #[cfg(test)]
 mod parity;
 pub mod nvrtc;
@@ -54,10 +55,7 @@ pub(crate) fn dtype_size(d: DType) -> usize {
     crate::precision::stored_size(d)
 }
 
-struct DevMem {
-    _slice: CudaSlice<u8>,
-    ptr: u64,
-}
+use pool::{DevMem, Pool};
 
 /// A tensor in device memory: contiguous, row-major.
 #[derive(Clone)]
@@ -107,7 +105,12 @@ pub struct Cuda {
     scalars: RefCell<HashMap<i64, CudaBuf>>,
     /// Per op kind: (calls, milliseconds), when LT2C_CUDA_PROFILE is set.
     profile: Option<RefCell<HashMap<String, (u64, f64)>>>,
+    /// Freed activation buffers kept for reuse (`pool.rs`).
+    pool: Rc<RefCell<Pool>>,
 }
+
+/// Most bytes of freed activations the pool keeps.
+const POOL_LIMIT: usize = 4 << 30;
 
 /// The kernels' functions and where their modules came from (`prebuilt::describe`).
 struct LoadedKernels {
@@ -183,7 +186,7 @@ impl Cuda {
         let err = stream.alloc_zeros::<i64>(4).map_err(|e| dev_err(drv("allocating the error word", e)))?;
         let err_ptr = err.device_ptr(&stream).0;
         let profile = std::env::var_os("LT2C_CUDA_PROFILE").filter(|v| v != "0").map(|_| RefCell::new(HashMap::new()));
-        Ok(Cuda { ctx, stream, cc, kernels: OnceCell::new(), blas, err, err_ptr, description, scalars: RefCell::new(HashMap::new()), profile })
+        Ok(Cuda { ctx, stream, cc, kernels: OnceCell::new(), blas, err, err_ptr, description, scalars: RefCell::new(HashMap::new()), profile, pool: Pool::new(POOL_LIMIT) })
     }
 
     /// Loads the kernels for this device: per kernel file, the cubin or PTX that `file` carries
@@ -251,11 +254,29 @@ impl Cuda {
 
     /// A new uninitialised buffer.
     pub(crate) fn alloc(&self, shape: Vec<usize>, dtype: DType) -> Result<CudaBuf, OpError> {
+        self.alloc_in(shape, dtype, true)
+    }
+
+    /// A new buffer; `pooled`: from and back to the pool (activations), else exactly sized
+    /// driver memory (weights).
+    fn alloc_in(&self, shape: Vec<usize>, dtype: DType, pooled: bool) -> Result<CudaBuf, OpError> {
         let bytes = shape.iter().product::<usize>() * dtype_size(dtype);
-        // SAFETY: every kernel writes all of its output before it is read.
-        let slice = unsafe { self.stream.alloc::<u8>(bytes.max(1)) }.map_err(|e| OpError::new(drv(&format!("allocating {bytes} bytes"), e)))?;
+        let class = if pooled { Pool::class(bytes) } else { bytes.max(1) };
+        let reused = if pooled { self.pool.borrow_mut().take(class) } else { None };
+        let slice = match reused {
+            Some(s) => s,
+            // SAFETY: every kernel writes all of its output before it is read.
+            None => match unsafe { self.stream.alloc::<u8>(class) } {
+                Ok(s) => s,
+                Err(_) => {
+                    // Out of memory, maybe because the pool holds it: give it back and retry.
+                    self.pool.borrow_mut().release();
+                    unsafe { self.stream.alloc::<u8>(class) }.map_err(|e| OpError::new(drv(&format!("allocating {bytes} bytes"), e)))?
+                }
+            },
+        };
         let ptr = slice.device_ptr(&self.stream).0;
-        Ok(CudaBuf { mem: Rc::new(DevMem { _slice: slice, ptr }), shape, dtype })
+        Ok(CudaBuf { mem: Rc::new(DevMem::new(slice, ptr, class, pooled.then(|| self.pool.clone()))), shape, dtype })
     }
 
     /// A new zero-filled buffer.
@@ -308,8 +329,8 @@ impl Cuda {
         }
     }
 
-    fn upload_bytes(&self, bytes: &[u8], shape: Vec<usize>, dtype: DType) -> Result<CudaBuf, OpError> {
-        let b = self.alloc(shape, dtype)?;
+    fn upload_bytes(&self, bytes: &[u8], shape: Vec<usize>, dtype: DType, pooled: bool) -> Result<CudaBuf, OpError> {
+        let b = self.alloc_in(shape, dtype, pooled)?;
         if !bytes.is_empty() {
             // SAFETY: the allocation holds at least `bytes.len()` bytes; pageable host memory is
             // staged by the driver before the call returns.
@@ -368,7 +389,7 @@ impl Backend for Cuda {
             let Some(dtype) = dtype.filter(|_| fits) else {
                 return Err(RuntimeError::Corrupt(format!("weight `{}`: dtype {} with {} bytes does not fit shape {:?}", w.name, w.dtype, bytes.len(), shape)));
             };
-            let b = self.upload_bytes(bytes, shape, dtype).map_err(|e| RuntimeError::Device { device: "cuda".into(), reason: format!("weight `{}`: {e}", w.name) })?;
+            let b = self.upload_bytes(bytes, shape, dtype, false).map_err(|e| RuntimeError::Device { device: "cuda".into(), reason: format!("weight `{}`: {e}", w.name) })?;
             weights.push(b);
         }
         self.synchronize().map_err(|e| RuntimeError::Device { device: "cuda".into(), reason: e.0 })?;
@@ -393,7 +414,7 @@ impl Backend for Cuda {
             }
             b
         } else {
-            self.upload_bytes(&bytes, t.shape.clone(), t.dtype())?
+            self.upload_bytes(&bytes, t.shape.clone(), t.dtype(), true)?
         };
         if let Some(v) = scalar {
             let mut cache = self.scalars.borrow_mut();

@@ -19,7 +19,7 @@ pub(crate) fn softmax(cu: &Cuda, x: &CudaBuf, axis: i64) -> Result<CudaBuf, OpEr
     expect_f32("softmax", "x", x)?;
     let ax = norm_axis("softmax", axis, x.shape.len().max(1))?;
     if x.shape.is_empty() {
-        return cu.upload_bytes(&1f32.to_le_bytes(), vec![], DType::F32);
+        return cu.upload_bytes(&1f32.to_le_bytes(), vec![], DType::F32, true);
     }
     let n = x.shape[ax];
     let inner: usize = x.shape[ax + 1..].iter().product();
