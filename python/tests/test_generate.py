@@ -43,7 +43,8 @@ def test_greedy_generate_matches_numpy_oracle(tmp_path):
         check=True, capture_output=True, text=True,
     )
     out = json.loads(r.stdout)
-    assert set(out) == {"tokens", "prefill_ms", "decode_ms_per_token", "device"}
+    assert set(out) == {"tokens", "prefill_ms", "decode_ms_per_token", "decode_ms_steady", "device"}
+    assert out["decode_ms_steady"] > 0
     assert out["device"] == "cpu"
     want, want_logits = numpy_greedy(prompt, n)
     assert out["tokens"] == want
