@@ -116,3 +116,23 @@ fn equal_length_sequences_decode_as_one_batch() {
 fn w_len(rows: &[Vec<f32>]) -> usize {
     rows[0].len()
 }
+
+/// `prefill_last` (the LM head runs on the last position only) gives the last row of `prefill`.
+#[test]
+fn prefill_last_is_the_last_row_of_prefill() {
+    let bin = compile("lt2_tiny", "model.onnx", "last");
+    let model = CpuModel::new(ModelFile::open(&bin).unwrap()).unwrap();
+    let prompts: Vec<Vec<i64>> = vec![vec![4, 8, 15, 16, 23, 42], vec![1, 2, 3, 4, 5, 6], vec![9]];
+    let mut a = Session::new(&model, SessionOptions::default()).unwrap();
+    let mut b = Session::new(&model, SessionOptions::default()).unwrap();
+    let full = a.prefill(&prompts).unwrap();
+    let last = b.prefill_last(&prompts).unwrap();
+    for (f, l) in full.iter().zip(&last) {
+        let v = l.len();
+        let fl = f.as_f32().unwrap();
+        assert_eq!(fl.len() % v, 0);
+        assert!(rel_err(l, &fl[fl.len() - v..]) < 1e-6);
+    }
+    // The sessions continue identically.
+    assert!(rel_err(&a.decode(&[7, 7, 7]).unwrap()[1], &b.decode(&[7, 7, 7]).unwrap()[1]) < 1e-6);
+}

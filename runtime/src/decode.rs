@@ -25,6 +25,8 @@ pub struct RunState<T> {
     pub exit_threshold: f32,
     /// Loop iterations run and skipped by early exit so far.
     pub loop_iterations: LoopCounts,
+    /// Only the last position's logits are needed (generation): the LM head runs on it alone.
+    pub last_logits_only: bool,
     /// Caches that grow one entry per token (K/V, index keys, latents): slot -> window (-1: all).
     pub seq_slots: HashMap<u32, i64>,
 }
@@ -38,7 +40,7 @@ pub struct LoopCounts {
 
 impl<T> Default for RunState<T> {
     fn default() -> Self {
-        RunState { past: 0, caches: HashMap::new(), share_kv_across_loops: false, exit_threshold: 1.0, loop_iterations: LoopCounts::default(), seq_slots: HashMap::new() }
+        RunState { past: 0, caches: HashMap::new(), share_kv_across_loops: false, exit_threshold: 1.0, loop_iterations: LoopCounts::default(), last_logits_only: false, seq_slots: HashMap::new() }
     }
 }
 

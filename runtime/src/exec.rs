@@ -18,6 +18,10 @@ pub struct Model<B: Backend> {
     backend: B,
     file: ModelFile,
     weights: Vec<B::Buf>,
+    /// The entry graph's step that makes the logits (a Linear over [batch, seq, d]), when the
+    /// model is a language model: a session that needs only the last position's logits runs it
+    /// on that position alone (`RunState::last_logits_only`).
+    logits_step: Option<usize>,
 }
 
 /// The CPU reference backend's model.
@@ -45,7 +49,8 @@ impl<B: Backend> Model<B> {
             }
         }
         let weights = backend.load_weights(&file)?;
-        Ok(Model { backend, file, weights })
+        let logits_step = logits_step(&file.manifest);
+        Ok(Model { backend, file, weights, logits_step })
     }
 
     pub fn backend(&self) -> &B {
@@ -91,6 +96,7 @@ impl<B: Backend> Model<B> {
         for (&id, a) in g.inputs.iter().zip(args) {
             *slot(&mut vals, id, g)? = Some(a);
         }
+        let entry = iters.is_empty() && std::ptr::eq(g, &self.file.manifest.graphs[0]);
         for (si, step) in g.steps.iter().enumerate() {
             let err = |reason: String| RuntimeError::Step { step: si, op: op_name(step), origin: step.origin.clone(), reason };
             let op = step.op.as_ref().ok_or_else(|| err("step has no op (unknown to this runtime?)".into()))?;
@@ -101,6 +107,16 @@ impl<B: Backend> Model<B> {
                 } else {
                     let v = vals.get(i as usize).cloned().flatten().ok_or_else(|| err(format!("input value %{i} is not defined")))?;
                     ins.push(Some(v));
+                }
+            }
+            if entry && Some(si) == self.logits_step && state.as_deref().is_some_and(|s| s.last_logits_only) {
+                // Only the last position's logits are wanted: project that position alone.
+                if let Some(x) = ins.first_mut().and_then(|x| x.as_mut()) {
+                    let len = self.backend.shape(x).get(1).copied().unwrap_or(0) as i64;
+                    if len > 1 {
+                        let last = Op::Slice(crate::plan::Slice { axes: vec![1], starts: vec![len - 1], ends: vec![len], steps: vec![1] });
+                        *x = self.backend.run_op(&last, &[Some(x)], env).map_err(|e| err(e.0))?.remove(0);
+                    }
                 }
             }
             let outs: Vec<B::Buf> = match op {
@@ -253,4 +269,14 @@ fn constant_tensor(c: &crate::plan::Constant) -> Result<Tensor, String> {
         _ => return Err(format!("constant of dtype {} does not hold {n} values", c.dtype)),
     };
     Ok(Tensor { shape, data })
+}
+
+/// The entry graph's step producing the logits output, when it is a Linear over a rank-3
+/// activation (see `Model::logits_step`).
+fn logits_step(m: &crate::plan::Manifest) -> Option<usize> {
+    let d = m.decode.as_ref()?;
+    let k = m.outputs.iter().position(|o| o.name == d.logits_output)?;
+    let g = m.graphs.first()?;
+    let id = *g.outputs.get(k)?;
+    g.steps.iter().position(|s| s.outputs.first() == Some(&id) && matches!(s.op, Some(Op::Linear(_))))
 }

@@ -164,14 +164,16 @@ impl<'m, B: Backend> Session<'m, B> {
         let inputs = HashMap::from([(self.info.ids_input.clone(), Tensor::i64(vec![n, len], ids))]);
         let g = &mut self.groups[gi];
         g.state.past = have as i64;
+        g.state.last_logits_only = last_only;
         let outs = self.model.run_on_device(&inputs, Some(&mut g.state))?;
         g.len += len;
         let (_, logits) = outs.into_iter().find(|(k, _)| *k == self.info.logits_output).ok_or_else(|| RuntimeError::Corrupt("logits output missing".into()))?;
         let b = self.model.backend();
         let dev = |e: crate::error::OpError| RuntimeError::Device { device: b.name().into(), reason: e.0 };
         let rows = if last_only { 1 } else { len };
-        let logits = if last_only && len > 1 {
-            let last = Op::Slice(crate::plan::Slice { axes: vec![1], starts: vec![len as i64 - 1], ends: vec![len as i64], steps: vec![1] });
+        let have_rows = b.shape(&logits).get(1).copied().unwrap_or(0);
+        let logits = if last_only && have_rows > 1 {
+            let last = Op::Slice(crate::plan::Slice { axes: vec![1], starts: vec![have_rows as i64 - 1], ends: vec![have_rows as i64], steps: vec![1] });
             b.run_op(&last, &[Some(&logits)], &HashMap::new()).map_err(dev)?.remove(0)
         } else {
             logits
