@@ -133,8 +133,8 @@ struct GenerateArgs {
     /// How many tokens to generate.
     #[arg(long, default_value_t = 16)]
     max_new_tokens: usize,
-    /// Run this many copies of the prompt as one batch (throughput measurement); tokens,
-    /// logits and sampling are reported for the first.
+    /// Run this many copies of the prompt as one batch (throughput measurement): the first
+    /// copy samples, every copy is fed its tokens, and tokens and logits are reported for it.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     batch: u32,
     /// 0 = greedy.

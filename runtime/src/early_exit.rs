@@ -25,6 +25,7 @@ pub struct ExitTracker<T> {
 }
 
 impl<T: Clone> ExitTracker<T> {
+    /// A tracker for one loop run with `num_carried` carried values.
     pub fn new(threshold: f32, num_carried: usize) -> ExitTracker<T> {
         ExitTracker { threshold, tokens: None, survive: Vec::new(), exited: Vec::new(), selected: vec![None; num_carried] }
     }
