@@ -1,6 +1,7 @@
 //! The plan executor, shared by every backend: binds inputs, resolves dim symbols, walks the
 //! steps of a graph (recursing into loop bodies) and returns the outputs.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::backend::Backend;
@@ -22,6 +23,10 @@ pub struct Model<B: Backend> {
     /// model is a language model: a session that needs only the last position's logits runs it
     /// on that position alone (`RunState::last_logits_only`).
     logits_step: Option<usize>,
+    /// Constants already on the device, by (graph address, step): a constant inside a loop body
+    /// would otherwise be uploaded again every iteration of every run (buffers are never written
+    /// after they are produced, so one copy serves all).
+    constants: RefCell<HashMap<(usize, usize), B::Buf>>,
 }
 
 /// The CPU reference backend's model.
@@ -50,7 +55,7 @@ impl<B: Backend> Model<B> {
         }
         let weights = backend.load_weights(&file)?;
         let logits_step = logits_step(&file.manifest);
-        Ok(Model { backend, file, weights, logits_step })
+        Ok(Model { backend, file, weights, logits_step, constants: RefCell::new(HashMap::new()) })
     }
 
     pub fn backend(&self) -> &B {
@@ -121,7 +126,18 @@ impl<B: Backend> Model<B> {
             }
             let outs: Vec<B::Buf> = match op {
                 Op::Weight(w) => vec![self.weights.get(w.index as usize).cloned().ok_or_else(|| err(format!("no weight #{}", w.index)))?],
-                Op::Constant(c) => vec![self.backend.upload(&constant_tensor(c).map_err(err)?).map_err(|e| err(e.0))?],
+                Op::Constant(c) => {
+                    let key = (g as *const Graph as usize, si);
+                    let cached = self.constants.borrow().get(&key).cloned();
+                    match cached {
+                        Some(b) => vec![b],
+                        None => {
+                            let b = self.backend.upload(&constant_tensor(c).map_err(err)?).map_err(|e| err(e.0))?;
+                            self.constants.borrow_mut().insert(key, b.clone());
+                            vec![b]
+                        }
+                    }
+                }
                 Op::Loop(l) => {
                     let body = self.file.manifest.graphs.get(l.body as usize).ok_or_else(|| err(format!("no graph #{}", l.body)))?;
                     let nc = l.num_carried as usize;
