@@ -24,8 +24,24 @@ struct AttnParams {
     int dv0;        // first value column of this launch
     i64 ms[4];      // mask strides over (b, h, i, j)
     int dvc;        // value columns of this launch (<= 32 * ATT_MAX_DV_PER_LANE)
-    int pad;
+    int rnd;        // q, k, v rounded to bf16 (1) or fp16 (2) as they load (`--dtype`); 0: fp32
 };
+
+// A q / k / v element as the products read it: rounded to the model's operand type (the CPU
+// backend rounds the same way), else as stored.
+__device__ __forceinline__ float att_ld(const float* x, i64 i, int rnd) {
+    float v = x[i];
+    if (rnd == 1) {
+        unsigned short h;
+        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));
+        v = __uint_as_float((u32)h << 16);
+    } else if (rnd == 2) {
+        unsigned short h;
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+        asm("cvt.f32.f16 %0, %1;" : "=f"(v) : "h"(h));
+    }
+    return v;
+}
 
 // The visible key range [lo, n) of query i.
 __device__ __forceinline__ void attn_range(const AttnParams& p, i64 i, i64* lo, i64* n) {
@@ -57,7 +73,7 @@ extern "C" __global__ void lt2_attention_f32(const float* q, const float* k, con
 
     for (int x = tid; x < rows * D; x += nthreads) {
         i64 qi = i0 + x / D;
-        qs[x] = qi < p.LQ ? q[((b * (i64)p.LQ + qi) * p.HQ + h) * D + x % D] : 0.0f;
+        qs[x] = qi < p.LQ ? att_ld(q, ((b * (i64)p.LQ + qi) * p.HQ + h) * D + x % D, p.rnd) : 0.0f;
     }
     float acc[ATT_MAX_DV_PER_LANE];
 #pragma unroll
@@ -69,11 +85,11 @@ extern "C" __global__ void lt2_attention_f32(const float* q, const float* k, con
         __syncthreads();  // previous tile consumed (and q rows stored, on the first pass)
         for (int x = tid; x < ATT_TILE * D; x += nthreads) {
             i64 j = j0 + x / D;
-            kt[(x / D) * KS + x % D] = j < bhi ? k[((b * (i64)p.LK + j) * p.HKV + hk) * D + x % D] : 0.0f;
+            kt[(x / D) * KS + x % D] = j < bhi ? att_ld(k, ((b * (i64)p.LK + j) * p.HKV + hk) * D + x % D, p.rnd) : 0.0f;
         }
         for (int x = tid; x < ATT_TILE * DC; x += nthreads) {
             i64 j = j0 + x / DC;
-            vt[x] = j < bhi ? v[((b * (i64)p.LK + j) * p.HKV + hk) * DV + p.dv0 + x % DC] : 0.0f;
+            vt[x] = j < bhi ? att_ld(v, ((b * (i64)p.LK + j) * p.HKV + hk) * DV + p.dv0 + x % DC, p.rnd) : 0.0f;
         }
         __syncthreads();
         if (!active || j0 >= n || j0 + ATT_TILE <= lo) continue;  // warp-uniform
@@ -139,7 +155,7 @@ extern "C" __global__ void lt2_attention_split_f32(const float* q, const float* 
     const int D = p.D, DV = p.DV;
     float* accs = sm;
     float* qs = sm + ATT_SPLIT_WARPS * DV;
-    for (int x = w * 32 + lane; x < D; x += 32 * ATT_SPLIT_WARPS) qs[x] = q[((i64)b * p.HQ + h) * D + x];
+    for (int x = w * 32 + lane; x < D; x += 32 * ATT_SPLIT_WARPS) qs[x] = att_ld(q, ((i64)b * p.HQ + h) * D + x, p.rnd);
     __syncthreads();
     i64 lo, n;
     attn_range(p, 0, &lo, &n);
@@ -151,7 +167,7 @@ extern "C" __global__ void lt2_attention_split_f32(const float* q, const float* 
     for (i64 j = j_begin + w; j < j_end; j += ATT_SPLIT_WARPS) {
         const float* kr = k + ((b * (i64)p.LK + j) * p.HKV + hk) * D;
         float dot = 0.0f;
-        for (int x = lane; x < D; x += 32) dot += qs[x] * kr[x];
+        for (int x = lane; x < D; x += 32) dot += qs[x] * att_ld(kr, x, p.rnd);
         const float sc = p.scale * lt2_warp_sum(dot);
         const float mnew = fmaxf(m, sc);
         const float corr = expf(m - mnew);  // m = -inf at first: 0
@@ -161,7 +177,7 @@ extern "C" __global__ void lt2_attention_split_f32(const float* q, const float* 
 #pragma unroll
         for (int c = 0; c < ATT_MAX_DV_PER_LANE; ++c) {
             int d = lane + 32 * c;
-            if (d < DV) acc[c] = acc[c] * corr + pj * vr[d];
+            if (d < DV) acc[c] = acc[c] * corr + pj * att_ld(vr, d, p.rnd);
         }
         m = mnew;
     }
@@ -216,4 +232,392 @@ extern "C" __global__ void lt2_attention_combine_f32(const float* part, float* o
         }
         orow[d] = a * inv;
     }
+}
+
+// ---- Prefill: register-tiled flash attention (FlashAttention-2 order, fp32 on CUDA cores) ----
+// The kernel above gives one warp one query and reads q and k from shared memory for every
+// multiply-add: at 8K tokens it runs at a few percent of the FP32 peak. Here a block of 256
+// threads owns ATT_BQ = 64 queries of one (batch, head) and walks key tiles of ATT_BK = 64: thread
+// (ty, tx) of the 16 x 16 grid computes the 4 x 4 scores of rows ty*4.. and keys tx*4.. from
+// float4 loads of the transposed q / k tiles (16 multiply-adds per two loads), keeps the running
+// max and sum of its 4 rows (reduced over the 16 threads of a row by shuffles), stores the
+// probabilities transposed into shared memory (over the consumed k tile) and accumulates its
+// 4 rows x 8 value columns (tx*4.. and 64 + tx*4..) of the output. Value heads wider than
+// ATT_TDV columns take several launches (dv0, dvc), as above. D <= ATT_TD.
+#define ATT_BQ 64
+#define ATT_BK 64
+#define ATT_TS 68    // row stride of the transposed q / k / p tiles (BQ + 4: float4-aligned)
+#define ATT_TDV 128  // value columns per launch
+#define ATT_TD 128   // largest head dim
+
+// Dynamic shared memory: qs [D][ATT_TS], ks [D][ATT_TS] (ps [ATT_BK][ATT_TS] reuses it),
+// vs [ATT_BK][ATT_TDV].
+extern "C" __global__ void __launch_bounds__(256, 2)
+lt2_attention_tiled_f32(const float* q, const float* k, const float* v, float* out, AttnParams p) {
+    extern __shared__ __align__(16) float sm[];
+    const int D = p.D, DV = p.DV, DC = p.dvc;
+    float* qs = sm;
+    float* ks = qs + D * ATT_TS;
+    float* ps = ks;
+    float* vs = ks + max(D, ATT_BK) * ATT_TS;
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    const int h = blockIdx.y, b = blockIdx.z, hk = h / (p.HQ / p.HKV);
+    const i64 i0 = (i64)blockIdx.x * ATT_BQ;
+    const i64 rows_end = min(i0 + ATT_BQ, (i64)p.LQ);
+
+    i64 blo, bhi, tmp;
+    attn_range(p, i0, &blo, &tmp);
+    attn_range(p, rows_end - 1, &tmp, &bhi);
+    i64 lo[4], n[4];
+#pragma unroll
+    for (int a = 0; a < 4; ++a) {
+        i64 i = i0 + ty * 4 + a;
+        lo[a] = 0;
+        n[a] = 0;
+        if (i < p.LQ) attn_range(p, i, &lo[a], &n[a]);
+    }
+
+    for (int x = tid; x < ATT_BQ * D; x += 256) {
+        int r = x / D, d = x % D;
+        i64 qi = i0 + r;
+        qs[d * ATT_TS + r] = qi < p.LQ ? att_ld(q, ((b * (i64)p.LQ + qi) * p.HQ + h) * D + d, p.rnd) : 0.0f;
+    }
+    float acc[4][8];
+    float m[4], l[4];
+#pragma unroll
+    for (int a = 0; a < 4; ++a) {
+        m[a] = -LT2_INF;
+        l[a] = 0.0f;
+#pragma unroll
+        for (int c = 0; c < 8; ++c) acc[a][c] = 0.0f;
+    }
+    const bool two = DC > 64;  // the second group of 4 value columns per thread is in use
+
+    for (i64 j0 = blo; j0 < bhi; j0 += ATT_BK) {
+        __syncthreads();  // previous tile's ps / vs consumed
+        for (int x = tid; x < ATT_BK * D; x += 256) {
+            int r = x / D, d = x % D;
+            i64 j = j0 + r;
+            ks[d * ATT_TS + r] = j < bhi ? att_ld(k, ((b * (i64)p.LK + j) * p.HKV + hk) * D + d, p.rnd) : 0.0f;
+        }
+        for (int x = tid; x < ATT_BK * ATT_TDV; x += 256) {
+            int r = x / ATT_TDV, c = x % ATT_TDV;
+            i64 j = j0 + r;
+            vs[x] = (j < bhi && c < DC) ? att_ld(v, ((b * (i64)p.LK + j) * p.HKV + hk) * DV + p.dv0 + c, p.rnd) : 0.0f;
+        }
+        __syncthreads();
+        float s[4][4];
+#pragma unroll
+        for (int a = 0; a < 4; ++a)
+#pragma unroll
+            for (int c = 0; c < 4; ++c) s[a][c] = 0.0f;
+#pragma unroll 4
+        for (int d = 0; d < D; ++d) {
+            const float4 qa = *reinterpret_cast<const float4*>(qs + d * ATT_TS + ty * 4);
+            const float4 kb = *reinterpret_cast<const float4*>(ks + d * ATT_TS + tx * 4);
+            const float qv[4] = {qa.x, qa.y, qa.z, qa.w}, kv[4] = {kb.x, kb.y, kb.z, kb.w};
+#pragma unroll
+            for (int a = 0; a < 4; ++a)
+#pragma unroll
+                for (int c = 0; c < 4; ++c) s[a][c] += qv[a] * kv[c];
+        }
+        __syncthreads();  // every thread is done with ks: ps overwrites it below
+#pragma unroll
+        for (int a = 0; a < 4; ++a) {
+            const i64 i = i0 + ty * 4 + a;
+            float mx = -LT2_INF;
+#pragma unroll
+            for (int c = 0; c < 4; ++c) {
+                const i64 j = j0 + tx * 4 + c;
+                float sc = -LT2_INF;
+                if (j >= lo[a] && j < n[a]) {
+                    sc = p.scale * s[a][c];
+                    if (p.mask) {
+                        i64 off = b * p.ms[0] + h * p.ms[1] + i * p.ms[2] + j * p.ms[3];
+                        if (p.mask_bool) sc = ((const u8*)p.mask)[off] ? sc : -LT2_INF;
+                        else sc += ((const float*)p.mask)[off];
+                    }
+                }
+                s[a][c] = sc;
+                mx = fmaxf(mx, sc);
+            }
+#pragma unroll
+            for (int o = 8; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            const float mnew = fmaxf(m[a], mx);
+            float corr = 1.0f, sum = 0.0f;
+            if (mnew != -LT2_INF) {
+                corr = expf(m[a] - mnew);  // m = -inf at first: 0
+#pragma unroll
+                for (int c = 0; c < 4; ++c) {
+                    s[a][c] = expf(s[a][c] - mnew);  // hidden keys: 0
+                    sum += s[a][c];
+                }
+            } else {
+#pragma unroll
+                for (int c = 0; c < 4; ++c) s[a][c] = 0.0f;
+            }
+#pragma unroll
+            for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            l[a] = l[a] * corr + sum;
+            m[a] = mnew;
+#pragma unroll
+            for (int c = 0; c < 8; ++c) acc[a][c] *= corr;
+#pragma unroll
+            for (int c = 0; c < 4; ++c) ps[(tx * 4 + c) * ATT_TS + ty * 4 + a] = s[a][c];
+        }
+        __syncthreads();
+#pragma unroll 4
+        for (int jj = 0; jj < ATT_BK; ++jj) {
+            const float4 pa = *reinterpret_cast<const float4*>(ps + jj * ATT_TS + ty * 4);
+            const float pv[4] = {pa.x, pa.y, pa.z, pa.w};
+            const float4 v0 = *reinterpret_cast<const float4*>(vs + jj * ATT_TDV + tx * 4);
+            const float vv0[4] = {v0.x, v0.y, v0.z, v0.w};
+#pragma unroll
+            for (int a = 0; a < 4; ++a)
+#pragma unroll
+                for (int c = 0; c < 4; ++c) acc[a][c] += pv[a] * vv0[c];
+            if (two) {
+                const float4 v1 = *reinterpret_cast<const float4*>(vs + jj * ATT_TDV + 64 + tx * 4);
+                const float vv1[4] = {v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+                for (int a = 0; a < 4; ++a)
+#pragma unroll
+                    for (int c = 0; c < 4; ++c) acc[a][4 + c] += pv[a] * vv1[c];
+            }
+        }
+    }
+#pragma unroll
+    for (int a = 0; a < 4; ++a) {
+        const i64 i = i0 + ty * 4 + a;
+        if (i >= p.LQ) continue;
+        const float inv = l[a] > 0.0f ? 1.0f / l[a] : 0.0f;
+        float* orow = out + ((b * (i64)p.LQ + i) * p.HQ + h) * DV + p.dv0;
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+            const int col = (c < 4 ? 0 : 64) + tx * 4 + (c % 4);
+            if (col < DC) orow[col] = acc[a][c] * inv;
+        }
+    }
+}
+
+// ---- Prefill with bf16 / fp16 operands (`--dtype`): tensor cores (mma.sync m16n8k16) ----
+// FlashAttention-2's order: a block of 8 warps owns ATT_MQ = 128 queries of one (batch, head),
+// 16 per warp, and walks key tiles of ATT_MK = 64 through shared memory (k as [key][D], v
+// transposed as [col][key], both in the operand type). Each warp keeps its q fragments, its
+// 16 x 64 scores and its 16 x dvc output in registers (the mma accumulator layout: thread
+// (g = lane / 4, t = lane % 4) holds rows g and g + 8, columns 2t, 2t + 1 of each 8-wide tile),
+// so the row max / sum of the online softmax are shuffles over the 4 threads of a row, and the
+// probabilities feed the second product straight from registers (rounded to the operand type,
+// as FlashAttention does; the sums stay fp32). Requires D % 16 == 0, D <= ATT_MD, dvc % 16 == 0,
+// dvc <= ATT_MDV, no mask: the wrapper checks.
+#define ATT_MQ 128
+#define ATT_MT 256  // threads: ATT_MQ / 16 warps
+#define ATT_MK 64
+#define ATT_MD 128
+#define ATT_MDV 128
+#define ATT_KP 8  // row padding (elements) of the shared k and v^T tiles: conflict-free reads
+
+template <int F16>
+__device__ __forceinline__ u32 att_pack(float lo, float hi) {
+    u32 r;
+    if (F16) asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    else asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+template <int F16>
+__device__ __forceinline__ void att_mma(float* c, const u32* a, u32 b0, u32 b1) {
+    if (F16)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <int F16>
+__device__ __forceinline__ void attention_mma(const float* q, const float* k, const float* v, float* out, const AttnParams& p) {
+    extern __shared__ __align__(16) unsigned short smh[];
+    const int D = p.D, DV = p.DV, DC = p.dvc;
+    const int KS = D + ATT_KP, VS = ATT_MK + ATT_KP;
+    unsigned short* ks = smh;                  // [ATT_MK][KS]
+    unsigned short* vt = smh + ATT_MK * KS;    // [DC][VS]
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+    const int h = blockIdx.y, b = blockIdx.z, hk = h / (p.HQ / p.HKV);
+    const i64 i0 = (i64)blockIdx.x * ATT_MQ;
+    const i64 rows_end = min(i0 + ATT_MQ, (i64)p.LQ);
+    const int nks = D / 16, nvt = DC / 8;
+    const int kc2 = (threadIdx.x % (D / 2)) * 2, kr0 = threadIdx.x / (D / 2), krs = ATT_MT / (D / 2);
+    const i64 krow = (i64)krs * p.HKV * D;  // k elements between the rows one thread loads
+
+    i64 blo, bhi, tmp;
+    attn_range(p, i0, &blo, &tmp);
+    attn_range(p, rows_end - 1, &tmp, &bhi);
+    const i64 r0 = i0 + warp * 16 + g, r1 = r0 + 8;  // this thread's two rows
+    i64 lo0 = 0, n0 = 0, lo1 = 0, n1 = 0;
+    if (r0 < p.LQ) attn_range(p, r0, &lo0, &n0);
+    if (r1 < p.LQ) attn_range(p, r1, &lo1, &n1);
+
+    // q fragments (A operand, row-major 16 x 16 per k step), straight from global memory.
+    u32 qa[ATT_MD / 16][4];
+#pragma unroll
+    for (int ks_ = 0; ks_ < ATT_MD / 16; ++ks_) {
+        if (ks_ >= nks) break;
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            const i64 row = (r % 2 == 0) ? r0 : r1;
+            const int col = ks_ * 16 + t * 2 + (r >= 2 ? 8 : 0);
+            float x0 = 0.0f, x1 = 0.0f;
+            if (row < p.LQ) {
+                const float* qr = q + ((b * (i64)p.LQ + row) * p.HQ + h) * D;
+                x0 = qr[col];
+                x1 = qr[col + 1];
+            }
+            qa[ks_][r] = att_pack<F16>(x0, x1);
+        }
+    }
+    float o[ATT_MDV / 8][4];
+#pragma unroll
+    for (int n = 0; n < ATT_MDV / 8; ++n)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) o[n][c] = 0.0f;
+    float m0 = -LT2_INF, m1 = -LT2_INF, l0 = 0.0f, l1 = 0.0f;
+    const float sl2 = p.scale * 1.4426950408889634f;  // scores in log2 units: exp2f below
+
+    // The next tile's k and v wait in registers while the current one is computed (one block
+    // per SM: the global loads' latency is hidden behind the products, not paid per tile).
+    // k: thread x keeps column pair kc2 and loads rows kr0, kr0 + krs, ... (at most 16: D / 2
+    // divides ATT_MT since D % 16 == 0 and D <= 128). v^T: warp w loads key pairs 4w .. 4w + 3,
+    // lane l column l % 8 + 8 i of pair l / 8 (32-byte global reads; one 32-bit shared store
+    // per pair, conflict-free).
+    const int kn = ATT_MK / krs, vr = (warp * 4 + lane / 8) * 2;
+    float2 kreg[16];
+    float vreg[16][2];
+    auto fetch = [&](i64 jt) {
+        const float* kp = k + ((b * (i64)p.LK + jt + kr0) * p.HKV + hk) * D + kc2;
+#pragma unroll
+        for (int x = 0; x < 16; ++x) {
+            kreg[x] = make_float2(0.0f, 0.0f);
+            if (x < kn && jt + kr0 + x * krs < bhi) kreg[x] = *reinterpret_cast<const float2*>(kp + x * krow);
+        }
+        const float* vp = v + ((b * (i64)p.LK + jt + vr) * p.HKV + hk) * DV + p.dv0 + lane % 8;
+        const bool in0 = jt + vr < bhi, in1 = jt + vr + 1 < bhi;
+#pragma unroll
+        for (int x = 0; x < 16; ++x) {
+            const bool col = lane % 8 + 8 * x < DC;
+            vreg[x][0] = (col && in0) ? vp[8 * x] : 0.0f;
+            vreg[x][1] = (col && in1) ? vp[8 * x + (i64)p.HKV * DV] : 0.0f;
+        }
+    };
+    if (blo < bhi) fetch(blo);
+
+    for (i64 j0 = blo; j0 < bhi; j0 += ATT_MK) {
+        __syncthreads();  // the previous tile's readers are done
+#pragma unroll
+        for (int x = 0; x < 16; ++x)
+            if (x < kn) *reinterpret_cast<u32*>(ks + (kr0 + x * krs) * KS + kc2) = att_pack<F16>(kreg[x].x, kreg[x].y);
+#pragma unroll
+        for (int x = 0; x < 16; ++x) {
+            const int c = lane % 8 + 8 * x;
+            if (c < DC) *reinterpret_cast<u32*>(vt + c * VS + vr) = att_pack<F16>(vreg[x][0], vreg[x][1]);
+        }
+        __syncthreads();
+        if (j0 + ATT_MK < bhi) fetch(j0 + ATT_MK);
+        if (i0 + warp * 16 >= p.LQ) continue;  // warp-uniform: this warp has no rows
+
+        float s[ATT_MK / 8][4];
+#pragma unroll
+        for (int n = 0; n < ATT_MK / 8; ++n) {
+#pragma unroll
+            for (int c = 0; c < 4; ++c) s[n][c] = 0.0f;
+#pragma unroll
+            for (int ks_ = 0; ks_ < ATT_MD / 16; ++ks_) {
+                if (ks_ >= nks) break;
+                const unsigned short* kr = ks + (n * 8 + g) * KS + ks_ * 16 + t * 2;
+                att_mma<F16>(s[n], qa[ks_], *reinterpret_cast<const u32*>(kr), *reinterpret_cast<const u32*>(kr + 8));
+            }
+        }
+        // Visibility, running max and probabilities of rows r0 (s[n][0..1]) and r1 (s[n][2..3]).
+        float mx0 = -LT2_INF, mx1 = -LT2_INF;
+#pragma unroll
+        for (int n = 0; n < ATT_MK / 8; ++n) {
+#pragma unroll
+            for (int c = 0; c < 4; ++c) {
+                const i64 j = j0 + n * 8 + t * 2 + (c % 2);
+                const bool vis = c < 2 ? (j >= lo0 && j < n0) : (j >= lo1 && j < n1);
+                s[n][c] = vis ? s[n][c] * sl2 : -LT2_INF;
+            }
+            mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
+            mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
+        }
+#pragma unroll
+        for (int o_ = 1; o_ <= 2; o_ <<= 1) {
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, o_));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, o_));
+        }
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        const float c0 = mn0 == -LT2_INF ? 1.0f : exp2f(m0 - mn0), c1 = mn1 == -LT2_INF ? 1.0f : exp2f(m1 - mn1);
+        const float b0 = mn0 == -LT2_INF ? 0.0f : mn0, b1 = mn1 == -LT2_INF ? 0.0f : mn1;
+        m0 = mn0;
+        m1 = mn1;
+        l0 *= c0;
+        l1 *= c1;
+#pragma unroll
+        for (int n = 0; n < ATT_MK / 8; ++n) {
+            s[n][0] = exp2f(s[n][0] - b0);  // hidden keys: exp2(-inf) = 0
+            s[n][1] = exp2f(s[n][1] - b0);
+            s[n][2] = exp2f(s[n][2] - b1);
+            s[n][3] = exp2f(s[n][3] - b1);
+            l0 += s[n][0] + s[n][1];
+            l1 += s[n][2] + s[n][3];
+        }
+#pragma unroll
+        for (int n = 0; n < ATT_MDV / 8; ++n) {
+            o[n][0] *= c0;
+            o[n][1] *= c0;
+            o[n][2] *= c1;
+            o[n][3] *= c1;
+        }
+        // o += p v: the probabilities of keys 16 kk .. 16 kk + 15 are the A fragment.
+#pragma unroll
+        for (int kk = 0; kk < ATT_MK / 16; ++kk) {
+            u32 pa[4];
+            pa[0] = att_pack<F16>(s[2 * kk][0], s[2 * kk][1]);
+            pa[1] = att_pack<F16>(s[2 * kk][2], s[2 * kk][3]);
+            pa[2] = att_pack<F16>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            pa[3] = att_pack<F16>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+            for (int n = 0; n < ATT_MDV / 8; ++n) {
+                if (n >= nvt) break;
+                const unsigned short* vr = vt + (n * 8 + g) * VS + kk * 16 + t * 2;
+                att_mma<F16>(o[n], pa, *reinterpret_cast<const u32*>(vr), *reinterpret_cast<const u32*>(vr + 8));
+            }
+        }
+    }
+#pragma unroll
+    for (int o_ = 1; o_ <= 2; o_ <<= 1) {
+        l0 += __shfl_xor_sync(0xffffffffu, l0, o_);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, o_);
+    }
+    const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+#pragma unroll
+    for (int n = 0; n < ATT_MDV / 8; ++n) {
+        if (n >= nvt) break;
+        const int col = p.dv0 + n * 8 + t * 2;
+        if (r0 < p.LQ) {
+            float* orow = out + ((b * (i64)p.LQ + r0) * p.HQ + h) * DV + col;
+            *reinterpret_cast<float2*>(orow) = make_float2(o[n][0] * inv0, o[n][1] * inv0);
+        }
+        if (r1 < p.LQ) {
+            float* orow = out + ((b * (i64)p.LQ + r1) * p.HQ + h) * DV + col;
+            *reinterpret_cast<float2*>(orow) = make_float2(o[n][2] * inv1, o[n][3] * inv1);
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(ATT_MT) lt2_attention_mma_bf16(const float* q, const float* k, const float* v, float* out, AttnParams p) {
+    attention_mma<0>(q, k, v, out, p);
+}
+extern "C" __global__ void __launch_bounds__(ATT_MT) lt2_attention_mma_f16(const float* q, const float* k, const float* v, float* out, AttnParams p) {
+    attention_mma<1>(q, k, v, out, p);
 }

@@ -9,17 +9,17 @@ __device__ __forceinline__ float conv_xpad(const float* x, const float* state, i
     return state ? state[(b * C + c) * p + t] : 0.0f;
 }
 
-// One thread per output element (b, t, c).
+// One thread per output element: block x = row (b, t), blocks y and threads = channels (no
+// 64-bit divisions per element).
 extern "C" __global__ void lt2_causal_conv_f32(const float* x, const float* w, const float* bias, const float* state, float* y,
                                                i64 B, i64 L, i64 C, i64 K, int silu) {
-    i64 p = K - 1;
-    LT2_GRID_STRIDE(i, B * L * C) {
-        i64 c = i % C, t = (i / C) % L, b = i / (C * L);
-        float acc = 0.0f;
-        for (i64 j = 0; j < K; ++j) acc += w[c * K + j] * conv_xpad(x, state, b, t + j, c, L, C, p);
-        if (bias) acc += bias[c];
-        y[i] = silu ? lt2_silu(acc) : acc;
-    }
+    const i64 p = K - 1, row = blockIdx.x, b = row / L, t = row % L;
+    const i64 c = (i64)blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float acc = 0.0f;
+    for (i64 j = 0; j < K; ++j) acc += w[c * K + j] * conv_xpad(x, state, b, t + j, c, L, C, p);
+    if (bias) acc += bias[c];
+    y[row * C + c] = silu ? lt2_silu(acc) : acc;
 }
 
 // The new state [B, C, k-1]: the last k-1 entries of xpad.

@@ -44,6 +44,12 @@ struct Bcast {
 
 // Offsets of output element i in the three operands.
 __device__ __forceinline__ void lt2_bcast_offsets(const Bcast& p, i64 i, i64* o0, i64* o1, i64* o2) {
+    if (p.rank == 1) {  // the common case after collapsing (same shapes, scalars): no divisions
+        *o0 = i * p.st[0][0];
+        *o1 = i * p.st[1][0];
+        *o2 = i * p.st[2][0];
+        return;
+    }
     i64 a = 0, b = 0, c = 0;
     for (int d = p.rank - 1; d >= 0; --d) {
         i64 n = p.dims[d];

@@ -316,6 +316,12 @@ impl Lowering<'_> {
                 window_left: attr_i64(o, "window_left").map_err(ierr)?,
                 window_right: attr_i64(o, "window_right").map_err(ierr)?,
                 top_left: attr_bool(o, "top_left").map_err(ierr)?,
+                operand_dtype: match attr_str(o, "operand_type").ok().as_deref() {
+                    Some("bf16") => plan::DType::Bf16,
+                    Some("f16") => plan::DType::F16,
+                    None | Some("f32") => plan::DType::F32,
+                    Some(other) => return Err(lower_err("lt2.attention", origin, format!("operand_type `{other}` is not bf16, f16 or f32"))),
+                } as i32,
             }),
             Lt2Op::Softmax => Op::Softmax(plan::Softmax { axis: attr_i64(o, "axis").map_err(ierr)? }),
             Lt2Op::Where => Op::Where(plan::Where {}),

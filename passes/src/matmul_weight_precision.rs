@@ -1,8 +1,10 @@
 //! matmul-weights-bf16 / matmul-weights-fp16 (`lt2c --dtype bf16|fp16`): matrix products read
 //! their weights in reduced precision. Tensor cores take bf16/fp16 operands at many times the
 //! fp32 rate, and decode is bound by reading weights, which this halves. Everything else stays
-//! fp32: activations between ops, norms, GDN state, attention, and the accumulation inside each
-//! product (the plan's Linear step rounds its activation operand to the same type).
+//! fp32: activations between ops, norms, GDN state, softmax, and the accumulation inside each
+//! product (the plan's Linear step rounds its activation operand to the same type). Attention's
+//! products read q, k and v in the same type (`operand_type` on `lt2.attention`), as
+//! FlashAttention does in bf16.
 //!
 //! Matches: an `lt2.linear` whose weight operand is an f32 `lt2.weight`. Emits: one `lt2.cast`
 //! of that weight to bf16 (or f16) right after it, shared by every linear reading the weight,
@@ -38,6 +40,16 @@ impl Pass for MatmulWeightPrecision {
         let mut casts: HashMap<usize, mlir_sys::MlirValue> = HashMap::new();
         let mut n = 0;
         for op in raw::all_ops(module) {
+            if raw::name(op) == "lt2.attention" {
+                // Attention's two products (q k^T, p v) read their operands in the same type.
+                if raw::str_attr(op, "operand_type").as_deref() != Some(to) {
+                    if !raw::set_attr(op, "operand_type", &format!("\"{to}\"")) {
+                        return Err(fail("could not set operand_type".into()));
+                    }
+                    n += 1;
+                }
+                continue;
+            }
             if raw::name(op) != "lt2.linear" {
                 continue;
             }

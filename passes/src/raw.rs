@@ -195,6 +195,21 @@ pub fn create_before(
     }
 }
 
+/// Sets attribute `attr` of `op` from MLIR attribute text; false when the text does not parse.
+pub fn set_attr(op: MlirOperation, attr: &str, text: &str) -> bool {
+    // SAFETY: live op; the strings outlive the calls.
+    unsafe {
+        let ctx = mlir_sys::mlirOperationGetContext(op);
+        let sref = |s: &str| mlir_sys::MlirStringRef { data: s.as_ptr() as *const _, length: s.len() };
+        let a = mlir_sys::mlirAttributeParseGet(ctx, sref(text));
+        if a.ptr.is_null() {
+            return false;
+        }
+        mlir_sys::mlirOperationSetAttributeByName(op, sref(attr), a);
+        true
+    }
+}
+
 /// Makes operand `i` of `op` read `v`.
 pub fn set_operand(op: MlirOperation, i: usize, v: MlirValue) {
     // SAFETY: live op and value of the same context; `i` is below the operand count (callers

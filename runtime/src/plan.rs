@@ -510,6 +510,10 @@ pub struct Attention {
     /// Query i sits at position i (ONNX Attention without a past) instead of i + Lk - Lq.
     #[prost(bool, tag = "7")]
     pub top_left: bool,
+    /// `--dtype bf16|fp16`: q, k and v enter the products rounded to this type (DType; F32 or
+    /// unset: full precision), as the weights of Linear do. Scores, softmax and sums stay fp32.
+    #[prost(int32, tag = "8")]
+    pub operand_dtype: i32,
 }
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Rope {

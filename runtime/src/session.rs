@@ -165,7 +165,9 @@ impl<'m, B: Backend> Session<'m, B> {
         let g = &mut self.groups[gi];
         g.state.past = have as i64;
         g.state.last_logits_only = last_only;
+        let t0 = std::time::Instant::now();
         let outs = self.model.run_on_device(&inputs, Some(&mut g.state))?;
+        let enqueued = t0.elapsed();
         g.len += len;
         let (_, logits) = outs.into_iter().find(|(k, _)| *k == self.info.logits_output).ok_or_else(|| RuntimeError::Corrupt("logits output missing".into()))?;
         let b = self.model.backend();
@@ -179,6 +181,10 @@ impl<'m, B: Backend> Session<'m, B> {
             logits
         };
         let logits = b.download(&logits).map_err(dev)?;
+        if std::env::var_os("LT2C_STEP_TIMES").is_some() {
+            // Host-bound or device-bound: the executor enqueues asynchronously, the download waits.
+            eprintln!("step of {len} token(s): ops enqueued in {:.3} ms, then waited {:.3} ms for the device", enqueued.as_secs_f64() * 1e3, (t0.elapsed() - enqueued).as_secs_f64() * 1e3);
+        }
         let v = *logits.shape.last().unwrap_or(&0);
         let data = logits.as_f32().ok_or_else(|| RuntimeError::Corrupt("logits are not float".into()))?;
         Ok(data.chunks(rows * v.max(1)).map(|c| Tensor::f32(vec![rows, v], c.to_vec())).collect())

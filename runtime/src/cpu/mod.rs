@@ -140,12 +140,25 @@ pub fn run_op(
             )?;
             Ok(vec![o, st])
         }
-        Op::Attention(a) => attention::attention_masked(
-            req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?, opt(inputs, 3), a.q_heads as usize, a.kv_heads as usize, a.scale, a.causal,
-            (a.window_left, a.window_right),
-            a.top_left,
-        )
-        .map(one),
+        Op::Attention(a) => {
+            // Reduced-precision operands (`--dtype`): q, k, v rounded as the CUDA kernels load them.
+            fn round_operand(x: &Tensor, d: Result<DType, prost::UnknownEnumValue>) -> std::borrow::Cow<'_, Tensor> {
+                match d {
+                Ok(d @ (DType::Bf16 | DType::F16)) => {
+                    let mut xr = x.clone();
+                    if let Data::F32(v) = &mut xr.data {
+                        crate::precision::round_in_place(d, v);
+                    }
+                    std::borrow::Cow::Owned(xr)
+                }
+                    _ => std::borrow::Cow::Borrowed(x),
+                }
+            }
+            let d = || DType::try_from(a.operand_dtype);
+            let (q, k, v) = (round_operand(req(inputs, 0)?, d()), round_operand(req(inputs, 1)?, d()), round_operand(req(inputs, 2)?, d()));
+            attention::attention_masked(&q, &k, &v, opt(inputs, 3), a.q_heads as usize, a.kv_heads as usize, a.scale, a.causal, (a.window_left, a.window_right), a.top_left)
+                .map(one)
+        }
         Op::Rope(a) => rope::rope(
             req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?, opt(inputs, 3), a.num_heads as usize, a.interleaved, a.rotary_dim as usize,
         )

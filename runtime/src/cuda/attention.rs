@@ -37,7 +37,8 @@ struct AttnParams {
     dv0: i32,
     ms: [i64; 4],
     dvc: i32,
-    pad: i32,
+    /// q, k, v rounded to bf16 (1) or fp16 (2) as they load (`--dtype`); 0: fp32.
+    rnd: i32,
 }
 device_repr!(AttnParams);
 
@@ -67,7 +68,7 @@ pub(crate) fn attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], mask: Option<&CudaB
     }
     let scale = if a.scale == 0.0 { (1.0 / (d as f64).sqrt()) as f32 } else { a.scale };
     let rows = lq.min(8);
-    let mut p = AttnParams {
+    let p = AttnParams {
         b: nb as i32,
         lq: lq as i32,
         lk: lk as i32,
@@ -85,20 +86,73 @@ pub(crate) fn attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], mask: Option<&CudaB
         dv0: 0,
         ms,
         dvc: 0,
-        pad: 0,
+        rnd: match DType::try_from(a.operand_dtype) {
+            Ok(DType::Bf16) => 1,
+            Ok(DType::F16) => 2,
+            _ => 0,
+        },
     };
     if lq == 1 && mask.is_none() && dv <= DV_PER_LAUNCH && lk >= 2 * SPLIT_MIN_KEYS {
         return decode_split(cu, [q, k, v], out, p, nb, q_heads, lk, d, dv);
     }
-    for dv0 in (0..dv).step_by(DV_PER_LAUNCH) {
-        let dvc = DV_PER_LAUNCH.min(dv - dv0);
-        (p.dv0, p.dvc) = (dv0 as i32, dvc as i32);
-        let smem = (TILE * (d + 1) + TILE * dvc + rows * d) * 4;
-        let cfg = LaunchConfig { grid_dim: (lq.div_ceil(rows) as u32, q_heads as u32, nb as u32), block_dim: (32, rows as u32, 1), shared_mem_bytes: smem as u32 };
-        launch!(cu, Kernel::Attention, cfg, q.ptr(), k.ptr(), v.ptr(), out.ptr(), p)?;
+    let grid = |queries_per_block: usize| (lq.div_ceil(queries_per_block) as u32, q_heads as u32, nb as u32);
+    if p.rnd != 0 && mask.is_none() && lq >= TILED_MIN_QUERIES && d % 16 == 0 && d <= MMA_MAX_D && dv % 16 == 0 {
+        // Many queries, bf16/fp16 operands: tensor cores, 128 queries per block of 8 warps,
+        // scores and output in registers (attention.cu `lt2_attention_mma_*`).
+        let smem = |dvc: usize| (MMA_BK * (d + MMA_PAD) + dvc * (MMA_BK + MMA_PAD)) * 2;
+        launch_per_value_columns(cu, Kernel::AttentionMma(p.rnd == 2), [q, k, v], &out, p, dv, MMA_DV_PER_LAUNCH, grid(MMA_BQ), (MMA_THREADS, 1, 1), smem)?;
+    } else if lq >= TILED_MIN_QUERIES && d <= TILED_MAX_D {
+        // Many queries: 64 per block of 256 threads, 4 x 4 scores and 4 x 8 output values per
+        // thread in registers (attention.cu `lt2_attention_tiled_f32`).
+        let smem = |_| (d * TILED_TS + d.max(TILED_BQ) * TILED_TS + TILED_BQ * TILED_DV_PER_LAUNCH) * 4;
+        launch_per_value_columns(cu, Kernel::AttentionTiled, [q, k, v], &out, p, dv, TILED_DV_PER_LAUNCH, grid(TILED_BQ), (256, 1, 1), smem)?;
+    } else {
+        let smem = |dvc: usize| (TILE * (d + 1) + TILE * dvc + rows * d) * 4;
+        launch_per_value_columns(cu, Kernel::Attention, [q, k, v], &out, p, dv, DV_PER_LAUNCH, grid(rows), (32, rows as u32, 1), smem)?;
     }
     Ok(out)
 }
+
+/// Launches an attention kernel once per `per_launch` value columns (`dv0`, `dvc`): value heads
+/// wider than a kernel's register tile take several launches, each recomputing the scores.
+#[allow(clippy::too_many_arguments)]
+fn launch_per_value_columns(
+    cu: &Cuda,
+    kernel: Kernel,
+    [q, k, v]: [&CudaBuf; 3],
+    out: &CudaBuf,
+    mut p: AttnParams,
+    dv: usize,
+    per_launch: usize,
+    grid_dim: (u32, u32, u32),
+    block_dim: (u32, u32, u32),
+    smem: impl Fn(usize) -> usize,
+) -> Result<(), OpError> {
+    for dv0 in (0..dv).step_by(per_launch) {
+        let dvc = per_launch.min(dv - dv0);
+        (p.dv0, p.dvc) = (dv0 as i32, dvc as i32);
+        let cfg = LaunchConfig { grid_dim, block_dim, shared_mem_bytes: smem(dvc) as u32 };
+        launch!(cu, kernel, cfg, q.ptr(), k.ptr(), v.ptr(), out.ptr(), p)?;
+    }
+    Ok(())
+}
+
+/// Queries from which the register-tiled prefill kernel runs (it owns 64 per block), the head
+/// dims and value columns per launch it takes (attention.cu ATT_BQ, ATT_TD, ATT_TDV, ATT_TS).
+const TILED_MIN_QUERIES: usize = 16;
+const TILED_MAX_D: usize = 128;
+const TILED_DV_PER_LAUNCH: usize = 128;
+const TILED_BQ: usize = 64;
+const TILED_TS: usize = 68;
+
+/// Head dims and value columns per launch of the tensor-core kernel; queries per block
+/// (attention.cu ATT_MD, ATT_MDV, ATT_MQ, ATT_MK, ATT_KP).
+const MMA_MAX_D: usize = 128;
+const MMA_DV_PER_LAUNCH: usize = 128;
+const MMA_BQ: usize = 128;
+const MMA_THREADS: u32 = 256;
+const MMA_BK: usize = 64;
+const MMA_PAD: usize = 8;
 
 /// Fewest keys a split of the decode kernel takes; warps of a split block (attention.cu
 /// ATT_SPLIT_WARPS); blocks the decode kernel aims for (a few per SM of an H100).

@@ -1,5 +1,7 @@
 //! Launch wrapper for the depthwise causal convolution with state. Semantics: `cpu/conv.rs`.
 
+use cudarc::driver::LaunchConfig;
+
 use crate::cpu::conv::{conv_dims, ConvDims};
 use crate::error::OpError;
 use crate::plan::DType;
@@ -20,7 +22,11 @@ pub(crate) fn causal_conv(cu: &Cuda, x: &CudaBuf, w: &CudaBuf, bias: Option<&Cud
     let (bias_p, state_p) = (bias.map_or(0, |b| b.ptr()), state.map_or(0, |s| s.ptr()));
     let dims = (nb as i64, l as i64, c as i64, k as i64);
     if y.numel() > 0 {
-        launch!(cu, Kernel::CausalConv, grid_for(y.numel(), 256), x.ptr(), w.ptr(), bias_p, state_p, y.ptr(), dims.0, dims.1, dims.2, dims.3, silu as i32)?;
+        if nb * l > i32::MAX as usize || c.div_ceil(256) > 65535 {
+            crate::op_bail!("causal_conv: {nb} x {l} rows of {c} channels exceed the CUDA kernel's grid");
+        }
+        let cfg = LaunchConfig { grid_dim: ((nb * l) as u32, c.div_ceil(256) as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        launch!(cu, Kernel::CausalConv, cfg, x.ptr(), w.ptr(), bias_p, state_p, y.ptr(), dims.0, dims.1, dims.2, dims.3, silu as i32)?;
     }
     if st.numel() > 0 {
         launch!(cu, Kernel::CausalConvState, grid_for(st.numel(), 256), x.ptr(), state_p, st.ptr(), dims.0, dims.1, dims.2, dims.3)?;

@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use cudarc::cublaslt::result as lt;
@@ -191,11 +192,23 @@ pub(crate) fn linear(cu: &Cuda, x: &CudaBuf, w: &CudaBuf, bias: Option<&CudaBuf>
     match w.dtype {
         DType::F32 => gemm(cu, m, n, k, transpose_w, 1, (0, 0), w.ptr(), x.ptr(), bias, shape, DType::F32),
         d @ (DType::Bf16 | DType::F16) => {
-            let xr = super::select::cast(cu, x, d)?;
+            let xr = cast_activation(cu, x, d)?;
             gemm(cu, m, n, k, transpose_w, 1, (0, 0), w.ptr(), xr.ptr(), bias, shape, d)
         }
         d => Err(OpError::new(format!("linear: w must be f32, bf16 or fp16, got {d:?}"))),
     }
+}
+
+/// x rounded to `d`, reusing the previous Linear's cast when it read the same buffer.
+fn cast_activation(cu: &Cuda, x: &CudaBuf, d: DType) -> Result<CudaBuf, OpError> {
+    if let Some((src, cast)) = cu.last_cast.borrow().as_ref() {
+        if Rc::ptr_eq(&src.mem, &x.mem) && src.numel() == x.numel() && cast.dtype == d {
+            return Ok(CudaBuf { mem: cast.mem.clone(), shape: x.shape.clone(), dtype: d });
+        }
+    }
+    let xr = super::select::cast(cu, x, d)?;
+    *cu.last_cast.borrow_mut() = Some((x.clone(), xr.clone()));
+    Ok(xr)
 }
 
 /// One (possibly batched) GEMM into a new [.., M, N] buffer of `shape`; handles the empty and

@@ -107,6 +107,11 @@ pub struct Cuda {
     profile: Option<RefCell<HashMap<String, (u64, f64)>>>,
     /// Freed activation buffers kept for reuse (`pool.rs`).
     pool: Rc<RefCell<Pool>>,
+    /// The last activation rounded for a bf16/fp16 product: (source, its cast). The projections
+    /// of one normalised input (GDN's q, k, v, gates; the FFN's gate and up) run back to back,
+    /// so they share one cast kernel instead of one each. Holding the source keeps its memory
+    /// from being reused, and buffers are never written after they are produced.
+    last_cast: RefCell<Option<(CudaBuf, CudaBuf)>>,
 }
 
 /// Most bytes of freed activations the pool keeps.
@@ -186,7 +191,7 @@ impl Cuda {
         let err = stream.alloc_zeros::<i64>(4).map_err(|e| dev_err(drv("allocating the error word", e)))?;
         let err_ptr = err.device_ptr(&stream).0;
         let profile = std::env::var_os("LT2C_CUDA_PROFILE").filter(|v| v != "0").map(|_| RefCell::new(HashMap::new()));
-        Ok(Cuda { ctx, stream, cc, kernels: OnceCell::new(), blas, err, err_ptr, description, scalars: RefCell::new(HashMap::new()), profile, pool: Pool::new(POOL_LIMIT) })
+        Ok(Cuda { ctx, stream, cc, kernels: OnceCell::new(), blas, err, err_ptr, description, scalars: RefCell::new(HashMap::new()), profile, pool: Pool::new(POOL_LIMIT), last_cast: RefCell::new(None) })
     }
 
     /// Loads the kernels for this device: per kernel file, the cubin or PTX that `file` carries
@@ -203,7 +208,7 @@ impl Cuda {
         let mut funcs = HashMap::new();
         for k in Kernel::all() {
             let f = modules[&k.file()].load_function(&k.symbol()).map_err(|e| dev_err(drv(&format!("kernel {} in {} ({origin})", k.symbol(), k.file().file_name()), e)))?;
-            if matches!(k, Kernel::Gdn | Kernel::Attention) {
+            if matches!(k, Kernel::Gdn | Kernel::GdnChunkPrep | Kernel::GdnChunkState | Kernel::GdnChunkOut | Kernel::Attention | Kernel::AttentionTiled) {
                 f.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem_optin)
                     .map_err(|e| dev_err(drv("raising the shared memory limit", e)))?;
             }

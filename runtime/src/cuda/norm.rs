@@ -22,7 +22,13 @@ pub(crate) fn rms_norm(cu: &Cuda, x: &CudaBuf, scale: &CudaBuf, eps: f32, axis: 
     if n == 0 || rows == 0 {
         return Ok(out);
     }
-    let threads = if n >= 1024 { 512 } else { 128 };
+    if n <= 1024 {
+        // One warp per row (rms_norm.cu lt2_rms_norm_rows_f32).
+        let cfg = LaunchConfig { grid_dim: (rows.div_ceil(8) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        launch!(cu, Kernel::RmsNormRows, cfg, x.ptr(), full.ptr(), out.ptr(), rows as i64, n as i64, eps)?;
+        return Ok(out);
+    }
+    let threads = 512;
     let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
     launch!(cu, Kernel::RmsNorm, cfg, x.ptr(), full.ptr(), out.ptr(), rows as i64, n as i64, eps)?;
     Ok(out)

@@ -133,6 +133,8 @@ fn cases() -> Vec<Case> {
     // Norm, matmul.
     add("rms_norm last", Op::RmsNorm(RmsNorm { epsilon: 1e-5, axis: -1 }), vec![Some(t(&mut g, &[3, 4, 16])), Some(t(&mut g, &[16]))], none());
     add("rms_norm wide", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: -1 }), vec![Some(t(&mut g, &[3, 3000])), Some(t(&mut g, &[3000]))], none());
+    add("rms_norm many short rows", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: -1 }), vec![Some(t(&mut g, &[37, 5, 96])), Some(t(&mut g, &[96]))], none());
+    add("rms_norm rows of 1024", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: -1 }), vec![Some(t(&mut g, &[9, 1024])), Some(t(&mut g, &[1024]))], none());
     add("rms_norm axis1 bcast", Op::RmsNorm(RmsNorm { epsilon: 0.5, axis: 1 }), vec![Some(t(&mut g, &[2, 3, 4])), Some(t(&mut g, &[1, 4]))], none());
     add("rms_norm scalar scale", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: 0 }), vec![Some(t(&mut g, &[2, 3, 4])), Some(Tensor::f32(vec![], vec![2.0]))], none());
     add("rms_norm bad scale", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: -1 }), vec![Some(t(&mut g, &[2, 3, 4])), Some(t(&mut g, &[3]))], none());
@@ -219,6 +221,8 @@ fn cases() -> Vec<Case> {
         let ins = vec![Some(t(&mut g, &[b, l, c])), Some(w), bias.then(|| t(&mut g, &[c])), state.then(|| t(&mut g, &[b, c, k - 1]))];
         add(&format!("causal_conv k={k} state={state} bias={bias} {act}"), Op::CausalConv(CausalConv { activation: act.into() }), ins, none());
     }
+    let ins = vec![Some(t(&mut g, &[3, 7, 300])), Some(t(&mut g, &[300, 4])), Some(t(&mut g, &[300])), Some(t(&mut g, &[3, 300, 3]))];
+    add("causal_conv 300 channels (two channel blocks)", Op::CausalConv(CausalConv { activation: "silu".into() }), ins, none());
     add("causal_conv short", Op::CausalConv(CausalConv { activation: "".into() }), vec![Some(t(&mut g, &[1, 1, 3])), Some(t(&mut g, &[3, 1, 4])), None, Some(t(&mut g, &[1, 3, 3]))], none());
     add("causal_conv bad act", Op::CausalConv(CausalConv { activation: "gelu".into() }), vec![Some(t(&mut g, &[1, 2, 3])), Some(t(&mut g, &[3, 2])), None, None], none());
 
@@ -248,13 +252,53 @@ fn cases() -> Vec<Case> {
             add(&format!("gdn {rule:?} b{nb} t{tt} h{hq}/{hkv} k{dk} v{dv}"), op, ins, none());
         }
     }
+    // GDN prefill lengths (the chunked form, chunks of 64; T not a multiple of 64 leaves a short
+    // last chunk) with keys of unit L2 norm as in real GDN layers (the delta rule diverges
+    // otherwise), GQA, K not a multiple of 32, V = 192, K = 128 (the chunked kernels' largest).
+    // Per-key-dim decay and K > 128 stay on the recurrence.
+    for (n, (nb, tt, hq, hkv, dk, dv, rule, g_per_dim, beta_per_head, with_state)) in [
+        (1, 65, 4, 2, 40, 192, UpdateRule::GatedDelta, false, true, true),
+        (2, 130, 2, 1, 96, 192, UpdateRule::GatedDelta, false, false, false),
+        (1, 300, 2, 2, 70, 192, UpdateRule::GatedDelta, false, true, true),
+        (1, 130, 6, 2, 33, 100, UpdateRule::Delta, false, true, true),
+        (1, 300, 2, 1, 40, 192, UpdateRule::Gated, false, false, false),
+        (1, 65, 2, 2, 24, 192, UpdateRule::Linear, false, false, true),
+        (1, 129, 2, 1, 128, 192, UpdateRule::GatedDelta, false, true, true),
+        (1, 64, 1, 1, 130, 48, UpdateRule::GatedDelta, false, true, true),
+        (1, 130, 2, 1, 40, 192, UpdateRule::GatedDelta, true, true, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let gated = matches!(rule, UpdateRule::Gated | UpdateRule::GatedDelta);
+        let delta = matches!(rule, UpdateRule::Delta | UpdateRule::GatedDelta);
+        let gw = if g_per_dim { hkv * dk } else { hkv };
+        let bw = if beta_per_head { hkv } else { 1 };
+        let decay = Tensor::f32(vec![nb, tt, gw], (0..nb * tt * gw).map(|_| -0.05 - 0.45 * g.unit()).collect());
+        let beta = Tensor::f32(vec![nb, tt, bw], (0..nb * tt * bw).map(|_| 0.05 + 0.9 * g.unit()).collect());
+        let mut keys = g.vec(nb * tt * hkv * dk);
+        for row in keys.chunks_mut(dk) {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            row.iter_mut().for_each(|x| *x /= norm);
+        }
+        let ins = vec![
+            Some(t(&mut g, &[nb, tt, hq * dk])),
+            Some(Tensor::f32(vec![nb, tt, hkv * dk], keys)),
+            Some(t(&mut g, &[nb, tt, hkv * dv])),
+            with_state.then(|| t(&mut g, &[nb, hkv, dk, dv])),
+            gated.then_some(decay),
+            delta.then_some(beta),
+        ];
+        let op = Op::Gdn(Gdn { q_heads: hq as u32, kv_heads: hkv as u32, scale: if n % 2 == 0 { 0.0 } else { 0.37 }, update_rule: rule as i32 });
+        add(&format!("gdn prefill {rule:?} b{nb} t{tt} h{hq}/{hkv} k{dk} v{dv} g_per_dim={g_per_dim} state={with_state}"), op, ins, none());
+    }
     let gop = Op::Gdn(Gdn { q_heads: 2, kv_heads: 1, scale: 0.0, update_rule: UpdateRule::GatedDelta as i32 });
     add("gdn missing beta", gop.clone(), vec![Some(t(&mut g, &[1, 2, 6])), Some(t(&mut g, &[1, 2, 3])), Some(t(&mut g, &[1, 2, 2])), None, Some(t(&mut g, &[1, 2, 1])), None], none());
     add("gdn bad state", gop, vec![Some(t(&mut g, &[1, 2, 6])), Some(t(&mut g, &[1, 2, 3])), Some(t(&mut g, &[1, 2, 2])), Some(t(&mut g, &[1, 1, 2, 3])), Some(t(&mut g, &[1, 2, 1])), Some(t(&mut g, &[1, 2, 1]))], none());
 
     // Attention.
     let att = |hq: u32, hkv: u32, scale: f32, causal: bool, wl: i64, wr: i64, top_left: bool| {
-        Op::Attention(Attention { q_heads: hq, kv_heads: hkv, scale, causal, window_left: wl, window_right: wr, top_left })
+        Op::Attention(Attention { q_heads: hq, kv_heads: hkv, scale, causal, window_left: wl, window_right: wr, top_left, operand_dtype: 0 })
     };
     for (lq, lk, causal) in [(5, 5, false), (5, 5, true), (3, 7, true), (6, 4, true), (1, 6, true), (3, 7, false), (1, 1, true)] {
         let ins = vec![Some(t(&mut g, &[2, lq, 4 * 8])), Some(t(&mut g, &[2, lk, 2 * 8])), Some(t(&mut g, &[2, lk, 2 * 3]))];
@@ -282,6 +326,43 @@ fn cases() -> Vec<Case> {
         let ins = vec![Some(t(&mut g, &[2, 1, hq as usize * 16])), Some(t(&mut g, &[2, lk, hkv as usize * 16])), Some(t(&mut g, &[2, lk, hkv as usize * dv]))];
         add(&format!("attention split decode lk={lk} hq={hq} hkv={hkv} wl={wl} dv={dv}"), att(hq, hkv, 0.0, causal, wl, -1, false), ins, none());
     }
+    // Many queries: the register-tiled prefill kernel (GQA, Lq != Lk, windows, top-left,
+    // value heads split over launches, head dims not a multiple of 4, masks).
+    for (lq, lk, hq, hkv, d, dv, causal, wl, wr, tl) in [
+        (130, 130, 4, 2, 128, 128, true, -1, -1, false),
+        (40, 170, 2, 1, 64, 192, true, -1, -1, false),
+        (100, 100, 2, 2, 48, 3, false, -1, -1, false),
+        (77, 77, 2, 1, 5, 70, true, 20, 0, false),
+        (64, 90, 1, 1, 32, 300, true, -1, 3, true),
+        (20, 20, 3, 3, 128, 64, true, -1, -1, false),
+    ] {
+        let ins = vec![Some(t(&mut g, &[2, lq, hq as usize * d])), Some(t(&mut g, &[2, lk, hkv as usize * d])), Some(t(&mut g, &[2, lk, hkv as usize * dv]))];
+        add(&format!("attention tiled {lq}x{lk} h{hq}/{hkv} d{d} dv{dv} causal={causal} w=({wl},{wr}) top_left={tl}"), att(hq, hkv, 0.0, causal, wl, wr, tl), ins, none());
+    }
+    // bf16 / fp16 operands (`--dtype`): q, k, v rounded on both backends; many queries run on
+    // tensor cores, which also round the probabilities (a looser bar, MMA_TOL), the rest
+    // (decode, masks, head dims not a multiple of 16) on the fp32 kernels with rounded loads.
+    for (dt, name) in [(DType::Bf16, "bf16"), (DType::F16, "fp16")] {
+        let att_dt = |hq: u32, hkv: u32, causal: bool, wl: i64| Op::Attention(Attention { q_heads: hq, kv_heads: hkv, scale: 0.0, causal, window_left: wl, window_right: -1, top_left: false, operand_dtype: dt as i32 });
+        for (lq, lk, hq, hkv, d, dv, causal, wl) in [(200, 200, 4, 2, 128, 128, true, -1), (70, 130, 2, 1, 64, 192, true, 50), (33, 33, 2, 2, 16, 16, false, -1)] {
+            let ins = vec![Some(t(&mut g, &[2, lq, hq as usize * d])), Some(t(&mut g, &[2, lk, hkv as usize * d])), Some(t(&mut g, &[2, lk, hkv as usize * dv]))];
+            add(&format!("attention {name} {lq}x{lk} h{hq}/{hkv} d{d} dv{dv} (tensor cores)"), att_dt(hq, hkv, causal, wl), ins, none());
+        }
+        for (lq, lk, d, dv) in [(1, 300, 128, 128), (40, 40, 20, 24), (3, 9, 16, 16)] {
+            let ins = vec![Some(t(&mut g, &[1, lq, 2 * d])), Some(t(&mut g, &[1, lk, d])), Some(t(&mut g, &[1, lk, dv]))];
+            add(&format!("attention {name} {lq}x{lk} d{d} dv{dv} rounded loads"), att_dt(2, 1, true, -1), ins, none());
+        }
+    }
+    let mut fm = t(&mut g, &[1, 2, 33, 40]);
+    if let Data::F32(x) = &mut fm.data {
+        for r in 0..33 {
+            x[r * 40 + (r * 7) % 40] = f32::NEG_INFINITY;
+        }
+    }
+    let ins = vec![Some(t(&mut g, &[2, 33, 2 * 16])), Some(t(&mut g, &[2, 40, 16])), Some(t(&mut g, &[2, 40, 24])), Some(fm)];
+    add("attention tiled f32 mask", att(2, 1, 0.0, false, -1, -1, false), ins, none());
+    let ins = vec![Some(t(&mut g, &[1, 50, 16])), Some(t(&mut g, &[1, 50, 16])), Some(t(&mut g, &[1, 50, 8])), Some(bools(&[1, 1, 50, 50], |i| (i / 50 + i % 50) % 3 != 0))];
+    add("attention tiled bool mask", att(1, 1, 0.0, true, -1, -1, false), ins, none());
     let mut fm = t(&mut g, &[1, 1, 5, 6]);
     if let Data::F32(x) = &mut fm.data {
         x[7] = f32::NEG_INFINITY;
@@ -330,8 +411,12 @@ fn cases() -> Vec<Case> {
     v
 }
 
-/// Compares two op results; None when they agree.
-fn compare(cpu: &Result<Vec<Tensor>, String>, gpu: &Result<Vec<Tensor>, String>) -> Option<String> {
+/// The bar of the tensor-core attention cases: it rounds the softmax probabilities to the
+/// operand type (FlashAttention's choice), the CPU keeps them fp32.
+const MMA_TOL: f64 = 1e-2;
+
+/// Compares two op results (f32 within relative L2 error `tol`); None when they agree.
+fn compare(cpu: &Result<Vec<Tensor>, String>, gpu: &Result<Vec<Tensor>, String>, tol: f64) -> Option<String> {
     match (cpu, gpu) {
         (Err(_), Err(_)) => None,
         (Err(e), Ok(_)) => Some(format!("the CPU fails ({e}) but CUDA succeeds")),
@@ -350,7 +435,7 @@ fn compare(cpu: &Result<Vec<Tensor>, String>, gpu: &Result<Vec<Tensor>, String>)
                         let fp: Vec<f32> = p.iter().map(|u| if u.is_finite() { *u } else { 0.0 }).collect();
                         let fq: Vec<f32> = q.iter().map(|u| if u.is_finite() { *u } else { 0.0 }).collect();
                         let e = rel_err(&fq, &fp);
-                        if !same_special || e > 1e-5 {
+                        if !same_special || e > tol {
                             return Some(format!("output {i}: relative error {e:e} (non-finite values agree: {same_special})"));
                         }
                     }
@@ -385,8 +470,16 @@ fn every_op_matches_the_cpu_backend() {
             outs.iter().map(|b| cu.download(b)).collect::<Result<Vec<_>, _>>()
         })()
         .map_err(|e| e.0);
-        if let Some(why) = compare(&cpu, &gpu) {
+        let tol = if c.name.ends_with("(tensor cores)") { MMA_TOL } else { 1e-5 };
+        if let Some(why) = compare(&cpu, &gpu, tol) {
             failures.push(format!("{}: {why}", c.name));
+        }
+        if let (true, Ok(a), Ok(b)) = (c.name.ends_with("(tensor cores)"), &cpu, &gpu) {
+            eprintln!("{}: relative L2 error {:.2e}", c.name, rel_err(b[0].as_f32().unwrap_or(&[]), a[0].as_f32().unwrap_or(&[])));
+        }
+        if let (true, Ok(a), Ok(b)) = (c.name.starts_with("gdn prefill"), &cpu, &gpu) {
+            let errs: Vec<String> = a.iter().zip(b).map(|(x, y)| format!("{:.2e}", rel_err(y.as_f32().unwrap_or(&[]), x.as_f32().unwrap_or(&[])))).collect();
+            eprintln!("{}: relative L2 error (o, state) {}", c.name, errs.join(", "));
         }
     }
     // Stack (Loop scan outputs).
