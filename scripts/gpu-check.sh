@@ -221,16 +221,34 @@ if [ "${SANITIZE:-0}" = 1 ]; then
   "$LT2C" "$m" -o "$WORK/san.bin" 2>/dev/null
   {
     echo
-    echo "compute-sanitizer on \`lt2c generate\` ($m, prompt 5 tokens, 4 new: prefill + decode):"
+    echo "compute-sanitizer on \`lt2c generate\` ($m, prompt 20 tokens, 4 new: prefill + decode), fp32 and --dtype bf16:"
     echo '```'
+    "$LT2C" "$m" -o "$WORK/san-bf16.bin" --dtype bf16 2>/dev/null
     for tool in memcheck racecheck; do
-      out=$("$san" --tool "$tool" --error-exitcode 9 "$LT2C" generate "$WORK/san.bin" --prompt-ids 1,2,3,4,5 --max-new-tokens 4 --device cuda 2>&1)
+      for mb in san san-bf16; do
+      out=$("$san" --tool "$tool" --error-exitcode 9 "$LT2C" generate "$WORK/$mb.bin" --prompt-ids 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20 --max-new-tokens 4 --device cuda 2>&1)
       rc=$?
       [ $rc -eq 0 ] || status=1
-      echo "$tool: exit $rc; $(echo "$out" | grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' | tr '\n' ' ')"
+      echo "$tool $mb: exit $rc; $(echo "$out" | grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' | tr '\n' ' ')"
       [ $rc -eq 0 ] || echo "$out" | grep -v '^=========     ' | head -40
+      done
     done
     echo '```'
+    if [ -n "${LT2_RUNTIME_TESTS:-}" ]; then
+      # The kernels that tiny-model generate runs do not reach (chunked GDN from 64 tokens,
+      # tensor-core attention over long prompts): their parity cases under the sanitizer.
+      f="gdn prefill,(tensor cores),attention tiled,rms_norm,causal_conv,split decode"
+      echo "compute-sanitizer on the CUDA parity cases matching \`$f\`:"
+      echo '```'
+      for tool in memcheck racecheck; do
+        out=$(LT2_PARITY_FILTER="$f" "$san" --tool "$tool" --error-exitcode 9 "$LT2_RUNTIME_TESTS" cuda::parity --test-threads 1 2>&1)
+        rc=$?
+        [ $rc -eq 0 ] || status=1
+        echo "$tool: exit $rc; $(echo "$out" | grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|op cases' | tr '\n' ' ')"
+        [ $rc -eq 0 ] || echo "$out" | grep -v '^=========     ' | head -40
+      done
+      echo '```'
+    fi
   } | tee -a "$REPORT_DIR/gpu-check.md"
 fi
 exit $status
