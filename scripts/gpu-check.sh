@@ -241,7 +241,7 @@ if [ "${SANITIZE:-0}" = 1 ]; then
       echo "compute-sanitizer on the CUDA parity cases matching \`$f\`:"
       echo '```'
       for tool in memcheck racecheck; do
-        out=$(LT2_PARITY_FILTER="$f" "$san" --tool "$tool" --error-exitcode 9 "$LT2_RUNTIME_TESTS" cuda::parity --test-threads 1 2>&1)
+        out=$(LT2_PARITY_FILTER="$f" "$san" --tool "$tool" --error-exitcode 9 "$LT2_RUNTIME_TESTS" cuda::parity --test-threads 1 --nocapture 2>&1)
         rc=$?
         [ $rc -eq 0 ] || status=1
         echo "$tool: exit $rc; $(echo "$out" | grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|op cases' | tr '\n' ' ')"

@@ -463,6 +463,7 @@ fn every_op_matches_the_cpu_backend() {
     // runs over the newest kernels: scripts/gpu-check.sh SANITIZE=1).
     let filter: Vec<String> = std::env::var("LT2_PARITY_FILTER").map(|f| f.split(',').map(str::to_string).collect()).unwrap_or_default();
     let all: Vec<Case> = cases().into_iter().filter(|c| filter.is_empty() || filter.iter().any(|f| c.name.contains(f.as_str()))).collect();
+    assert!(!all.is_empty(), "LT2_PARITY_FILTER={filter:?} matches no case");
     for c in &all {
         let refs: Vec<Option<&Tensor>> = c.inputs.iter().map(|t| t.as_ref()).collect();
         let cpu = crate::cpu::run_op(&c.op, &refs, &c.env).map_err(|e| e.0);
