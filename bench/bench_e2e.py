@@ -6,8 +6,10 @@ eager or ``torch.compile``. Weights: random, generated on the GPU (``gen_weights
 Checks written as rows (section "check") before the timings, against the fp32 model with the
 PyTorch GDN recurrence on the same weights (48 tokens): the bf16 eager prefill, 8 bf16 decode
 steps after a prefill (the caches), the compiled prefill and one compiled decode step.
-Rows run in priority order (see ``main``); the 32K prompts last. A row that does not fit the
-step's time (``BENCH_DEADLINE``) is written as dropped, with the time that was left.
+Rows run in priority order (see ``main``); the 32K prompts last (``--long-iters``: how many timed
+calls they get, e.g. 1 for GDN+DSA, whose plain-PyTorch DSA takes about 12 s per 32K call on an
+H100). A row that does not fit the step's time (``BENCH_DEADLINE``) is written as dropped, with
+the time that was left.
 
     python bench/bench_e2e.py --model lt2_full_gdn [--modes eager,compile]
 """
@@ -121,10 +123,13 @@ def main():
     ap.add_argument("--modes", default="eager,compile", help="eager, compile or both (one weight generation)")
     ap.add_argument("--prefill", default="1024,8192,32768")
     ap.add_argument("--compile-prefill", default=None, help="prefill lengths under torch.compile (default: --prefill)")
+    ap.add_argument("--compile-prefill-why", default="", help="the reason written for the --prefill lengths --compile-prefill leaves out")
     ap.add_argument("--batches", default="1,8,64")
     ap.add_argument("--ctx", default="1024,8192")
     ap.add_argument("--decode-iters", type=int, default=7)
     ap.add_argument("--prefill-iters", type=int, default=3)
+    ap.add_argument("--long-iters", type=int, default=None,
+                    help="timed calls of the prompts of at least --long tokens (default: --prefill-iters)")
     ap.add_argument("--no-checks", action="store_true")
     ap.add_argument("--long", type=int, default=LONG, help="prompts at least this long run after every other row")
     a = ap.parse_args()
@@ -149,12 +154,17 @@ def main():
     label = NAMES[name]
 
     est = {}  # system -> (L, median ms) of its longest prompt measured so far
+    est_len = {}  # (system, L) -> median ms
+    long_iters = a.prefill_iters if a.long_iters is None else a.long_iters
 
     def prefill_row(sysname, L):
         shape = f"B1 L{L}"
         left = common.time_left()
         need = 20.0
-        if sysname in est:  # first call + one timed call, from the longest prompt so far (x1.5: attention's L^2 part)
+        same = [ms for (_, l), ms in est_len.items() if l == L]
+        if same:  # this length ran on another system: first call + one timed call of about its time
+            need = max(need, 2 * 1.2 * max(same) / 1e3 + 5)
+        elif sysname in est:  # first call + one timed call, from the longest prompt so far (x1.5: attention's L^2 part)
             L0, ms0 = est[sysname]
             need = max(need, 2 * 1.5 * ms0 / 1e3 * L / L0 + 10)
         if left < need:
@@ -173,10 +183,11 @@ def main():
                 emit(section="e2e", model=label, system=sysname, row="prefill", shape=shape,
                      note=f"dropped: time budget after the untimed first call ({first:.1f} s)")
                 return
-            iters = min(a.prefill_iters, fit)
+            iters = min(long_iters if L >= a.long else a.prefill_iters, fit)
             warm = 1 if first < 2.0 else 0  # a second untimed call where it is cheap (late recompiles, clocks)
             ms, all_ms = common.cuda_time(lambda: m.prefill(ids), warmup=warm, iters=iters)
             est[sysname] = (L, ms)
+            est_len[(sysname, L)] = ms
             fl, by = floors(cfg, "prefill", 1, L)
             emit(section="e2e", model=label, system=sysname, row="prefill", shape=shape, ms=ms, flops=fl, bytes=by,
                  tok_s=L / ms * 1e3, note=f"first call {first:.1f} s; {len(all_ms)} timed: {[round(x, 1) for x in all_ms]}")
@@ -256,6 +267,10 @@ def main():
         for L in cshort:
             prefill_row("compile", L)
         decode_rows("compile", [x for x in grid if x[1] == 1] + [x for x in grid if x[1] != 1])
+    if "compile" in modes:
+        for L in [L for L in lens if L not in clens]:
+            emit(section="e2e", model=label, system="compile", row="prefill", shape=f"B1 L{L}",
+                 note="not run: left out of this step's compiled prefill lengths" + (f" ({a.compile_prefill_why})" if a.compile_prefill_why else ""))
     long = [("eager", L) for L in lens if L >= a.long and "eager" in modes]
     long += [("compile", L) for L in clens if L >= a.long and "compile" in modes]
     for sysname, L in long:  # the longest prompts last: first to go when time runs out

@@ -196,8 +196,12 @@ def main():
                "after a prefill of `ctx` tokens, one cache per (loop, layer). Medians of CUDA-event timings after warm-up "
                "(kernels: `triton.testing.do_bench`, at least 3 timed calls).")
     out.append("- lt2c: the carried binary compiles the 1.3B ONNX in the call (fp32, and `--dtype bf16`: products with weights "
-               "read bf16 weights and bf16-rounded activations, accumulate in fp32; everything else fp32); its timings are its "
-               "own host wall clock (`generate --json`), medians over processes; decode is the mean of the steps after the first (one-time set-up excluded) where the binary reports it, B > 1 through `generate --batch N`.")
+               "read bf16 weights and bf16-rounded activations, accumulate in fp32; everything else fp32), each build checked "
+               "against PyTorch fp32 on the same weights before it is timed; LT2 Full+GDN is timed in fp32 and bf16, LT2 GDN+DSA "
+               "and Ouro in bf16 (their fp32 builds serve the check; their weights are drawn on the CPU and their ONNX and "
+               "compiles run in the background beside call 2's GDN kernel step). Timings are lt2c's own host wall clock "
+               "(`generate --json`), medians over processes; decode is the mean of the steps after the first (one-time set-up "
+               "excluded) where the binary reports it, B > 1 through `generate --batch N` (one process).")
     out.append("")
 
     e2e = [r for r in rows if r.get("section") == "e2e"]

@@ -3,10 +3,11 @@
 # at most 540 s each (BENCH_BUDGET_S; under 9.5 min with the start-up), each with its own $OUT:
 #
 #   call 1:  BENCH_PART=1 BENCH_BUDGET_S=540 bash bench/run.sh
-#            = BENCH_ONLY="peaks lt2c-tiny lt2c-big e2e-lt2"   (lt2c and PyTorch on LT2 Full+GDN
-#              1.3B in the same run)
+#            = BENCH_ONLY="peaks lt2c-tiny lt2c-big e2e-lt2 kernels-rest"   (lt2c and PyTorch on
+#              LT2 Full+GDN 1.3B in the same run; then the SDPA, DSA and Qwen-style GDN kernel rows)
 #   call 2:  BENCH_PART=2 BENCH_BUDGET_S=540 BENCH_MERGE=out/run1/results.jsonl bash bench/run.sh
-#            = BENCH_ONLY="peaks kernels-lt2 kernels-rest e2e-dsa e2e-ouro"
+#            = BENCH_ONLY="peaks lt2c-prep kernels-lt2 lt2c-dsa lt2c-ouro e2e-ouro e2e-dsa"   (lt2c
+#              and PyTorch on LT2 GDN+DSA 1.3B and Ouro-1.4B-shaped in the same run; LT2's GDN kernels)
 #
 # carrying .whl, bench/.bin and, for call 2, out/run1 = call 1's $OUT copied into the working
 # tree (out/ is git-ignored: name it in the device call's carry list). Call 2's report then
@@ -23,6 +24,10 @@
 # checks), bench_kernels, bench_e2e (one model: eager, then torch.compile), bench_report.
 # Every step runs under its own time limit, taken from one overall budget (BENCH_BUDGET_S,
 # default 540 s); rows that do not fit are written as "dropped" with the reason.
+# lt2c-prep (call 2) is the one background step: the ONNX files and lt2c compiles of GDN+DSA and
+# Ouro (CPU and disk only: weights drawn on the CPU, the GPU hidden from it) run beside
+# kernels-lt2 (GPU kernels timed with CUDA events; its first minute is fla's autotuning);
+# lt2c-dsa and lt2c-ouro then use them (waiting for them if need be).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export BENCH_OUT="${OUT:-/tmp/bench_out}"
@@ -34,8 +39,8 @@ RESERVE=25  # kept for the report
 export PYTHONUNBUFFERED=1 FLA_CACHE_RESULTS=1
 
 case "${BENCH_PART:-}" in
-  1) BENCH_ONLY="peaks lt2c-tiny lt2c-big e2e-lt2" ;;
-  2) BENCH_ONLY="peaks kernels-lt2 kernels-rest e2e-dsa e2e-ouro" ;;
+  1) BENCH_ONLY="peaks lt2c-tiny lt2c-big e2e-lt2 kernels-rest" ;;
+  2) BENCH_ONLY="peaks lt2c-prep kernels-lt2 lt2c-dsa lt2c-ouro e2e-ouro e2e-dsa" ;;
   "") ;;
   *) echo "BENCH_PART must be 1 or 2"; exit 2 ;;
 esac
@@ -75,6 +80,23 @@ step() {  # step CAP_SECONDS LABEL command...   (BENCH_ONLY="label ..." runs onl
   fi
 }
 
+bg_step() {  # bg_step CAP LABEL command...: start it in the background (CPU work beside the GPU steps); its log: $BENCH_OUT/LABEL.log
+  local cap=$1 label=$2; shift 2
+  if [ -n "${BENCH_ONLY:-}" ] && [[ " $BENCH_ONLY " != *" $label "* ]]; then return 1; fi
+  local now
+  now=$(date +%s)
+  echo "=== $label: started in the background (limit ${cap}s, $((now - START))s elapsed; its log: $label.log)"
+  ( BENCH_DEADLINE=$((now + cap - 8)) timeout -k 5 "$cap" "$@" > "$BENCH_OUT/$label.log" 2>&1 &
+    echo $! > "$BG_DIR/$label.pid"
+    wait $!
+    rc=$?
+    echo "=== $label (background) done rc=$rc after $(( $(date +%s) - now ))s, $(( $(date +%s) - START ))s elapsed"
+    if [ "$rc" -ne 0 ]; then
+      echo "{\"section\": \"skipped\", \"row\": \"$label\", \"note\": \"background step: exit status $rc (124 = time limit); see $label.log\"}" >> "$BENCH_OUT/results.jsonl"
+    fi ) &
+  BG_PIDS="${BG_PIDS:-} $!"
+}
+
 LT2C_STATUS="${LT2C_STATUS:-}"
 if [ -x bench/.bin/lt2c ]; then
   if grep -q "has no CUDA backend yet" bench/.bin/lt2c; then
@@ -83,22 +105,59 @@ if [ -x bench/.bin/lt2c ]; then
   LT2C_ID="$(bench/.bin/lt2c --version), sha256 $(sha256sum bench/.bin/lt2c | cut -c1-16)"
   if bench/.bin/lt2c --help 2>&1 | grep -q -- "--dtype"; then LT2C_DT="fp32 and --dtype bf16"; else LT2C_DT="fp32 only (no --dtype)"; fi
   echo "lt2c: $LT2C_ID, $LT2C_DT"
-  LT2C_STATUS="${LT2C_STATUS:-carried bench/.bin/lt2c ($LT2C_ID), CUDA backend, $LT2C_DT: tiny zoo models (fp32) and LT2 Full+GDN at 1.3B, each after its check in the same call}"
+  case "${BENCH_PART:-}" in
+    1) LT2C_WHAT="tiny zoo models (fp32) and LT2 Full+GDN at 1.3B (fp32 and bf16)" ;;
+    2) LT2C_WHAT="LT2 GDN+DSA and Ouro-1.4B-shaped at 1.3B (bf16 timed, fp32 built for the check; their ONNX and compiles ran in the background beside kernels-lt2, CPU and disk only)" ;;
+    *) LT2C_WHAT="tiny zoo models (fp32), LT2 Full+GDN at 1.3B (fp32 and bf16), LT2 GDN+DSA and Ouro at 1.3B (bf16)" ;;
+  esac
+  LT2C_STATUS="${LT2C_STATUS:-carried bench/.bin/lt2c ($LT2C_ID), CUDA backend, $LT2C_DT: $LT2C_WHAT, each after its check in the same call}"
 else
   LT2C_STATUS="${LT2C_STATUS:+$LT2C_STATUS; }no lt2c binary carried"
 fi
+# The 1.3B lt2c steps run only after the tiny-model checks passed: in this call (lt2c-tiny), or
+# in the merged call 1 of the same sweep (call 2 has no lt2c-tiny step)
+for f in ${BENCH_MERGE:-}; do
+  d=$f; [ -d "$d" ] || d=$(dirname "$f")
+  if [ -e "$d/lt2c_tiny_ok" ]; then
+    export LT2C_TINY_OK="$d/lt2c_tiny_ok"
+    [ "${BENCH_PART:-}" = 2 ] && LT2C_STATUS="$LT2C_STATUS; tiny-model checks passed in call 1 of this sweep"
+  fi
+done
 export LT2C_NOTE="$LT2C_STATUS"
 echo "$LT2C_STATUS" > "$BENCH_OUT/lt2c_status.txt"
+# where lt2c-prep leaves the compiled models (GiBs; not under $OUT, which travels back); a
+# machine kept warm from an earlier call may still hold old ones
+export LT2C_PREP_DIR=/tmp/lt2c_prep
+rm -rf "$LT2C_PREP_DIR"
+BG_DIR=$(mktemp -d /tmp/bench_bg.XXXXXX)  # this run's background steps: their pid files
 
-# caps: the estimates of an H100 run (see RESULTS.md) plus margin; the budget cuts the last step
+# caps: the estimates of an H100 run (see RESULTS.md) plus margin; the budget cuts the last step.
+# Estimates (s, H100, from the step and row times of the earlier sweeps):
+#   call 1: peaks 20, lt2c-tiny 25, lt2c-big 130, e2e-lt2 180, kernels-rest 105        = about 460
+#   call 2: peaks 20, kernels-lt2 100 (lt2c-prep, 120-170, beside it), lt2c-dsa 60-95
+#           (lt2c's DSA prefill at 8K is not measured yet), lt2c-ouro 50, e2e-ouro 80,
+#           e2e-dsa 150 (its 32K eager prompt timed once, no compiled 32K row)      = about 460-500
+PREP_RUNS="1024:bf16,8192:bf16"
 step 25  peaks          python3 bench/bench_peaks.py
 step 60  lt2c-tiny      python3 bench/bench_lt2c.py
 step 200 lt2c-big       python3 bench/bench_lt2c.py --big lt2_full_gdn --runs 1024:fp32,1024:bf16,8192:bf16,8192:fp32
+if bg_step 300 lt2c-prep env CUDA_VISIBLE_DEVICES= python3 bench/bench_lt2c.py --prep lt2_gdn_dsa,ouro --runs "$PREP_RUNS"; then
+  for m in lt2_gdn_dsa ouro; do mkdir -p "$LT2C_PREP_DIR/$m" && echo "${BG_PIDS##* }" > "$LT2C_PREP_DIR/$m/started"; done
+fi
 step 130 kernels-lt2    python3 bench/bench_kernels.py --set gdn_lt2
-step 170 kernels-rest   python3 bench/bench_kernels.py --set attn,dsa,gdn_qwen
+step 120 lt2c-dsa       python3 bench/bench_lt2c.py --big lt2_gdn_dsa --runs "$PREP_RUNS" --batches 8,64
+step 90  lt2c-ouro      python3 bench/bench_lt2c.py --big ouro --runs "$PREP_RUNS" --batches 8,64
 step 200 e2e-lt2        python3 bench/bench_e2e.py --model lt2_full_gdn
-step 250 e2e-dsa        python3 bench/bench_e2e.py --model lt2_gdn_dsa
-step 170 e2e-ouro       python3 bench/bench_e2e.py --model ouro
+step 120 e2e-ouro       python3 bench/bench_e2e.py --model ouro
+step 200 e2e-dsa        python3 bench/bench_e2e.py --model lt2_gdn_dsa --long-iters 1 --compile-prefill 1024,8192 \
+  --compile-prefill-why "to fit call 2: the DSA selection runs eagerly under torch.compile too; 32K in the sweep of 2026-11-27: compile 11.9 s, eager 12.2 s"
+step 170 kernels-rest   python3 bench/bench_kernels.py --set attn,dsa,gdn_qwen
+for f in "$BG_DIR"/*.pid; do  # a background step still running now is of no more use: end it (its timeout ends its command)
+  [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null && echo "=== ended the background step $(basename "$f" .pid)"
+done
+for p in ${BG_PIDS:-}; do wait "$p"; done
+rm -rf "$BG_DIR"
+rm -rf "$LT2C_PREP_DIR"
 
 python3 bench/bench_report.py --out "$BENCH_OUT" ${BENCH_MERGE:-} "$BENCH_OUT/results.jsonl" > /dev/null
 echo "=== total $(( $(date +%s) - START ))s"
