@@ -6,7 +6,7 @@
 #            = BENCH_ONLY="peaks lt2c-tiny lt2c-big e2e-lt2 kernels-rest"   (lt2c and PyTorch on
 #              LT2 Full+GDN 1.3B in the same run; then the SDPA, DSA and Qwen-style GDN kernel rows)
 #   call 2:  BENCH_PART=2 BENCH_BUDGET_S=540 BENCH_MERGE=out/run1/results.jsonl bash bench/run.sh
-#            = BENCH_ONLY="peaks lt2c-prep kernels-lt2 lt2c-dsa lt2c-ouro e2e-ouro e2e-dsa"   (lt2c
+#            = BENCH_ONLY="peaks lt2c-prep kernels-lt2 e2e-ouro lt2c-ouro e2e-dsa lt2c-dsa"   (lt2c
 #              and PyTorch on LT2 GDN+DSA 1.3B and Ouro-1.4B-shaped in the same run; LT2's GDN kernels)
 #
 # carrying .whl, bench/.bin and, for call 2, out/run1 = call 1's $OUT copied into the working
