@@ -18,7 +18,6 @@ use crate::{Pass, PassError};
 /// The raise-l2-norm pass.
 pub struct RaiseL2Norm;
 
-
 impl Pass for RaiseL2Norm {
     fn name(&self) -> &'static str {
         "raise-l2-norm"
