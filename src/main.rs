@@ -468,9 +468,10 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
         let steady = steady_ms.map(|m| format!(", \"decode_ms_steady\": {m:.3}")).unwrap_or_default();
         let exit = if a.exit_threshold < 1.0 { format!(", \"loop_iterations_run\": {}, \"loop_iterations_skipped\": {}", loops.run, loops.skipped) } else { String::new() };
         println!(
-            "{{\"tokens\": [{}], \"prefill_ms\": {prefill_ms:.3}, \"decode_ms_per_token\": {decode_ms:.3}, \"device\": \"{}\"{steady}{batch}{exit}}}",
+            "{{\"tokens\": [{}], \"prefill_ms\": {prefill_ms:.3}, \"decode_ms_per_token\": {decode_ms:.3}, \"device\": \"{}\", \"decode_recorded\": {}{steady}{batch}{exit}}}",
             toks.join(", "),
-            choice.backend.name()
+            choice.backend.name(),
+            session.decode_recorded()
         );
     } else {
         println!("{}", tokens.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" "));
@@ -484,6 +485,9 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
         );
         if a.exit_threshold < 1.0 {
             eprintln!("early exit at {}: {} loop iterations run, {} skipped", a.exit_threshold, loops.run, loops.skipped);
+        }
+        if tokens.len() > 1 {
+            eprintln!("{}", session.decode_mode());
         }
     }
     Ok(())

@@ -25,6 +25,9 @@ struct AttnParams {
     i64 ms[4];      // mask strides over (b, h, i, j)
     int dvc;        // value columns of this launch (<= 32 * ATT_MAX_DV_PER_LANE)
     int rnd;        // q, k, v rounded to bf16 (1) or fp16 (2) as they load (`--dtype`); 0: fp32
+    u64 lk_dev;     // split kernel only: null, or an i64 in device memory holding the tokens cached
+                    // before this step, so LK = *lk_dev + LQ (a decode step replayed as a graph)
+    i64 kv_rows;    // split kernel only: rows per batch of k and v (a cache's capacity); 0: LK
 };
 
 // A q / k / v element as the products read it: rounded to the model's operand type (the CPU
@@ -144,10 +147,16 @@ extern "C" __global__ void lt2_attention_f32(const float* q, const float* k, con
 // warp sum) and own value columns lane, lane + 32, ... The block writes its running max, its
 // sum of exp and its unnormalised output to part[b][h][s] = (m, l, acc[DV]);
 // lt2_attention_combine_f32 merges the splits. No mask: the wrapper uses the tiled kernel then.
+// The splits share the visible range evenly (chunk = ceil(range / splits)), so the key count may
+// come from device memory (lk_dev) and one launch configuration serves every cache length.
 #define ATT_SPLIT_WARPS 4
 
 // Dynamic shared memory: accumulators [ATT_SPLIT_WARPS][DV], then q [D].
-extern "C" __global__ void lt2_attention_split_f32(const float* q, const float* k, const float* v, float* part, AttnParams p, int chunk, int splits) {
+extern "C" __global__ void lt2_attention_split_f32(const float* q, const float* k, const float* v, float* part, AttnParams p0, int splits) {
+    AttnParams p = p0;
+    if (p.lk_dev) p.LK = (int)(*(const i64*)p.lk_dev + p.LQ);
+    if (p.kv_rows && p.LK > p.kv_rows) p.LK = (int)p.kv_rows;  // a full cache (write_rows reports it)
+    const i64 kv_rows = p.kv_rows ? p.kv_rows : (i64)p.LK;
     __shared__ float red_m[ATT_SPLIT_WARPS], red_l[ATT_SPLIT_WARPS];
     extern __shared__ float sm[];
     const int lane = threadIdx.x, w = threadIdx.y;
@@ -159,13 +168,14 @@ extern "C" __global__ void lt2_attention_split_f32(const float* q, const float* 
     __syncthreads();
     i64 lo, n;
     attn_range(p, 0, &lo, &n);
-    const i64 j_begin = lo + (i64)s * chunk, j_end = min(j_begin + (i64)chunk, n);
+    const i64 chunk = (n - lo + splits - 1) / splits;
+    const i64 j_begin = lo + (i64)s * chunk, j_end = min(j_begin + chunk, n);
     float acc[ATT_MAX_DV_PER_LANE];
 #pragma unroll
     for (int c = 0; c < ATT_MAX_DV_PER_LANE; ++c) acc[c] = 0.0f;
     float m = -LT2_INF, l = 0.0f;
     for (i64 j = j_begin + w; j < j_end; j += ATT_SPLIT_WARPS) {
-        const float* kr = k + ((b * (i64)p.LK + j) * p.HKV + hk) * D;
+        const float* kr = k + ((b * kv_rows + j) * p.HKV + hk) * D;
         float dot = 0.0f;
         for (int x = lane; x < D; x += 32) dot += qs[x] * att_ld(kr, x, p.rnd);
         const float sc = p.scale * lt2_warp_sum(dot);
@@ -173,7 +183,7 @@ extern "C" __global__ void lt2_attention_split_f32(const float* q, const float* 
         const float corr = expf(m - mnew);  // m = -inf at first: 0
         const float pj = expf(sc - mnew);
         l = l * corr + pj;
-        const float* vr = v + ((b * (i64)p.LK + j) * p.HKV + hk) * DV;
+        const float* vr = v + ((b * kv_rows + j) * p.HKV + hk) * DV;
 #pragma unroll
         for (int c = 0; c < ATT_MAX_DV_PER_LANE; ++c) {
             int d = lane + 32 * c;

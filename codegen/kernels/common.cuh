@@ -23,6 +23,7 @@ typedef unsigned char u8;
 #define LT2_ERR_DIV_ZERO 2   // int64 division by zero: (dividend, 0)
 #define LT2_ERR_POSITION 3   // rope position id outside the cos/sin cache: (value, positions)
 #define LT2_ERR_SPARSE 4     // sparse attention index outside 0..S: (value, S)
+#define LT2_ERR_CAPACITY 5   // a fixed-capacity cache is full: (rows needed, capacity)
 
 // The first error wins; later ones are dropped. err = {code, a, b}.
 __device__ __forceinline__ void lt2_report(i64* err, i64 code, i64 a, i64 b) {

@@ -7,6 +7,13 @@ extern "C" __global__ void lt2_range_i64(i64* out, i64 start, i64 delta, i64 n) 
     LT2_GRID_STRIDE(i, n) out[i] = start + i * delta;
 }
 
+// Positions of a decode step replayed as a CUDA graph: start + (past + i) * delta, with `past`
+// (the tokens already cached) read from device memory.
+extern "C" __global__ void lt2_range_past_i64(i64* out, i64 start, i64 delta, i64 n, const i64* past) {
+    const i64 s = start + *past * delta;
+    LT2_GRID_STRIDE(i, n) out[i] = s + i * delta;
+}
+
 // Keeps the lower (j <= i + k) or upper (j >= i + k) triangle of the last two dims [rows, cols].
 #define LT2_TRILU(name, T)                                                                       \
     extern "C" __global__ void name(const T* x, T* out, i64 n, i64 rows, i64 cols, int upper, i64 k) { \

@@ -40,3 +40,19 @@ struct Bytes256 {
 extern "C" __global__ void lt2_write_bytes(u8* dst, int n, Bytes256 src) {
     for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src.b[i];
 }
+
+// Decode with fixed-capacity caches (a decode step replayed as a CUDA graph): the rows
+// src [B, n, w] go to rows at .. at+n-1 of each batch's slab of dst [B, cap, w], with `at` read
+// from device memory (the tokens the caches held before the step), so one recorded launch serves
+// every step. In u32 words (caches are f32).
+extern "C" __global__ void lt2_write_rows_w4(const u32* src, u32* dst, const i64* at, i64 B, i64 n, i64 cap, i64 w, i64* err) {
+    const i64 a = *at;
+    if (a < 0 || a + n > cap) {
+        if (blockIdx.x == 0 && threadIdx.x == 0) lt2_report(err, LT2_ERR_CAPACITY, a + n, cap);
+        return;
+    }
+    LT2_GRID_STRIDE(i, B * n * w) {
+        const i64 b = i / (n * w), r = i % (n * w);
+        dst[(b * cap + a) * w + r] = src[i];
+    }
+}

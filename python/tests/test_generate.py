@@ -43,9 +43,10 @@ def test_greedy_generate_matches_numpy_oracle(tmp_path):
         check=True, capture_output=True, text=True,
     )
     out = json.loads(r.stdout)
-    assert set(out) == {"tokens", "prefill_ms", "decode_ms_per_token", "decode_ms_steady", "device"}
+    assert set(out) == {"tokens", "prefill_ms", "decode_ms_per_token", "decode_ms_steady", "device", "decode_recorded"}
     assert out["decode_ms_steady"] > 0
     assert out["device"] == "cpu"
+    assert out["decode_recorded"] is False  # the CPU backend runs steps op by op
     want, want_logits = numpy_greedy(prompt, n)
     assert out["tokens"] == want
     got_logits = np.load(logits_file)["logits"]

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use crate::error::{OpError, RuntimeError};
 use crate::format::ModelFile;
 use crate::plan::Op;
+use crate::step_graph::StepGraphs;
 use crate::tensor::Tensor;
 
 /// A device that executes plan ops on its own buffers.
@@ -29,4 +30,9 @@ pub trait Backend: Sized {
     fn stack(&self, xs: &[Self::Buf]) -> Result<Self::Buf, OpError>;
     /// Bytes a buffer holds (cache accounting).
     fn nbytes(&self, b: &Self::Buf) -> usize;
+    /// Recording and replaying decode steps (`step_graph.rs`), where the backend can and it is
+    /// not switched off; None: every step runs op by op.
+    fn step_graphs(&self) -> Option<&dyn StepGraphs<Self::Buf>> {
+        None
+    }
 }

@@ -29,6 +29,18 @@ pub struct RunState<T> {
     pub last_logits_only: bool,
     /// Caches that grow one entry per token (K/V, index keys, latents): slot -> window (-1: all).
     pub seq_slots: HashMap<u32, i64>,
+    /// Set once the caches have fixed capacity (a decode step recorded as a graph,
+    /// `step_graph.rs`): stateful steps then update them in place.
+    pub fixed: Option<FixedCaches<T>>,
+}
+
+/// Caches of fixed capacity: K/V are [B, cap, ...] with rows past.. unset, and the token count
+/// lives in device memory so that a recorded step reads it instead of baking it in.
+pub struct FixedCaches<T> {
+    /// i64 [1] on the device: tokens the caches held before the running step.
+    pub past: T,
+    /// Rows of every K/V cache.
+    pub cap: usize,
 }
 
 /// How many loop iterations ran and how many early exit skipped.
@@ -40,7 +52,16 @@ pub struct LoopCounts {
 
 impl<T> Default for RunState<T> {
     fn default() -> Self {
-        RunState { past: 0, caches: HashMap::new(), share_kv_across_loops: false, exit_threshold: 1.0, loop_iterations: LoopCounts::default(), last_logits_only: false, seq_slots: HashMap::new() }
+        RunState {
+            past: 0,
+            caches: HashMap::new(),
+            share_kv_across_loops: false,
+            exit_threshold: 1.0,
+            loop_iterations: LoopCounts::default(),
+            last_logits_only: false,
+            seq_slots: HashMap::new(),
+            fixed: None,
+        }
     }
 }
 
@@ -88,6 +109,9 @@ pub fn run_stateful<B: Backend>(
     };
     let path: Vec<i64> = iters.iter().map(|&(i, _)| i).collect();
     let key = (step.cache_slot, path);
+    if st.fixed.is_some() {
+        return run_in_place(b, op, step, ins, env, st, iters, key);
+    }
     match op {
         Op::Range(r) => {
             let shifted = Op::Range(plan::Range { start: r.start + st.past * r.delta, ..r.clone() });
@@ -146,6 +170,92 @@ pub fn run_stateful<B: Backend>(
         }
         _ => run(op, &ins),
     }
+}
+
+/// `run_stateful` over fixed-capacity caches: nothing launched depends on the cache length or
+/// replaces a cache buffer, so the step can be recorded once and replayed (`step_graph.rs`).
+#[allow(clippy::too_many_arguments)]
+fn run_in_place<B: Backend>(
+    b: &B,
+    op: &Op,
+    step: &Step,
+    mut ins: Vec<Option<B::Buf>>,
+    env: &HashMap<String, i64>,
+    st: &mut RunState<B::Buf>,
+    iters: &[(i64, i64)],
+    key: CacheKey,
+) -> Result<Vec<B::Buf>, OpError> {
+    let g = b.step_graphs().ok_or_else(|| OpError::new("fixed-capacity caches on a backend that cannot record steps"))?;
+    let past = match &st.fixed {
+        Some(f) => f.past.clone(),
+        None => return Err(OpError::new("caches are not of fixed capacity")),
+    };
+    match op {
+        Op::Range(r) => Ok(vec![g.range_past(r, &past, env)?]),
+        Op::CausalConv(_) | Op::Gdn(_) => {
+            if ins.len() < 4 {
+                ins.resize(4, None);
+            }
+            if ins[3].is_some() {
+                return Err(OpError::new("the model passes its own state; a decode session cannot add one"));
+            }
+            let state = st.caches.get(&key).and_then(|c| c.first().cloned()).ok_or_else(|| OpError::new("no state cached by the prefill"))?;
+            ins[3] = Some(state.clone());
+            let r: Vec<Option<&B::Buf>> = ins.iter().map(|t| t.as_ref()).collect();
+            let outs = b.run_op(op, &r, env)?;
+            // The cache keeps its buffer (a recorded step reads it there next time).
+            g.copy_into(&state, &outs[1])?;
+            Ok(outs)
+        }
+        Op::Attention(a) => {
+            if ins.get(3).is_some_and(|m| m.is_some()) {
+                return Err(OpError::new("an attention mask cannot be decoded over fixed-capacity caches"));
+            }
+            st.seq_slots.insert(step.cache_slot, a.window_left);
+            // Shared across loops: every loop writes row `past` and the last one's stays.
+            let key = if st.share_kv_across_loops && !iters.is_empty() { (step.cache_slot, vec![]) } else { key };
+            let cache = st.caches.get(&key).ok_or_else(|| OpError::new("no K/V cached by the prefill"))?;
+            let (kc, vc) = match (cache.first(), cache.get(1)) {
+                (Some(k), Some(v)) => (k, v),
+                _ => return Err(OpError::new("K/V cache entry is incomplete")),
+            };
+            Ok(vec![g.attention_cached(a, &req(&ins, 0)?, [&req(&ins, 1)?, &req(&ins, 2)?], [kc, vc], &past)?])
+        }
+        Op::LightningIndexer(_) | Op::SparseAttention(_) => Err(OpError::new("sparse attention caches are not of fixed capacity")),
+        _ => {
+            let r: Vec<Option<&B::Buf>> = ins.iter().map(|t| t.as_ref()).collect();
+            b.run_op(op, &r, env)
+        }
+    }
+}
+
+/// Switches the caches of `st` (holding `len` tokens) to fixed capacity `cap`, or grows them
+/// to it: every K/V cache becomes [B, cap, ...] with its rows at their positions (a windowed
+/// cache's rows end at `len`), and the token count gets its device buffer.
+pub fn use_capacity<B: Backend>(b: &B, st: &mut RunState<B::Buf>, len: usize, cap: usize) -> Result<(), OpError> {
+    let g = b.step_graphs().ok_or_else(|| OpError::new("this backend cannot record decode steps"))?;
+    if len >= cap {
+        return Err(OpError::new(format!("a capacity of {cap} rows cannot hold {len} tokens and the next")));
+    }
+    let grow = st.fixed.is_some();
+    for ((slot, _), entry) in st.caches.iter_mut() {
+        if !st.seq_slots.contains_key(slot) {
+            continue;
+        }
+        for t in entry.iter_mut() {
+            let rows = b.shape(t).get(1).copied().unwrap_or(0);
+            // Fixed already: all `rows` (the old capacity) move; else the rows end at `len`.
+            let at = if grow { 0 } else { len.checked_sub(rows).ok_or_else(|| OpError::new(format!("a cache holds {rows} rows for {len} tokens")))? };
+            *t = g.with_capacity(t, cap, at)?;
+        }
+    }
+    if st.fixed.is_none() {
+        let past = b.upload(&crate::tensor::Tensor::i64(vec![1], vec![len as i64]))?;
+        st.fixed = Some(FixedCaches { past, cap });
+    } else if let Some(f) = st.fixed.as_mut() {
+        f.cap = cap;
+    }
+    Ok(())
 }
 
 /// Early exit stopped a loop after iteration `last` of `trip` (at loop depth `prefix.len()`):

@@ -87,12 +87,21 @@ impl<B: Backend> Model<B> {
 
     /// Like `run_with`, but leaves the outputs on the device (a session downloads only the
     /// logits rows it needs).
-    pub fn run_on_device(&self, inputs: &HashMap<String, Tensor>, mut state: Option<&mut RunState<B::Buf>>) -> Result<Vec<(String, B::Buf)>, RuntimeError> {
+    pub fn run_on_device(&self, inputs: &HashMap<String, Tensor>, state: Option<&mut RunState<B::Buf>>) -> Result<Vec<(String, B::Buf)>, RuntimeError> {
+        let m = &self.file.manifest;
+        bind_symbols(&m.inputs, inputs)?;
+        let dev = |e: crate::error::OpError| RuntimeError::Device { device: self.backend.name().into(), reason: e.0 };
+        let args: Vec<B::Buf> = m.inputs.iter().map(|s| self.backend.upload(&inputs[&s.name])).collect::<Result<_, _>>().map_err(dev)?;
+        self.run_on_buffers(inputs, args, state)
+    }
+
+    /// Like `run_on_device`, with the inputs already on the device (`args`, in signature order)
+    /// and `inputs` read only for their shapes: a recorded decode step reads its token ids from
+    /// one buffer that every replay overwrites.
+    pub fn run_on_buffers(&self, inputs: &HashMap<String, Tensor>, args: Vec<B::Buf>, mut state: Option<&mut RunState<B::Buf>>) -> Result<Vec<(String, B::Buf)>, RuntimeError> {
         let m = &self.file.manifest;
         let env = bind_symbols(&m.inputs, inputs)?;
         let entry = m.graphs.first().ok_or_else(|| RuntimeError::Corrupt("plan has no graphs".into()))?;
-        let dev = |e: crate::error::OpError| RuntimeError::Device { device: self.backend.name().into(), reason: e.0 };
-        let args: Vec<B::Buf> = m.inputs.iter().map(|s| self.backend.upload(&inputs[&s.name])).collect::<Result<_, _>>().map_err(dev)?;
         let mut iters = Vec::new();
         let outs = self.run_graph(entry, 0, args, &env, &mut state, &mut iters)?;
         Ok(m.outputs.iter().map(|s| s.name.clone()).zip(outs).collect())

@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod decode;
 pub mod session;
+pub mod step_graph;
 pub mod device;
 pub mod dim;
 pub mod early_exit;

@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 
 use crate::backend::Backend;
-use crate::decode::{LoopCounts, RunState};
-use crate::error::RuntimeError;
+use crate::decode::{use_capacity, LoopCounts, RunState};
+use crate::error::{OpError, RuntimeError};
 use crate::exec::Model;
 use crate::plan::{DecodeInfo, Graph, Op};
+use crate::step_graph::Replay;
 use crate::tensor::Tensor;
 
 /// How a session is set up.
@@ -57,6 +58,9 @@ pub struct Session<'m, B: Backend> {
     groups: Vec<Group<B::Buf>>,
     /// Number of sequences (the members of all groups).
     num_seqs: usize,
+    /// Why decode steps run op by op rather than recorded and replayed (`step_graph.rs`);
+    /// None: they are recorded.
+    not_recorded: Option<String>,
 }
 
 /// Sequences of equal length run as one batch.
@@ -66,6 +70,26 @@ struct Group<T> {
     members: Vec<usize>,
     /// Tokens each member holds.
     len: usize,
+    /// The recorded decode step, once the caches have fixed capacity and a step was recorded.
+    recorded: Option<RecordedStep<T>>,
+    /// Recordings that failed; after two the group decodes op by op (over its fixed caches).
+    failed_recordings: u32,
+}
+
+/// A decode step recorded once and replayed: token ids go into `ids`, logits come out of
+/// `logits`, both buffers fixed in the recording.
+struct RecordedStep<T> {
+    replay: Box<dyn Replay>,
+    ids: T,
+    logits: T,
+    /// Loop iterations one step runs (the executor counts them only while recording).
+    loop_iterations: u64,
+}
+
+/// Rows of fixed-capacity caches for `need` tokens: an eighth more (at least 32), so a long
+/// generation re-records a few times rather than every token, within `max_context`.
+fn capacity_for(need: usize, max_context: usize) -> usize {
+    (need + (need / 8).max(32)).next_multiple_of(32).min(max_context.max(need))
 }
 
 impl<'m, B: Backend> Session<'m, B> {
@@ -91,7 +115,24 @@ impl<'m, B: Backend> Session<'m, B> {
                 return Err(bad("an exit threshold cannot be combined with a KV cache shared across loops (the shared cache is written by the last loop, which early exit skips)".into()));
             }
         }
-        Ok(Session { model, info, opts, groups: Vec::new(), num_seqs: 0 })
+        let not_recorded = match model.backend().step_graphs() {
+            None => Some(format!("the {} backend runs decode steps op by op", model.backend().name())),
+            Some(_) => crate::step_graph::unsupported(&model.file().manifest, opts.exit_threshold),
+        };
+        Ok(Session { model, info, opts, groups: Vec::new(), num_seqs: 0, not_recorded })
+    }
+
+    /// Whether decode steps are recorded and replayed (`decode_mode` says why not).
+    pub fn decode_recorded(&self) -> bool {
+        self.not_recorded.is_none()
+    }
+
+    /// How decode steps run: recorded once and replayed (CUDA graph), or op by op and why.
+    pub fn decode_mode(&self) -> String {
+        match &self.not_recorded {
+            None => "decode steps recorded once and replayed (CUDA graph)".into(),
+            Some(why) => format!("decode steps op by op: {why}"),
+        }
     }
 
     /// Loop iterations run and skipped by early exit, summed over the session's sequences.
@@ -218,6 +259,8 @@ impl<'m, B: Backend> Session<'m, B> {
                     state: RunState { share_kv_across_loops: self.opts.share_kv_across_loops, exit_threshold: self.opts.exit_threshold, ..Default::default() },
                     members: vec![i],
                     len: 0,
+                    recorded: None,
+                    failed_recordings: 0,
                 }),
             }
         }
@@ -245,10 +288,88 @@ impl<'m, B: Backend> Session<'m, B> {
         for gi in 0..self.groups.len() {
             let members = self.groups[gi].members.clone();
             let ids: Vec<i64> = members.iter().map(|&m| next[m]).collect();
-            for (m, t) in members.into_iter().zip(self.extend(gi, ids, 1, true)?) {
+            let rows = if self.not_recorded.is_none() { self.decode_replayed(gi, ids)? } else { self.extend(gi, ids, 1, true)? };
+            for (m, t) in members.into_iter().zip(rows) {
                 out[m] = t.as_f32().unwrap_or(&[]).to_vec();
             }
         }
         Ok(out)
+    }
+
+    /// One decode step of group `gi` as a replay of its recorded step (`step_graph.rs`). The
+    /// first step switches the caches to fixed capacity and runs op by op; the next records
+    /// the step, and later ones replay it. A full capacity grows and records again.
+    fn decode_replayed(&mut self, gi: usize, ids: Vec<i64>) -> Result<Vec<Tensor>, RuntimeError> {
+        let model = self.model;
+        let b = model.backend();
+        let dev = |e: OpError| RuntimeError::Device { device: b.name().into(), reason: e.0 };
+        let graphs = b.step_graphs().ok_or_else(|| RuntimeError::Session("this backend cannot record decode steps".into()))?;
+        let (have, n, first) = (self.groups[gi].len, self.groups[gi].members.len(), self.groups[gi].members[0]);
+        self.check_room(first, have, 1)?;
+        let past = crate::tensor::Tensor::i64(vec![1], vec![have as i64]);
+        let cap = self.groups[gi].state.fixed.as_ref().map(|f| f.cap);
+        if cap.is_none_or(|c| have + 1 > c) {
+            let g = &mut self.groups[gi];
+            g.recorded = None;
+            use_capacity(b, &mut g.state, have, capacity_for(have + 1, self.opts.max_context)).map_err(dev)?;
+            if let Some(f) = &g.state.fixed {
+                graphs.write(&f.past, &past).map_err(dev)?;
+            }
+            return self.extend(gi, ids, 1, true);
+        }
+        let ids = Tensor::i64(vec![n, 1], ids);
+        let inputs = HashMap::from([(self.info.ids_input.clone(), ids.clone())]);
+        let logits_name = &self.info.logits_output;
+        let g = &mut self.groups[gi];
+        if let Some(f) = &g.state.fixed {
+            graphs.write(&f.past, &past).map_err(dev)?;
+        }
+        if g.recorded.is_none() && g.failed_recordings >= 2 {
+            // Recording keeps failing: op by op over the fixed caches.
+            let ids = ids.as_i64().unwrap_or(&[]).to_vec();
+            return self.extend(gi, ids, 1, true);
+        }
+        let t0 = std::time::Instant::now();
+        match &g.recorded {
+            Some(r) => graphs.write(&r.ids, &ids).map_err(dev)?,
+            None => {
+                let ids_buf = b.upload(&ids).map_err(dev)?;
+                g.state.past = have as i64;
+                g.state.last_logits_only = true;
+                let before = g.state.loop_iterations.run;
+                let mut logits = None;
+                let state = &mut g.state;
+                let recording = graphs.capture(&mut || {
+                    let outs = model.run_on_buffers(&inputs, vec![ids_buf.clone()], Some(&mut *state))?;
+                    logits = outs.into_iter().find(|(k, _)| k == logits_name).map(|(_, t)| t);
+                    Ok(())
+                });
+                let loop_iterations = g.state.loop_iterations.run - before;
+                g.state.loop_iterations.run = before;
+                match (recording, logits) {
+                    (Ok(replay), Some(logits)) => g.recorded = Some(RecordedStep { replay, ids: ids_buf, logits, loop_iterations }),
+                    (Ok(_), None) => return Err(RuntimeError::Corrupt("logits output missing".into())),
+                    (Err(e), _) => {
+                        // Nothing ran: the caches are as they were. This step goes op by op.
+                        g.failed_recordings += 1;
+                        eprintln!("note: recording the decode step failed, running it op by op: {e}");
+                        let ids = ids.as_i64().unwrap_or(&[]).to_vec();
+                        return self.extend(gi, ids, 1, true);
+                    }
+                }
+            }
+        }
+        let r = g.recorded.as_ref().ok_or_else(|| RuntimeError::Corrupt("no recorded step".into()))?;
+        r.replay.replay().map_err(dev)?;
+        let enqueued = t0.elapsed();
+        g.state.loop_iterations.run += r.loop_iterations;
+        g.len += 1;
+        let logits = b.download(&r.logits).map_err(dev)?;
+        if std::env::var_os("LT2C_STEP_TIMES").is_some() {
+            eprintln!("step of 1 token (replayed): enqueued in {:.3} ms, then waited {:.3} ms for the device", enqueued.as_secs_f64() * 1e3, (t0.elapsed() - enqueued).as_secs_f64() * 1e3);
+        }
+        let v = *logits.shape.last().unwrap_or(&0);
+        let data = logits.as_f32().ok_or_else(|| RuntimeError::Corrupt("logits are not float".into()))?;
+        Ok(data.chunks(v.max(1)).map(|c| Tensor::f32(vec![1, v], c.to_vec())).collect())
     }
 }

@@ -39,6 +39,11 @@ struct AttnParams {
     dvc: i32,
     /// q, k, v rounded to bf16 (1) or fp16 (2) as they load (`--dtype`); 0: fp32.
     rnd: i32,
+    /// Split kernel: 0, or the address of an i64 holding the tokens cached before the step
+    /// (the key count is then that plus lq, read on the device).
+    lk_dev: u64,
+    /// Split kernel: rows per batch of k and v (a fixed-capacity cache); 0: lk.
+    kv_rows: i64,
 }
 device_repr!(AttnParams);
 
@@ -86,14 +91,13 @@ pub(crate) fn attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], mask: Option<&CudaB
         dv0: 0,
         ms,
         dvc: 0,
-        rnd: match DType::try_from(a.operand_dtype) {
-            Ok(DType::Bf16) => 1,
-            Ok(DType::F16) => 2,
-            _ => 0,
-        },
+        rnd: operand_rounding(a),
+        lk_dev: 0,
+        kv_rows: 0,
     };
     if lq == 1 && mask.is_none() && dv <= DV_PER_LAUNCH && lk >= 2 * SPLIT_MIN_KEYS {
-        return decode_split(cu, [q, k, v], out, p, nb, q_heads, lk, d, dv);
+        let splits = lk.div_ceil(SPLIT_MIN_KEYS).min(SPLIT_TARGET_BLOCKS.div_ceil(nb * q_heads)).max(1);
+        return decode_split(cu, [q, k, v], out, p, splits);
     }
     let grid = |queries_per_block: usize| (lq.div_ceil(queries_per_block) as u32, q_heads as u32, nb as u32);
     if p.rnd != 0 && mask.is_none() && lq >= TILED_MIN_QUERIES && d % 16 == 0 && d <= MMA_MAX_D && dv % 16 == 0 {
@@ -160,19 +164,102 @@ const SPLIT_MIN_KEYS: usize = 64;
 const SPLIT_WARPS: usize = 4;
 const SPLIT_TARGET_BLOCKS: usize = 512;
 
+/// How attention kernels round q, k and v as they load (AttnParams::rnd).
+fn operand_rounding(a: &plan::Attention) -> i32 {
+    match DType::try_from(a.operand_dtype) {
+        Ok(DType::Bf16) => 1,
+        Ok(DType::F16) => 2,
+        _ => 0,
+    }
+}
+
 /// One query per (batch, head) over a long cache: the keys split across blocks, then merged
 /// (attention.cu `lt2_attention_split_f32` / `lt2_attention_combine_f32`).
-#[allow(clippy::too_many_arguments)]
-fn decode_split(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], out: CudaBuf, mut p: AttnParams, nb: usize, q_heads: usize, lk: usize, d: usize, dv: usize) -> Result<CudaBuf, OpError> {
-    let heads = nb * q_heads;
-    let splits = lk.div_ceil(SPLIT_MIN_KEYS).min(SPLIT_TARGET_BLOCKS.div_ceil(heads)).max(1);
-    let chunk = lk.div_ceil(splits);
-    let part = cu.alloc(vec![heads * splits * (dv + 2)], DType::F32)?;
+fn decode_split(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], out: CudaBuf, mut p: AttnParams, splits: usize) -> Result<CudaBuf, OpError> {
+    let (nb, q_heads, d, dv) = (p.b as usize, p.hq as usize, p.d as usize, p.dv as usize);
+    let part = cu.alloc(vec![nb * q_heads * splits * (dv + 2)], DType::F32)?;
     (p.dv0, p.dvc) = (0, dv as i32);
     let smem = (SPLIT_WARPS * dv + d) * 4;
     let cfg = LaunchConfig { grid_dim: (splits as u32, q_heads as u32, nb as u32), block_dim: (32, SPLIT_WARPS as u32, 1), shared_mem_bytes: smem as u32 };
-    launch!(cu, Kernel::AttentionSplit, cfg, q.ptr(), k.ptr(), v.ptr(), part.ptr(), p, chunk as i32, splits as i32)?;
+    launch!(cu, Kernel::AttentionSplit, cfg, q.ptr(), k.ptr(), v.ptr(), part.ptr(), p, splits as i32)?;
     let cfg = LaunchConfig { grid_dim: (q_heads as u32, nb as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
     launch!(cu, Kernel::AttentionCombine, cfg, part.ptr(), out.ptr(), splits as i32, dv as i32)?;
     Ok(out)
+}
+
+/// One decode step of causal attention over fixed-capacity caches (a step that a CUDA graph
+/// replays): writes the step's k_new, v_new [B, Lq, Hkv*D(v)] at rows past.. of k_cache, v_cache
+/// [B, cap, ...], then attends q [B, Lq, Hq*D] to rows 0 .. past + Lq, with `past` (an i64 in
+/// device memory) read by the kernels, so the launches do not depend on the cache length.
+/// Checks everything before writing: a failure leaves the caches as they were.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention_cached(
+    cu: &Cuda,
+    a: &plan::Attention,
+    q: &CudaBuf,
+    [k_new, v_new]: [&CudaBuf; 2],
+    [k_cache, v_cache]: [&CudaBuf; 2],
+    past: &CudaBuf,
+) -> Result<CudaBuf, OpError> {
+    let op = "attention (fixed-capacity cache)";
+    for (what, t) in [("q", q), ("k", k_new), ("v", v_new), ("k cache", k_cache), ("v cache", v_cache)] {
+        expect_f32(op, what, t)?;
+    }
+    if past.dtype != DType::I64 || past.numel() != 1 {
+        op_bail!("{op}: the token count must be one int64, got {:?} {:?}", past.dtype, past.shape);
+    }
+    let cap = k_cache.shape.get(1).copied().unwrap_or(0);
+    let AttnDims { nb, lq, d, dv, .. } = attention_dims([&q.shape, &k_cache.shape, &v_cache.shape], a.q_heads as usize, a.kv_heads as usize)?;
+    for (new, cache) in [(k_new, k_cache), (v_new, v_cache)] {
+        let (ns, cs) = (&new.shape, &cache.shape);
+        if ns.len() != 3 || cs.len() != 3 || ns[0] != cs[0] || ns[2] != cs[2] || ns[1] != lq {
+            op_bail!("{op}: new rows {ns:?} do not fit cache {cs:?} with {lq} queries");
+        }
+    }
+    if a.top_left {
+        op_bail!("{op}: attention aligned top-left cannot be decoded");
+    }
+    if dv > DV_PER_LAUNCH {
+        op_bail!("{op}: value heads of {dv} exceed the decode kernel's {DV_PER_LAUNCH}");
+    }
+    for (new, cache) in [(k_new, k_cache), (v_new, v_cache)] {
+        write_rows(cu, cache, new, past)?;
+    }
+    let out = cu.alloc(vec![nb, lq, a.q_heads as usize * dv], DType::F32)?;
+    if out.numel() == 0 {
+        return Ok(out);
+    }
+    let p = AttnParams {
+        b: nb as i32,
+        lq: lq as i32,
+        lk: cap as i32,
+        hq: a.q_heads as i32,
+        hkv: a.kv_heads as i32,
+        d: d as i32,
+        dv: dv as i32,
+        causal: 1,
+        top_left: 0,
+        scale: if a.scale == 0.0 { (1.0 / (d as f64).sqrt()) as f32 } else { a.scale },
+        wl: a.window_left,
+        wr: a.window_right,
+        mask: 0,
+        mask_bool: 0,
+        dv0: 0,
+        ms: [0; 4],
+        dvc: 0,
+        rnd: operand_rounding(a),
+        lk_dev: past.ptr(),
+        kv_rows: cap as i64,
+    };
+    // Splits for the capacity; at shorter lengths each split takes fewer keys.
+    let splits = cap.div_ceil(SPLIT_MIN_KEYS).min(SPLIT_TARGET_BLOCKS.div_ceil(nb * a.q_heads as usize)).max(1);
+    decode_split(cu, [q, k_cache, v_cache], out, p, splits)
+}
+
+/// Writes rows [B, n, w] at rows past.. of cache [B, cap, w] (f32), `past` read on the device
+/// (layout.cu `lt2_write_rows_w4`; a full cache is reported through the error word).
+pub(crate) fn write_rows(cu: &Cuda, cache: &CudaBuf, rows: &CudaBuf, past: &CudaBuf) -> Result<(), OpError> {
+    let (nb, n, cap) = (rows.shape[0] as i64, rows.shape[1] as i64, cache.shape[1] as i64);
+    let w = (rows.numel() / (rows.shape[0] * rows.shape[1]).max(1) * super::dtype_size(rows.dtype) / 4) as i64;
+    launch!(cu, Kernel::WriteRows, super::grid_for((nb * n * w) as usize, 256), rows.ptr(), cache.ptr(), past.ptr(), nb, n, cap, w, cu.err_ptr())
 }

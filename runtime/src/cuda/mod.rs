@@ -20,6 +20,7 @@ mod attention;
 mod conv;
 mod elementwise;
 mod gdn;
+mod graph;
 pub mod kernels;
 pub mod libs;
 mod linalg;
@@ -112,6 +113,11 @@ pub struct Cuda {
     /// so they share one cast kernel instead of one each. Holding the source keeps its memory
     /// from being reused, and buffers are never written after they are produced.
     last_cast: RefCell<Option<(CudaBuf, CudaBuf)>>,
+    /// While a decode step is recorded (`graph.rs`): the pool that owns every buffer the
+    /// recording allocates, reserved for its replays.
+    recording: RefCell<Option<Rc<RefCell<Pool>>>>,
+    /// Decode steps are recorded and replayed (off with LT2C_CUDA_GRAPHS=0, and while profiling).
+    graphs: bool,
 }
 
 /// Most bytes of freed activations the pool keeps.
@@ -137,6 +143,7 @@ const ERR_INDEX: i64 = 1;
 const ERR_DIV_ZERO: i64 = 2;
 const ERR_POSITION: i64 = 3;
 const ERR_SPARSE: i64 = 4;
+const ERR_CAPACITY: i64 = 5;
 
 fn drv(what: &str, e: DriverError) -> String {
     format!("{what}: {e:?}")
@@ -191,7 +198,23 @@ impl Cuda {
         let err = stream.alloc_zeros::<i64>(4).map_err(|e| dev_err(drv("allocating the error word", e)))?;
         let err_ptr = err.device_ptr(&stream).0;
         let profile = std::env::var_os("LT2C_CUDA_PROFILE").filter(|v| v != "0").map(|_| RefCell::new(HashMap::new()));
-        Ok(Cuda { ctx, stream, cc, kernels: OnceCell::new(), blas, err, err_ptr, description, scalars: RefCell::new(HashMap::new()), profile, pool: Pool::new(POOL_LIMIT), last_cast: RefCell::new(None) })
+        let graphs = profile.is_none() && std::env::var_os("LT2C_CUDA_GRAPHS").is_none_or(|v| v != "0");
+        Ok(Cuda {
+            ctx,
+            stream,
+            cc,
+            kernels: OnceCell::new(),
+            blas,
+            err,
+            err_ptr,
+            description,
+            scalars: RefCell::new(HashMap::new()),
+            profile,
+            pool: Pool::new(POOL_LIMIT),
+            last_cast: RefCell::new(None),
+            recording: RefCell::new(None),
+            graphs,
+        })
     }
 
     /// Loads the kernels for this device: per kernel file, the cubin or PTX that `file` carries
@@ -267,21 +290,50 @@ impl Cuda {
     fn alloc_in(&self, shape: Vec<usize>, dtype: DType, pooled: bool) -> Result<CudaBuf, OpError> {
         let bytes = shape.iter().product::<usize>() * dtype_size(dtype);
         let class = if pooled { Pool::class(bytes) } else { bytes.max(1) };
-        let reused = if pooled { self.pool.borrow_mut().take(class) } else { None };
-        let slice = match reused {
-            Some(s) => s,
-            // SAFETY: every kernel writes all of its output before it is read.
-            None => match unsafe { self.stream.alloc::<u8>(class) } {
-                Ok(s) => s,
-                Err(_) => {
-                    // Out of memory, maybe because the pool holds it: give it back and retry.
-                    self.pool.borrow_mut().release();
-                    unsafe { self.stream.alloc::<u8>(class) }.map_err(|e| OpError::new(drv(&format!("allocating {bytes} bytes"), e)))?
+        if let Some(rec) = self.recording.borrow().as_ref() {
+            // Recording: the buffer comes from the recording's own pool, the shared one or
+            // cuMemAlloc, and belongs to the recording from now on (cuMemAllocAsync would be
+            // recorded as a graph allocation).
+            let block = rec.borrow_mut().take(class).or_else(|| self.pool.borrow_mut().take(class));
+            let (block, ptr) = match block {
+                Some(b) => {
+                    let ptr = self.block_ptr(&b);
+                    (b, ptr)
                 }
-            },
+                None => {
+                    // cuMemAlloc is not captured (the recording runs in relaxed mode).
+                    let mut ptr = 0u64;
+                    // SAFETY: plain allocation into a local.
+                    unsafe { sys::cuMemAlloc_v2(&mut ptr, class) }.result().map_err(|e| OpError::new(drv(&format!("allocating {bytes} bytes while recording"), e)))?;
+                    (pool::Block::Raw(pool::RawMem(ptr)), ptr)
+                }
+            };
+            return Ok(CudaBuf { mem: Rc::new(DevMem::new(block, ptr, class, Some(rec.clone()))), shape, dtype });
+        }
+        let reused = if pooled { self.pool.borrow_mut().take(class) } else { None };
+        if let Some(b) = reused {
+            let ptr = self.block_ptr(&b);
+            return Ok(CudaBuf { mem: Rc::new(DevMem::new(b, ptr, class, Some(self.pool.clone()))), shape, dtype });
+        }
+        // SAFETY: every kernel writes all of its output before it is read.
+        let slice = match unsafe { self.stream.alloc::<u8>(class) } {
+            Ok(s) => s,
+            Err(_) => {
+                // Out of memory, maybe because the pool holds it: give it back and retry.
+                self.pool.borrow_mut().release();
+                unsafe { self.stream.alloc::<u8>(class) }.map_err(|e| OpError::new(drv(&format!("allocating {bytes} bytes"), e)))?
+            }
         };
         let ptr = slice.device_ptr(&self.stream).0;
-        Ok(CudaBuf { mem: Rc::new(DevMem::new(slice, ptr, class, pooled.then(|| self.pool.clone()))), shape, dtype })
+        Ok(CudaBuf { mem: Rc::new(DevMem::new(pool::Block::Stream(slice), ptr, class, pooled.then(|| self.pool.clone()))), shape, dtype })
+    }
+
+    /// The device address of pooled memory.
+    fn block_ptr(&self, b: &pool::Block) -> u64 {
+        match b {
+            pool::Block::Stream(s) => s.device_ptr(&self.stream).0,
+            pool::Block::Raw(r) => r.0,
+        }
     }
 
     /// A new zero-filled buffer.
@@ -321,6 +373,7 @@ impl Cuda {
             ERR_DIV_ZERO => "binary Div: int64 division by zero".to_string(),
             ERR_POSITION => format!("rope: position id {a} is outside the cos/sin cache of {b} positions"),
             ERR_SPARSE => format!("sparse_attention: index {a} outside 0..{b}"),
+            ERR_CAPACITY => format!("decode: a fixed-capacity cache of {b} rows cannot hold {a}"),
             c => format!("a kernel reported error code {c} ({a}, {b})"),
         }))
     }
@@ -421,7 +474,8 @@ impl Backend for Cuda {
         } else {
             self.upload_bytes(&bytes, t.shape.clone(), t.dtype(), true)?
         };
-        if let Some(v) = scalar {
+        if let Some(v) = scalar.filter(|_| self.recording.borrow().is_none()) {
+            // (A scalar uploaded while recording is written only when the recording replays.)
             let mut cache = self.scalars.borrow_mut();
             if cache.len() < 4096 {
                 cache.insert(v, b.clone());
@@ -467,6 +521,9 @@ impl Backend for Cuda {
     }
     fn nbytes(&self, b: &CudaBuf) -> usize {
         b.nbytes()
+    }
+    fn step_graphs(&self) -> Option<&dyn crate::step_graph::StepGraphs<CudaBuf>> {
+        self.graphs.then_some(self as _)
     }
 }
 

@@ -10,18 +10,41 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use cudarc::driver::CudaSlice;
+use cudarc::driver::{sys, CudaSlice};
+
+/// Device memory of one buffer: stream-ordered (`cuMemAllocAsync`, freed in stream order), or
+/// allocated while a decode step is recorded (`cuMemAlloc`, which a recording does not capture;
+/// freed with `cuMemFree`, which waits for the device).
+pub(crate) enum Block {
+    Stream(CudaSlice<u8>),
+    Raw(RawMem),
+}
+
+/// Memory from `cuMemAlloc`.
+pub(crate) struct RawMem(pub(crate) u64);
+
+impl Drop for RawMem {
+    fn drop(&mut self) {
+        // SAFETY: the address came from cuMemAlloc and nothing holds it any more.
+        unsafe {
+            sys::cuMemFree_v2(self.0);
+        }
+    }
+}
 
 /// The free lists of one CUDA backend.
 pub(crate) struct Pool {
-    free: HashMap<usize, Vec<CudaSlice<u8>>>,
+    free: HashMap<usize, Vec<Block>>,
     held: usize,
     limit: usize,
+    /// Keep every returned buffer whatever the limit: set while a decode step is recorded
+    /// (freeing to the driver then would be recorded too).
+    pub(crate) hold_all: bool,
 }
 
 /// Device memory owned by one buffer; pooled memory returns to its pool when dropped.
 pub(crate) struct DevMem {
-    slice: Option<CudaSlice<u8>>,
+    slice: Option<Block>,
     pub(crate) ptr: u64,
     /// Size class, and the pool to return to (None: weights and other exact-size memory).
     class: usize,
@@ -29,7 +52,7 @@ pub(crate) struct DevMem {
 }
 
 impl DevMem {
-    pub(crate) fn new(slice: CudaSlice<u8>, ptr: u64, class: usize, pool: Option<Rc<RefCell<Pool>>>) -> DevMem {
+    pub(crate) fn new(slice: Block, ptr: u64, class: usize, pool: Option<Rc<RefCell<Pool>>>) -> DevMem {
         DevMem { slice: Some(slice), ptr, class, pool }
     }
 }
@@ -38,7 +61,7 @@ impl Drop for DevMem {
     fn drop(&mut self) {
         if let (Some(pool), Some(s)) = (&self.pool, self.slice.take()) {
             let mut p = pool.borrow_mut();
-            if p.held + self.class <= p.limit {
+            if p.hold_all || p.held + self.class <= p.limit {
                 p.held += self.class;
                 p.free.entry(self.class).or_default().push(s);
             }
@@ -48,7 +71,7 @@ impl Drop for DevMem {
 
 impl Pool {
     pub(crate) fn new(limit: usize) -> Rc<RefCell<Pool>> {
-        Rc::new(RefCell::new(Pool { free: HashMap::new(), held: 0, limit }))
+        Rc::new(RefCell::new(Pool { free: HashMap::new(), held: 0, limit, hold_all: false }))
     }
 
     /// The size class of a request: 256-byte steps up to 4 KiB, then steps of 1/8 of the
@@ -69,7 +92,7 @@ impl Pool {
     }
 
     /// A free buffer of this class, if one is held.
-    pub(crate) fn take(&mut self, class: usize) -> Option<CudaSlice<u8>> {
+    pub(crate) fn take(&mut self, class: usize) -> Option<Block> {
         let s = self.free.get_mut(&class)?.pop()?;
         self.held -= class;
         Some(s)
