@@ -56,3 +56,11 @@ extern "C" __global__ void lt2_write_rows_w4(const u32* src, u32* dst, const i64
         dst[(b * cap + a) * w + r] = src[i];
     }
 }
+
+// The profiler (LT2C_CUDA_PROFILE) holds the stream for `cycles` clocks while it enqueues one
+// op behind this, so the op's events time the device alone.
+extern "C" __global__ void lt2_spin(i64 cycles) {
+    const long long t0 = clock64();
+    while (clock64() - t0 < cycles) {
+    }
+}

@@ -145,6 +145,8 @@ pub enum Kernel {
     WriteBytes,
     /// Rows written at a token count read from device memory (fixed-capacity caches).
     WriteRows,
+    /// Holds the stream while the profiler enqueues an op.
+    Spin,
     Range,
     /// Positions offset by a token count read from device memory.
     RangePast,
@@ -187,6 +189,7 @@ impl Kernel {
             Kernel::RmsNormRows,
             Kernel::WriteBytes,
             Kernel::WriteRows,
+            Kernel::Spin,
             Kernel::Range,
             Kernel::RangePast,
             Kernel::TopK,
@@ -221,7 +224,7 @@ impl Kernel {
             Kernel::Softmax => KernelFile::Softmax,
             Kernel::RmsNorm | Kernel::RmsNormRows => KernelFile::RmsNorm,
             Kernel::Gather(_) => KernelFile::Gather,
-            Kernel::Copy(_) | Kernel::WriteBytes | Kernel::WriteRows => KernelFile::Layout,
+            Kernel::Copy(_) | Kernel::WriteBytes | Kernel::WriteRows | Kernel::Spin => KernelFile::Layout,
             Kernel::Range | Kernel::RangePast | Kernel::Trilu(_) | Kernel::TopK => KernelFile::Index,
             Kernel::CausalConv | Kernel::CausalConvState => KernelFile::CausalConv,
             Kernel::Gdn | Kernel::GdnChunkPrep | Kernel::GdnChunkState | Kernel::GdnChunkOut => KernelFile::Gdn,
@@ -247,6 +250,7 @@ impl Kernel {
             Kernel::Copy(w) => ("copy", w.suffix()),
             Kernel::WriteBytes => ("write_bytes", ""),
             Kernel::WriteRows => ("write_rows", "w4"),
+            Kernel::Spin => ("spin", ""),
             Kernel::Range => ("range", "i64"),
             Kernel::RangePast => ("range_past", "i64"),
             Kernel::Trilu(w) => ("trilu", w.suffix()),

@@ -10,8 +10,9 @@
 //! Identity share the buffer. One arena for all activations is a later step.
 //!
 //! Small uploads (loop counters, token ids of a decode step) travel as kernel parameters, so they
-//! never synchronise the stream, and int64 scalars are cached. `LT2C_CUDA_PROFILE=1`
-//! synchronises around every op and prints the time per op kind when the backend is dropped.
+//! never synchronise the stream, and int64 scalars are cached. `LT2C_CUDA_PROFILE=1` runs every
+//! op alone on the device and prints its device time (CUDA events) per op kind when the backend
+//! is dropped.
 //!
 //! Data errors that the CPU reports eagerly (an index out of range, an int64 division by zero)
 //! are detected on the device, recorded in a small error word and reported at the next download.
@@ -119,6 +120,9 @@ pub struct Cuda {
     /// Decode steps are recorded and replayed (off with LT2C_CUDA_GRAPHS=0, and while profiling).
     graphs: bool,
 }
+
+/// Clock cycles (about 0.2 ms) the profiler holds the stream while it enqueues one op.
+const PROFILE_SPIN_CYCLES: i64 = 400_000;
 
 /// Most bytes of freed activations the pool keeps.
 const POOL_LIMIT: usize = 4 << 30;
@@ -506,14 +510,23 @@ impl Backend for Cuda {
     }
     fn run_op(&self, op: &Op, inputs: &[Option<&CudaBuf>], env: &HashMap<String, i64>) -> Result<Vec<CudaBuf>, OpError> {
         let Some(profile) = &self.profile else { return self.run_op_inner(op, inputs, env) };
+        // Device time of the op alone: the stream is held by a spin kernel while the op is
+        // enqueued, so the events around it see no host time (one-token decode enqueues slower
+        // than the device runs it).
         self.synchronize()?;
-        let t = std::time::Instant::now();
+        let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let ev = |what: &str| self.ctx.new_event(timing).map_err(|e| OpError::new(drv(what, e)));
+        let (start, end) = (ev("cuEventCreate")?, ev("cuEventCreate")?);
+        let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1, 1, 1), shared_mem_bytes: 0 };
+        launch!(self, Kernel::Spin, cfg, PROFILE_SPIN_CYCLES)?;
+        start.record(&self.stream).map_err(|e| OpError::new(drv("cuEventRecord", e)))?;
         let r = self.run_op_inner(op, inputs, env);
-        self.synchronize()?;
+        end.record(&self.stream).map_err(|e| OpError::new(drv("cuEventRecord", e)))?;
+        let ms = start.elapsed_ms(&end).map_err(|e| OpError::new(drv("cuEventElapsedTime", e)))? as f64;
         let kind = format!("{op:?}").split(['(', ' ']).next().unwrap_or("op").to_string();
         let mut p = profile.borrow_mut();
         let e = p.entry(kind).or_default();
-        *e = (e.0 + 1, e.1 + t.elapsed().as_secs_f64() * 1e3);
+        *e = (e.0 + 1, e.1 + ms);
         r
     }
     fn stack(&self, xs: &[CudaBuf]) -> Result<CudaBuf, OpError> {
@@ -637,7 +650,7 @@ impl Drop for Cuda {
             let mut rows: Vec<(String, (u64, f64))> = p.borrow().iter().map(|(k, v)| (k.clone(), *v)).collect();
             rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
             let total: f64 = rows.iter().map(|r| r.1 .1).sum();
-            eprintln!("cuda profile (each op synchronised): {total:.3} ms in ops");
+            eprintln!("cuda profile (device time per op, each op alone on the device): {total:.3} ms in ops");
             for (k, (n, ms)) in rows {
                 eprintln!("  {k:<18} {n:>7} calls {ms:>10.3} ms {:>8.2} us/call", 1e3 * ms / n as f64);
             }
