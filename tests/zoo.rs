@@ -100,7 +100,9 @@ fn decodable_forms_decode_exactly() {
     let ids: Vec<i64> = vec![3, 141, 59, 26, 5, 35, 89, 79, 32, 38, 46, 26, 43, 83];
     let mut decoded = 0;
     for m in &z.model {
-        for f in m.form.iter().filter(|f| f.spelling != "decomposed") {
+        // Decomposed forms decode once raise-attention has fused their attention; dense DSA
+        // (TopK over masked scores) stays refused (`dense_dsa_refuses_decode_with_a_reason`).
+        for f in m.form.iter().filter(|f| f.spelling != "decomposed" || !m.name.contains("dsa")) {
             let bin = compile(&root().join(&m.dir).join(&f.file), &format!("dec-{}-{}", m.name, f.file));
             let model = CpuModel::new(ModelFile::open(&bin).unwrap()).unwrap();
             let info = model.file().manifest.decode.clone().expect("an LM signature");
@@ -126,7 +128,7 @@ fn decodable_forms_decode_exactly() {
             decoded += 1;
         }
     }
-    assert!(decoded >= 10, "only {decoded} forms decoded");
+    assert!(decoded >= 20, "only {decoded} forms decoded");
 }
 
 /// `--dtype bf16|fp16`: matrix-product weights stored in half the bytes, every model within
@@ -174,9 +176,9 @@ fn reduced_precision_forms_stay_close_and_decode_exactly() {
 }
 
 #[test]
-fn decomposed_forms_refuse_decode_with_a_reason() {
+fn dense_dsa_refuses_decode_with_a_reason() {
     let z = zoo();
-    let m = z.model.iter().find(|m| m.form.iter().any(|f| f.spelling == "decomposed")).expect("a decomposed form");
+    let m = z.model.iter().find(|m| m.name.contains("dsa") && m.form.iter().any(|f| f.spelling == "decomposed")).expect("a decomposed DSA form");
     let f = m.form.iter().find(|f| f.spelling == "decomposed").unwrap();
     let bin = compile(&root().join(&m.dir).join(&f.file), "decomposed-refusal");
     let model = CpuModel::new(ModelFile::open(&bin).unwrap()).unwrap();

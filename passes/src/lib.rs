@@ -6,6 +6,7 @@ pub mod fuse_silu;
 pub mod hoist_loop_invariants;
 pub mod matmul_weight_precision;
 pub mod pipeline;
+pub mod raise_attention;
 pub mod raise_l2_norm;
 pub mod raise_rms_norm;
 mod raw;

@@ -5,6 +5,7 @@ use melior::ir::Module;
 
 use crate::canonicalize::Canonicalize;
 use crate::fuse_silu::FuseSilu;
+use crate::raise_attention::RaiseAttention;
 use crate::raise_l2_norm::RaiseL2Norm;
 use crate::raise_rms_norm::RaiseRmsNorm;
 use crate::hoist_loop_invariants::HoistLoopInvariants;
@@ -21,6 +22,9 @@ pub static PASSES: &[&(dyn Pass + Sync)] = &[
     &RaiseRmsNorm,
     // GDN's q/k L2 norms → lt2.rms_norm with a 1/sqrt(D) scale; same preconditions.
     &RaiseL2Norm,
+    // MatMul/Softmax attention with a causal mask → lt2.attention (what decode needs); reads
+    // the reshapes that canonicalize left in place; the next canonicalize drops the dead chain.
+    &RaiseAttention,
     &FuseSilu,
     // Moves weights out of loops; leaves duplicates behind for the next canonicalize.
     &HoistLoopInvariants,

@@ -270,3 +270,80 @@ pub fn square_of(v: MlirValue) -> Option<MlirValue> {
     let m = def(v, "lt2.mul")?;
     (operand(m, 0).ptr == operand(m, 1).ptr).then(|| operand(m, 0))
 }
+
+/// An integer attribute of the op (`axis = 3 : i64`).
+pub fn int_attr(op: MlirOperation, attr: &str) -> Option<i64> {
+    // SAFETY: live operation; the name reference lives for the call.
+    unsafe {
+        let a = mlir_sys::mlirOperationGetAttributeByName(op, mlir_sys::MlirStringRef { data: attr.as_ptr() as *const _, length: attr.len() });
+        (!a.ptr.is_null() && mlir_sys::mlirAttributeIsAInteger(a)).then(|| mlir_sys::mlirIntegerAttrGetValueInt(a))
+    }
+}
+
+/// A boolean attribute of the op.
+pub fn bool_attr(op: MlirOperation, attr: &str) -> Option<bool> {
+    // SAFETY: live operation; the name reference lives for the call.
+    unsafe {
+        let a = mlir_sys::mlirOperationGetAttributeByName(op, mlir_sys::MlirStringRef { data: attr.as_ptr() as *const _, length: attr.len() });
+        (!a.ptr.is_null() && mlir_sys::mlirAttributeIsABool(a)).then(|| mlir_sys::mlirBoolAttrGetValue(a))
+    }
+}
+
+/// The strings of an array-of-strings attribute (`shape = ["batch", "seq", "32"]`).
+pub fn strs_attr(op: MlirOperation, attr: &str) -> Option<Vec<String>> {
+    // SAFETY: live operation; element strings are owned by the context.
+    unsafe {
+        let a = mlir_sys::mlirOperationGetAttributeByName(op, mlir_sys::MlirStringRef { data: attr.as_ptr() as *const _, length: attr.len() });
+        if a.ptr.is_null() || !mlir_sys::mlirAttributeIsAArray(a) {
+            return None;
+        }
+        (0..mlir_sys::mlirArrayAttrGetNumElements(a))
+            .map(|i| {
+                let e = mlir_sys::mlirArrayAttrGetElement(a, i);
+                mlir_sys::mlirAttributeIsAString(e).then(|| {
+                    let s = mlir_sys::mlirStringAttrGetValue(e);
+                    String::from_utf8_lossy(std::slice::from_raw_parts(s.data as *const u8, s.length)).into_owned()
+                })
+            })
+            .collect()
+    }
+}
+
+/// The single value of an integer `lt2.constant`.
+pub fn const_int(v: MlirValue) -> Option<i64> {
+    let op = def(v, "lt2.constant")?;
+    let attr = "value";
+    // SAFETY: live op; the attribute is dense elements (IRDL-verified).
+    unsafe {
+        let a = mlir_sys::mlirOperationGetAttributeByName(op, mlir_sys::MlirStringRef { data: attr.as_ptr() as *const _, length: attr.len() });
+        if a.ptr.is_null() || !mlir_sys::mlirAttributeIsADenseIntElements(a) {
+            return None;
+        }
+        if !mlir_sys::mlirDenseElementsAttrIsSplat(a) && mlir_sys::mlirElementsAttrGetNumElements(a) != 1 {
+            return None;
+        }
+        Some(mlir_sys::mlirDenseElementsAttrGetInt64Value(a, 0))
+    }
+}
+
+/// The op using `v` and the operand index, when `v` has exactly one use.
+pub fn single_use(v: MlirValue) -> Option<(MlirOperation, usize)> {
+    // SAFETY: live value; use-list traversal.
+    unsafe {
+        let u = mlir_sys::mlirValueGetFirstUse(v);
+        if mlir_sys::mlirOpOperandIsNull(u) || !mlir_sys::mlirOpOperandIsNull(mlir_sys::mlirOpOperandGetNextUse(u)) {
+            return None;
+        }
+        Some((mlir_sys::mlirOpOperandGetOwner(u), mlir_sys::mlirOpOperandGetOperandNumber(u) as usize))
+    }
+}
+
+/// The static dims of a ranked tensor value (None for a dynamic one).
+pub fn dims(v: MlirValue) -> Option<Vec<Option<i64>>> {
+    let r = rank(v)?;
+    // SAFETY: live value of ranked tensor type (checked by `rank`).
+    unsafe {
+        let t = mlir_sys::mlirValueGetType(v);
+        Some((0..r).map(|i| if mlir_sys::mlirShapedTypeIsDynamicDim(t, i as isize) { None } else { Some(mlir_sys::mlirShapedTypeGetDimSize(t, i as isize)) }).collect())
+    }
+}
