@@ -123,6 +123,13 @@ for f in ${BENCH_MERGE:-}; do
     [ "${BENCH_PART:-}" = 2 ] && LT2C_STATUS="$LT2C_STATUS; tiny-model checks passed in call 1 of this sweep"
   fi
 done
+# A selection with 1.3B lt2c steps but neither lt2c-tiny nor a merged call that passed it would
+# skip them all ("not tried"): add the tiny-model checks (about 25 s) instead.
+if [ -n "${BENCH_ONLY:-}" ] && [ -z "${LT2C_TINY_OK:-}" ] && [[ " $BENCH_ONLY " != *" lt2c-tiny "* ]] \
+   && [[ " $BENCH_ONLY " =~ \ lt2c-(big|ouro|dsa)\  ]]; then
+  BENCH_ONLY="$BENCH_ONLY lt2c-tiny"
+  echo "BENCH_ONLY has 1.3B lt2c steps, which need the tiny-model checks first: added lt2c-tiny"
+fi
 export LT2C_NOTE="$LT2C_STATUS"
 echo "$LT2C_STATUS" > "$BENCH_OUT/lt2c_status.txt"
 # where lt2c-prep leaves the compiled models (GiBs; not under $OUT, which travels back); a
