@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo test --release --workspace
+# The C ABI as a shared library, for the Python binding's tests (lt2.runtime).
+cargo build --release -p lt2-capi
 .venv/bin/python -m pytest python/tests -q

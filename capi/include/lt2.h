@@ -1,0 +1,34 @@
+/* C ABI of lt2c's runtime: load a compiled model.bin on the CPU or a GPU, open a decode
+ * session, prefill prompts, decode one token per sequence. Built as liblt2_capi.so by
+ * `cargo build --release -p lt2-capi`. Python: `lt2.runtime` (ctypes).
+ *
+ * Errors: functions returning a pointer return NULL, functions returning int return nonzero,
+ * and write a NUL-terminated message into `err` (at most err_len bytes, may be NULL).
+ * A model must outlive its sessions. Not thread-safe: one thread per model. */
+#ifndef LT2_H
+#define LT2_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct lt2_model lt2_model;
+typedef struct lt2_session lt2_session;
+
+/* device: "cpu", "cuda" or "auto" (CUDA when usable, else the CPU). */
+lt2_model* lt2_model_open(const char* path, const char* device, char* err, size_t err_len);
+void lt2_model_free(lt2_model* m);
+/* The backend that runs and why, e.g. "cpu (requested: cpu)". Owned by the model. */
+const char* lt2_model_device(const lt2_model* m);
+/* Vocabulary size (the last dim of the logits output). */
+size_t lt2_model_vocab(const lt2_model* m);
+
+lt2_session* lt2_session_new(lt2_model* m, size_t max_context, char* err, size_t err_len);
+void lt2_session_free(lt2_session* s);
+/* n_seqs prompts of `len` tokens each (row-major ids[n_seqs * len]); writes each prompt's last
+ * logits into logits[n_seqs * vocab]. Replaces the session's sequences. */
+int lt2_session_prefill(lt2_session* s, const int64_t* ids, size_t n_seqs, size_t len, float* logits, char* err, size_t err_len);
+/* One token per sequence; writes logits[n_seqs * vocab]. */
+int lt2_session_decode(lt2_session* s, const int64_t* next, size_t n_seqs, float* logits, char* err, size_t err_len);
+/* Whether decode steps are replayed as a recorded CUDA graph (0: op by op). */
+int lt2_session_decode_recorded(const lt2_session* s);
+
+#endif

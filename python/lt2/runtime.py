@@ -1,0 +1,165 @@
+"""lt2c's runtime from Python: load a compiled model.bin and generate, without the CLI.
+
+A thin ctypes layer over the C ABI (``capi/include/lt2.h``, ``liblt2_capi.so`` built by
+``cargo build --release -p lt2-capi``). The library is found through ``$LT2C_CAPI`` (a path to
+the .so), else ``target/release`` of this repository::
+
+    from lt2.runtime import Model
+    m = Model("model.bin", device="auto")        # "cpu", "cuda" or "auto"
+    s = m.session(max_context=2048)
+    logits = s.prefill([[1, 2, 3], [4, 5, 6]])   # [2, vocab]: each prompt's last logits
+    logits = s.decode([7, 8])                    # [2, vocab]: one token per sequence
+    tokens = m.generate([1, 2, 3], max_new_tokens=16)   # greedy
+
+Prompts of one prefill call share a length (sequences of one batch). Errors raise
+``Lt2Error`` with the runtime's message.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+import numpy as np
+
+_ERR = 4096
+
+
+class Lt2Error(RuntimeError):
+    """An error reported by lt2c's runtime."""
+
+
+def _library_path() -> Path:
+    env = os.environ.get("LT2C_CAPI")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "target" / "release" / "liblt2_capi.so"
+
+
+_lib = None
+
+
+def _load():
+    global _lib
+    if _lib is not None:
+        return _lib
+    path = _library_path()
+    if not path.exists():
+        raise Lt2Error(f"{path} not found: build it with `cargo build --release -p lt2-capi` or set LT2C_CAPI")
+    lib = ctypes.CDLL(str(path))
+    c_err = ctypes.c_char_p
+    lib.lt2_model_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, c_err, ctypes.c_size_t]
+    lib.lt2_model_open.restype = ctypes.c_void_p
+    lib.lt2_model_free.argtypes = [ctypes.c_void_p]
+    lib.lt2_model_device.argtypes = [ctypes.c_void_p]
+    lib.lt2_model_device.restype = ctypes.c_char_p
+    lib.lt2_model_vocab.argtypes = [ctypes.c_void_p]
+    lib.lt2_model_vocab.restype = ctypes.c_size_t
+    lib.lt2_session_new.argtypes = [ctypes.c_void_p, ctypes.c_size_t, c_err, ctypes.c_size_t]
+    lib.lt2_session_new.restype = ctypes.c_void_p
+    lib.lt2_session_free.argtypes = [ctypes.c_void_p]
+    i64p, f32p = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_float)
+    lib.lt2_session_prefill.argtypes = [ctypes.c_void_p, i64p, ctypes.c_size_t, ctypes.c_size_t, f32p, c_err, ctypes.c_size_t]
+    lib.lt2_session_decode.argtypes = [ctypes.c_void_p, i64p, ctypes.c_size_t, f32p, c_err, ctypes.c_size_t]
+    lib.lt2_session_decode_recorded.argtypes = [ctypes.c_void_p]
+    _lib = lib
+    return lib
+
+
+def _err_buf():
+    return ctypes.create_string_buffer(_ERR)
+
+
+class Model:
+    """A compiled model.bin loaded on a device."""
+
+    def __init__(self, path, device: str = "auto"):
+        lib = _load()
+        err = _err_buf()
+        self._ptr = lib.lt2_model_open(str(path).encode(), device.encode(), err, _ERR)
+        if not self._ptr:
+            raise Lt2Error(err.value.decode(errors="replace"))
+        self._lib = lib
+
+    @property
+    def device(self) -> str:
+        """The backend that runs the model, and why it was chosen."""
+        return self._lib.lt2_model_device(self._ptr).decode()
+
+    @property
+    def vocab(self) -> int:
+        return int(self._lib.lt2_model_vocab(self._ptr))
+
+    def session(self, max_context: int = 4096) -> "Session":
+        """A decode session: caches for up to `max_context` tokens per sequence."""
+        return Session(self, max_context)
+
+    def generate(self, prompt, max_new_tokens: int, max_context: int | None = None) -> list[int]:
+        """Greedy generation of `max_new_tokens` tokens after `prompt` (one sequence)."""
+        s = self.session(max_context or len(prompt) + max_new_tokens)
+        logits = s.prefill([list(prompt)])[0]
+        out = []
+        for i in range(max_new_tokens):
+            tok = int(np.argmax(logits))
+            out.append(tok)
+            if i + 1 < max_new_tokens:
+                logits = s.decode([tok])[0]
+        return out
+
+    def close(self):
+        if getattr(self, "_ptr", None):
+            self._lib.lt2_model_free(self._ptr)
+            self._ptr = None
+
+    def __del__(self):
+        self.close()
+
+
+class Session:
+    """Prefill and decode over one model's caches (keeps the model alive)."""
+
+    def __init__(self, model: Model, max_context: int):
+        self._model = model  # the C session borrows the model
+        self._lib = model._lib
+        err = _err_buf()
+        self._ptr = self._lib.lt2_session_new(model._ptr, max_context, err, _ERR)
+        if not self._ptr:
+            raise Lt2Error(err.value.decode(errors="replace"))
+
+    @property
+    def decode_recorded(self) -> bool:
+        """Whether decode steps replay a recorded CUDA graph."""
+        return bool(self._lib.lt2_session_decode_recorded(self._ptr))
+
+    def prefill(self, prompts) -> np.ndarray:
+        """Starts one sequence per prompt (all of one length); returns their last logits."""
+        ids = np.ascontiguousarray(np.asarray(prompts, dtype=np.int64))
+        if ids.ndim != 2 or ids.shape[1] == 0:
+            raise Lt2Error(f"prompts must be a list of equally long, non-empty token lists, got shape {ids.shape}")
+        out = np.empty((ids.shape[0], self._model.vocab), np.float32)
+        self._call(self._lib.lt2_session_prefill, ids, ids.shape[0], ids.shape[1], out)
+        return out
+
+    def decode(self, tokens) -> np.ndarray:
+        """Feeds one token per sequence; returns their logits."""
+        ids = np.ascontiguousarray(np.asarray(tokens, dtype=np.int64).reshape(-1))
+        out = np.empty((ids.shape[0], self._model.vocab), np.float32)
+        self._call(self._lib.lt2_session_decode, ids, ids.shape[0], out)
+        return out
+
+    def _call(self, fn, ids, *rest):
+        err = _err_buf()
+        *sizes, out = rest
+        i64p = ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
+        f32p = out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        if fn(self._ptr, i64p, *sizes, f32p, err, _ERR) != 0:
+            raise Lt2Error(err.value.decode(errors="replace"))
+
+    def close(self):
+        if getattr(self, "_ptr", None):
+            self._lib.lt2_session_free(self._ptr)
+            self._ptr = None
+
+    def __del__(self):
+        self.close()
