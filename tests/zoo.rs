@@ -221,3 +221,31 @@ fn shared_kv_across_loops_drift_is_measured() {
     assert!(!rows.is_empty());
     eprintln!("shared-KV drift (8 decode steps after a 4-token prompt):\n{}", rows.join("\n"));
 }
+
+/// reroll-loops: the unrolled forms (T copies of the shared layers, as torch exports a Python
+/// loop) compile to one lt2.loop with the Loop form's trip count; their outputs are checked
+/// against the goldens by `every_form_matches_its_goldens`. Ouro's copies are read one by one
+/// afterwards (per-loop exit gates), which a loop with carried values only cannot express: not
+/// asserted.
+#[test]
+fn unrolled_forms_reroll_into_the_loop() {
+    let z = zoo();
+    let trip = |text: &str| text.split("trip_count = ").nth(1).and_then(|r| r.split(' ').next()).map(str::to_string);
+    let mut checked = 0;
+    for m in z.model.iter().filter(|m| m.name != "ouro") {
+        let Some(looped) = m.form.iter().find(|f| f.file.contains("_loop")) else { continue };
+        let emit = |file: &str| {
+            let o = Command::new(env!("CARGO_BIN_EXE_lt2c")).arg(root().join(&m.dir).join(file)).args(["--emit", "mlir", "--no-kernels"]).output().unwrap();
+            assert!(o.status.success(), "{}: {}", file, String::from_utf8_lossy(&o.stderr));
+            String::from_utf8(o.stdout).unwrap()
+        };
+        let want = trip(&emit(&looped.file)).expect("the Loop form has a loop");
+        for f in m.form.iter().filter(|f| f.file.contains("unrolled")) {
+            let text = emit(&f.file);
+            assert_eq!(text.matches("\"lt2.loop\"").count(), 1, "{} {}: not rerolled", m.name, f.file);
+            assert_eq!(trip(&text).as_deref(), Some(want.as_str()), "{} {}", m.name, f.file);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} unrolled forms");
+}

@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod raise_attention;
 pub mod raise_l2_norm;
 pub mod raise_rms_norm;
+pub mod reroll_loops;
 mod raw;
 
 use melior::ir::Module;

@@ -8,6 +8,7 @@ use crate::fuse_silu::FuseSilu;
 use crate::raise_attention::RaiseAttention;
 use crate::raise_l2_norm::RaiseL2Norm;
 use crate::raise_rms_norm::RaiseRmsNorm;
+use crate::reroll_loops::RerollLoops;
 use crate::hoist_loop_invariants::HoistLoopInvariants;
 use crate::matmul_weight_precision::MatmulWeightPrecision;
 use lt2_ir::Elem;
@@ -17,6 +18,9 @@ use crate::{Pass, PassError};
 pub static PASSES: &[&(dyn Pass + Sync)] = &[
     // First: cancel the importer's transposes and drop dead shape ops.
     &Canonicalize,
+    // Unrolled copies of the looped layers (torch exports) → lt2.loop; needs duplicate weights
+    // merged (canonicalize) and comes before the passes that rewrite the body, so they see it once.
+    &RerollLoops,
     // Pattern raising: decomposed norms become fused ops; needs constants visible (canonicalize
     // has merged duplicates) and leaves the dead chain for the next canonicalize.
     &RaiseRmsNorm,

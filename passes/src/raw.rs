@@ -167,30 +167,14 @@ pub fn create_before(
     results: &[mlir_sys::MlirType],
     attrs: &[(&str, String)],
 ) -> Option<MlirOperation> {
-    // SAFETY: all handles are live and belong to the same context; the new op is inserted into
-    // `before`'s block, which takes ownership.
+    // SAFETY: live op; `before`'s block takes ownership of the new op.
     unsafe {
-        let ctx = mlir_sys::mlirOperationGetContext(before);
-        let loc = mlir_sys::mlirOperationGetLocation(before);
-        let sref = |s: &str| mlir_sys::MlirStringRef { data: s.as_ptr() as *const _, length: s.len() };
-        let mut state = mlir_sys::mlirOperationStateGet(sref(name), loc);
-        mlir_sys::mlirOperationStateAddOperands(&mut state, operands.len() as isize, operands.as_ptr());
-        mlir_sys::mlirOperationStateAddResults(&mut state, results.len() as isize, results.as_ptr());
-        let mut named = Vec::new();
-        for (k, text) in attrs {
-            let a = mlir_sys::mlirAttributeParseGet(ctx, sref(text));
-            if a.ptr.is_null() {
-                return None;
-            }
-            named.push(mlir_sys::mlirNamedAttributeGet(mlir_sys::mlirIdentifierGet(ctx, sref(k)), a));
-        }
-        mlir_sys::mlirOperationStateAddAttributes(&mut state, named.len() as isize, named.as_ptr());
+        let mut state = op_state(before, name, operands, results, attrs)?;
         let op = mlir_sys::mlirOperationCreate(&mut state);
         if op.ptr.is_null() {
             return None;
         }
-        let block = mlir_sys::mlirOperationGetBlock(before);
-        mlir_sys::mlirBlockInsertOwnedOperationBefore(block, before, op);
+        mlir_sys::mlirBlockInsertOwnedOperationBefore(mlir_sys::mlirOperationGetBlock(before), before, op);
         Some(op)
     }
 }
@@ -345,5 +329,140 @@ pub fn dims(v: MlirValue) -> Option<Vec<Option<i64>>> {
     unsafe {
         let t = mlir_sys::mlirValueGetType(v);
         Some((0..r).map(|i| if mlir_sys::mlirShapedTypeIsDynamicDim(t, i as isize) { None } else { Some(mlir_sys::mlirShapedTypeGetDimSize(t, i as isize)) }).collect())
+    }
+}
+
+pub fn num_operands(op: MlirOperation) -> usize {
+    // SAFETY: live operation.
+    unsafe { mlir_sys::mlirOperationGetNumOperands(op) as usize }
+}
+
+/// Which result of its op `v` is (0 for block arguments).
+pub fn result_number(v: MlirValue) -> usize {
+    // SAFETY: live value; only op results are asked for their number.
+    unsafe { if mlir_sys::mlirValueIsAOpResult(v) { mlir_sys::mlirOpResultGetResultNumber(v) as usize } else { 0 } }
+}
+
+/// Whether two ops carry the same attributes (names and values; attributes are uniqued).
+pub fn same_attributes(a: MlirOperation, b: MlirOperation) -> bool {
+    // SAFETY: live operations; indices below the attribute counts.
+    unsafe {
+        let n = mlir_sys::mlirOperationGetNumAttributes(a);
+        if n != mlir_sys::mlirOperationGetNumAttributes(b) {
+            return false;
+        }
+        (0..n).all(|i| {
+            let (x, y) = (mlir_sys::mlirOperationGetAttribute(a, i), mlir_sys::mlirOperationGetAttribute(b, i));
+            mlir_sys::mlirIdentifierEqual(x.name, y.name) && mlir_sys::mlirAttributeEqual(x.attribute, y.attribute)
+        })
+    }
+}
+
+/// Whether two values are the same, or results of operand-free ops (weights, constants) of the
+/// same name, attributes and type: the same data read twice.
+pub fn same_outside(a: MlirValue, b: MlirValue) -> bool {
+    if a.ptr == b.ptr {
+        return true;
+    }
+    match (defining_op(a), defining_op(b)) {
+        (Some(x), Some(y)) => {
+            num_operands(x) == 0 && num_operands(y) == 0 && num_regions(x) == 0 && name(x) == name(y) && same_attributes(x, y) && same_type(a, b) && result_number(a) == result_number(b)
+        }
+        _ => false,
+    }
+}
+
+/// The ops using `v` (one entry per use).
+pub fn users(v: MlirValue) -> Vec<MlirOperation> {
+    let mut out = Vec::new();
+    // SAFETY: live value; use-list traversal.
+    unsafe {
+        let mut u = mlir_sys::mlirValueGetFirstUse(v);
+        while !mlir_sys::mlirOpOperandIsNull(u) {
+            out.push(mlir_sys::mlirOpOperandGetOwner(u));
+            u = mlir_sys::mlirOpOperandGetNextUse(u);
+        }
+    }
+    out
+}
+
+/// A new detached region with one block of arguments `args` (located at `at`'s location).
+pub fn new_region_with_block(at: MlirOperation, args: &[mlir_sys::MlirType]) -> (mlir_sys::MlirRegion, mlir_sys::MlirBlock) {
+    // SAFETY: live op for the location; the region takes ownership of the block.
+    unsafe {
+        let loc = mlir_sys::mlirOperationGetLocation(at);
+        let locs = vec![loc; args.len()];
+        let block = mlir_sys::mlirBlockCreate(args.len() as isize, args.as_ptr(), locs.as_ptr());
+        let region = mlir_sys::mlirRegionCreate();
+        mlir_sys::mlirRegionAppendOwnedBlock(region, block);
+        (region, block)
+    }
+}
+
+/// A copy of `op` (same operands, attributes and result types) appended to `block`.
+pub fn clone_into(op: MlirOperation, block: mlir_sys::MlirBlock) -> MlirOperation {
+    // SAFETY: live op and block; the block takes ownership of the clone.
+    unsafe {
+        let c = mlir_sys::mlirOperationClone(op);
+        mlir_sys::mlirBlockAppendOwnedOperation(block, c);
+        c
+    }
+}
+
+pub fn block_arg(block: mlir_sys::MlirBlock, i: usize) -> MlirValue {
+    // SAFETY: live block; index below its argument count (callers created it).
+    unsafe { mlir_sys::mlirBlockGetArgument(block, i as isize) }
+}
+
+/// Builds an operation state (name, operands, results, attribute text) at `at`'s location.
+fn op_state(at: MlirOperation, name: &str, operands: &[MlirValue], results: &[mlir_sys::MlirType], attrs: &[(&str, String)]) -> Option<mlir_sys::MlirOperationState> {
+    // SAFETY: live op; strings outlive the calls; the state copies what it needs.
+    unsafe {
+        let ctx = mlir_sys::mlirOperationGetContext(at);
+        let loc = mlir_sys::mlirOperationGetLocation(at);
+        let sref = |s: &str| mlir_sys::MlirStringRef { data: s.as_ptr() as *const _, length: s.len() };
+        let mut state = mlir_sys::mlirOperationStateGet(sref(name), loc);
+        mlir_sys::mlirOperationStateAddOperands(&mut state, operands.len() as isize, operands.as_ptr());
+        mlir_sys::mlirOperationStateAddResults(&mut state, results.len() as isize, results.as_ptr());
+        let mut named = Vec::new();
+        for (k, text) in attrs {
+            let a = mlir_sys::mlirAttributeParseGet(ctx, sref(text));
+            if a.ptr.is_null() {
+                return None;
+            }
+            named.push(mlir_sys::mlirNamedAttributeGet(mlir_sys::mlirIdentifierGet(ctx, sref(k)), a));
+        }
+        mlir_sys::mlirOperationStateAddAttributes(&mut state, named.len() as isize, named.as_ptr());
+        Some(state)
+    }
+}
+
+/// Creates op `name` at the end of `block`, located like `at`.
+pub fn append_op(block: mlir_sys::MlirBlock, at: MlirOperation, name: &str, operands: &[MlirValue], results: &[mlir_sys::MlirType], attrs: &[(&str, String)]) -> Option<MlirOperation> {
+    // SAFETY: live block and op; the block takes ownership of the new op.
+    unsafe {
+        let mut state = op_state(at, name, operands, results, attrs)?;
+        let op = mlir_sys::mlirOperationCreate(&mut state);
+        if op.ptr.is_null() {
+            return None;
+        }
+        mlir_sys::mlirBlockAppendOwnedOperation(block, op);
+        Some(op)
+    }
+}
+
+/// Creates op `name` owning `region` right before `before`.
+pub fn create_with_region_before(before: MlirOperation, name: &str, operands: &[MlirValue], results: &[mlir_sys::MlirType], attrs: &[(&str, String)], region: mlir_sys::MlirRegion) -> Option<MlirOperation> {
+    // SAFETY: live op; the new op takes ownership of the region, `before`'s block of the op.
+    unsafe {
+        let mut state = op_state(before, name, operands, results, attrs)?;
+        mlir_sys::mlirOperationStateAddOwnedRegions(&mut state, 1, &region);
+        let op = mlir_sys::mlirOperationCreate(&mut state);
+        if op.ptr.is_null() {
+            return None;
+        }
+        let block = mlir_sys::mlirOperationGetBlock(before);
+        mlir_sys::mlirBlockInsertOwnedOperationBefore(block, before, op);
+        Some(op)
     }
 }

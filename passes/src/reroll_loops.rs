@@ -1,0 +1,360 @@
+//! reroll-loops: T consecutive copies of one computation at the top level of a function, as
+//! `torch.onnx.export` writes a Python `for` loop over shared layers, → one `lt2.loop` with
+//! `trip_count = T`. The plan then holds the body once (smaller model.bin, each pass and
+//! kernel choice made once) and the runtime sees the loop structure the looped model has.
+//!
+//! Matches, among the function's top-level ops (operand-free ops — weights, constants,
+//! ranges — count as defined before everything and move to the top when a loop is built): the
+//! longest run of T >= 2 consecutive blocks of P ops
+//! with the same names, attributes and result types, where every operand of the op at offset i
+//! of copy t is, for all t alike, either
+//! - a result of the same op of the same copy (the body's own dataflow),
+//! - a value defined before the copies (the same value, or an operand-free op of the same name
+//!   and attributes: a weight read again),
+//! - in copy 0 a value X defined before the copies and in copy t >= 1 a result of copy t - 1
+//!   (a carried value, initialised with X), or
+//! - an int64 scalar constant equal to t (the iteration number: becomes the loop counter),
+//!
+//! and every value of the copies used after them is a carried value of the last copy (the loop
+//! returns the carried values only; models whose copies are read individually afterwards,
+//! such as Ouro's per-loop exit gates, are left alone). At most 8 carried values. Emits the loop
+//! with copy 0 as its body. Run canonicalize after it. Before: verified IR. After: the same
+//! outputs. Idempotent (one loop is not copies).
+
+use std::collections::HashMap;
+
+use melior::ir::Module;
+use mlir_sys::{MlirOperation, MlirType, MlirValue};
+
+use crate::raw;
+use crate::{Pass, PassError};
+
+/// The reroll-loops pass.
+pub struct RerollLoops;
+
+/// lt2.loop's operand and result segments (ir/lt2.irdl.mlir).
+const SEGMENTS: usize = 8;
+/// Fewest ops a body must have: shorter repeats are runs of elementwise ops, not loops.
+const MIN_BODY: usize = 4;
+/// Candidates (by coverage) checked per function before giving up.
+const MAX_TRIES: usize = 64;
+
+impl Pass for RerollLoops {
+    fn name(&self) -> &'static str {
+        "reroll-loops"
+    }
+    fn is_required(&self) -> bool {
+        false
+    }
+    fn run(&self, module: &mut Module) -> Result<usize, PassError> {
+        let fail = |reason: String| PassError::Failed { pass: self.name().into(), reason };
+        let mut n = 0;
+        for f in raw::all_ops(module).into_iter().filter(|&op| raw::name(op) == "func.func") {
+            n += reroll(f).map_err(fail)?;
+        }
+        Ok(n)
+    }
+}
+
+/// How operand j of the op at a body offset reads its value, the same in every copy.
+#[derive(Clone)]
+enum Source {
+    /// Result `r` of the op at offset `i` of the same copy.
+    Local(usize, usize),
+    /// A value from before the copies (copy 0's; the others read an equal one).
+    Outside(MlirValue),
+    /// Carried: copy 0 reads `init`, copy t reads result `r` of offset `i` of copy t - 1.
+    Carried { i: usize, r: usize, init: MlirValue },
+    /// The iteration number.
+    Iteration,
+    /// Copy t reads values[t], defined before the copies (static shape, f32): a per-iteration
+    /// weight such as Ouro's / LT2's loop embedding, which constant folding turned into one
+    /// weight per copy. The loop reads row t of their stack.
+    PerIteration(Vec<MlirValue>),
+}
+
+/// Rerolls the longest run of copies in the function's body; returns 1 if it did.
+fn reroll(func: MlirOperation) -> Result<usize, String> {
+    let ops = top_level_ops(func);
+    let Some((_, ops)) = ops.split_last() else { return Ok(0) };
+    // Operand-free ops (weights, constants) count as defined before the copies: they move to
+    // the top before the loop is built.
+    let body: Vec<MlirOperation> = ops.iter().copied().filter(|&o| raw::num_operands(o) > 0 || raw::num_regions(o) > 0).collect();
+    for (s, p, t) in candidates(&body) {
+        if let Some(plan) = check(&body, s, p, t) {
+            if let Some(&first) = ops.first() {
+                hoist_operand_free(first);
+            }
+            apply(&body, s, p, t, &plan)?;
+            return Ok(1);
+        }
+    }
+    Ok(0)
+}
+
+/// Moves the operand- and region-free ops to the top of their block (they dominate every use).
+fn hoist_operand_free(first: MlirOperation) {
+    let mut anchor = Some(first);
+    while let Some(a) = anchor.filter(|&a| raw::num_operands(a) == 0 && raw::num_regions(a) == 0 && raw::num_results(a) > 0) {
+        anchor = raw::next_op(a);
+    }
+    let Some(anchor) = anchor else { return };
+    let mut op = raw::next_op(anchor);
+    while let Some(o) = op {
+        op = raw::next_op(o);
+        if raw::num_operands(o) == 0 && raw::num_regions(o) == 0 && raw::num_results(o) > 0 {
+            raw::move_before(o, anchor);
+        }
+    }
+}
+
+fn top_level_ops(func: MlirOperation) -> Vec<MlirOperation> {
+    let mut v = Vec::new();
+    let mut op = raw::first_op_in_region(func, 0);
+    while let Some(o) = op {
+        v.push(o);
+        op = raw::next_op(o);
+    }
+    v
+}
+
+/// (start, body length, copies) of repeated blocks of op names, most ops covered first.
+fn candidates(body: &[MlirOperation]) -> Vec<(usize, usize, usize)> {
+    let mut ids: HashMap<String, u64> = HashMap::new();
+    let seq: Vec<u64> = body.iter().map(|&o| {
+        let k = ids.len() as u64 + 1;
+        *ids.entry(raw::name(o)).or_insert(k)
+    }).collect();
+    let n = seq.len();
+    // Prefix hashes: h[k] = sum seq[j] * B^(k-1-j), so block hashes compare in O(1).
+    const B: u64 = 1_000_003;
+    let mut h = vec![0u64; n + 1];
+    let mut pw = vec![1u64; n + 1];
+    for k in 0..n {
+        h[k + 1] = h[k].wrapping_mul(B).wrapping_add(seq[k]);
+        pw[k + 1] = pw[k].wrapping_mul(B);
+    }
+    let block = |s: usize, p: usize| h[s + p].wrapping_sub(h[s].wrapping_mul(pw[p]));
+    let mut found: Vec<(usize, usize, usize)> = Vec::new();
+    for p in MIN_BODY..=n / 2 {
+        let mut s = 0;
+        while s + 2 * p <= n {
+            let b = block(s, p);
+            let mut t = 1;
+            while s + (t + 1) * p <= n && block(s + t * p, p) == b {
+                t += 1;
+            }
+            if t >= 2 {
+                found.push((s, p, t));
+                s += 1;
+            } else {
+                s += 1;
+            }
+        }
+    }
+    found.sort_by_key(|&(s, p, t)| (std::cmp::Reverse(p * t), std::cmp::Reverse(p), s));
+    found.truncate(MAX_TRIES);
+    found
+}
+
+/// The body's operand sources (per offset, per operand) and carried values, if the copies form
+/// a loop (see the module doc).
+struct Plan {
+    sources: Vec<Vec<Source>>,
+    /// (offset, result, init) of each carried value, in loop-operand order.
+    carried: Vec<(usize, usize, MlirValue)>,
+}
+
+fn check(body: &[MlirOperation], s: usize, p: usize, t: usize) -> Option<Plan> {
+    let pos: HashMap<usize, usize> = body.iter().enumerate().map(|(k, o)| (o.ptr as usize, k)).collect();
+    let end = s + p * t;
+    let locate = |v: MlirValue| -> Option<(usize, usize)> {
+        let d = raw::defining_op(v)?;
+        let k = *pos.get(&(d.ptr as usize))?;
+        (k >= s && k < end).then(|| (k, raw::result_number(v)))
+    };
+    let mut sources = Vec::with_capacity(p);
+    let mut carried: Vec<(usize, usize, MlirValue)> = Vec::new();
+    for i in 0..p {
+        let op0 = body[s + i];
+        let nops = raw::num_operands(op0);
+        for c in 1..t {
+            let op = body[s + c * p + i];
+            if raw::name(op) != raw::name(op0) || raw::num_regions(op) != 0 || raw::num_operands(op) != nops || !raw::same_attributes(op, op0) || !same_result_types(op, op0) {
+                return None;
+            }
+        }
+        if raw::num_regions(op0) != 0 {
+            return None;
+        }
+        let mut srcs = Vec::with_capacity(nops);
+        for j in 0..nops {
+            let v0 = raw::operand(op0, j);
+            let src = match locate(v0) {
+                Some((k, r)) => Source::Local(k - s, r),
+                None if iteration_constant(v0) == Some(0) && (1..t).all(|c| iteration_constant(raw::operand(body[s + c * p + i], j)) == Some(c as i64)) => Source::Iteration,
+                None => match locate(raw::operand(body[s + p + i], j)) {
+                    Some((k, r)) if k >= s && k < s + p => Source::Carried { i: k - s, r, init: v0 },
+                    Some(_) => return None,
+                    None => {
+                        let vs: Vec<MlirValue> = (0..t).map(|c| raw::operand(body[s + c * p + i], j)).collect();
+                        if vs.iter().all(|&v| raw::same_outside(v, v0)) {
+                            Source::Outside(v0)
+                        } else if vs.iter().all(|&v| locate(v).is_none() && raw::same_type(v, v0)) && static_f32(v0).is_some() {
+                            Source::PerIteration(vs)
+                        } else {
+                            return None;
+                        }
+                    }
+                },
+            };
+            // Every other copy must read the same way.
+            for c in 1..t {
+                let v = raw::operand(body[s + c * p + i], j);
+                let ok = match &src {
+                    Source::Local(li, lr) => locate(v) == Some((s + c * p + li, *lr)),
+                    Source::Outside(x) => locate(v).is_none() && raw::same_outside(v, *x),
+                    Source::Carried { i: ci, r: cr, .. } => locate(v) == Some((s + (c - 1) * p + ci, *cr)),
+                    Source::Iteration | Source::PerIteration(_) => true,
+                };
+                if !ok {
+                    return None;
+                }
+            }
+            if let Source::Carried { i: ci, r: cr, init } = src {
+                match carried.iter().find(|(a, b, _)| *a == ci && *b == cr) {
+                    Some((_, _, x)) if x.ptr != init.ptr => return None,
+                    Some(_) => {}
+                    None => {
+                        let ty = raw::value_type(raw::result(body[s + ci], cr));
+                        if !type_eq(raw::value_type(init), ty) {
+                            return None;
+                        }
+                        carried.push((ci, cr, init));
+                    }
+                }
+            }
+            srcs.push(src.clone());
+        }
+        sources.push(srcs);
+    }
+    if carried.is_empty() || carried.len() > SEGMENTS {
+        return None;
+    }
+    // Values of the copies read after them: carried values of the last copy only, at the top
+    // level (a nested use would need the value inside another region).
+    for k in s..end {
+        let (c, i) = ((k - s) / p, (k - s) % p);
+        for r in 0..raw::num_results(body[k]) {
+            for user in raw::users(raw::result(body[k], r)) {
+                if pos.get(&(user.ptr as usize)).is_some_and(|&u| u >= s && u < end) {
+                    continue;
+                }
+                let top_level_after = raw::parent_op(user).map(|p| p.ptr) == raw::parent_op(body[k]).map(|p| p.ptr);
+                if !(top_level_after && c == t - 1 && carried.iter().any(|&(a, b, _)| a == i && b == r)) {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(Plan { sources, carried })
+}
+
+fn same_result_types(a: MlirOperation, b: MlirOperation) -> bool {
+    raw::num_results(a) == raw::num_results(b) && (0..raw::num_results(a)).all(|r| raw::same_type(raw::result(a, r), raw::result(b, r)))
+}
+
+fn type_eq(a: MlirType, b: MlirType) -> bool {
+    // SAFETY: live types of one context.
+    unsafe { mlir_sys::mlirTypeEqual(a, b) }
+}
+
+/// The static dims of an f32 tensor value (None when dynamic or of another type).
+fn static_f32(v: MlirValue) -> Option<Vec<i64>> {
+    let dims = raw::dims(v)?;
+    let text = raw::type_text(raw::value_type(v));
+    if !text.ends_with("xf32>") && text != "tensor<f32>" {
+        return None;
+    }
+    dims.into_iter().collect()
+}
+
+/// The value of an int64 scalar `lt2.constant`.
+fn iteration_constant(v: MlirValue) -> Option<i64> {
+    (raw::rank(v) == Some(0)).then(|| raw::const_int(v)).flatten()
+}
+
+fn apply(body: &[MlirOperation], s: usize, p: usize, t: usize, plan: &Plan) -> Result<(), String> {
+    let first = body[s];
+    let iter_ty = raw::parse_type(first, "tensor<i64>").ok_or("cannot make tensor<i64>")?;
+    let slot_tys: Vec<MlirType> = plan.carried.iter().map(|&(i, r, _)| raw::value_type(raw::result(body[s + i], r))).collect();
+    let mut arg_tys = vec![iter_ty];
+    arg_tys.extend(&slot_tys);
+    let (region, block) = raw::new_region_with_block(first, &arg_tys);
+    // Per-iteration values: stacked [T, n] before the loop, row `iteration` read in the body.
+    let mut rows: Vec<(Vec<MlirValue>, MlirValue)> = Vec::new();
+    for srcs in &plan.sources {
+        for src in srcs {
+            let Source::PerIteration(vs) = src else { continue };
+            if rows.iter().any(|(k, _)| k.iter().zip(vs).all(|(a, b)| a.ptr == b.ptr)) {
+                continue;
+            }
+            let dims = static_f32(vs[0]).ok_or("per-iteration value of dynamic shape")?;
+            let n: i64 = dims.iter().product();
+            let ty = |d: &[i64]| raw::parse_type(first, &format!("tensor<{}f32>", d.iter().map(|x| format!("{x}x")).collect::<String>())).ok_or("cannot make a type");
+            let shape_attr = |d: &[i64]| format!("[{}]", d.iter().map(|x| format!("\"{x}\"")).collect::<Vec<_>>().join(", "));
+            let mut parts = Vec::with_capacity(t);
+            for &v in vs {
+                let r = raw::create_before(first, "lt2.reshape", &[v], &[ty(&[1, n])?], &[("shape", shape_attr(&[1, n]))]).ok_or("could not create lt2.reshape")?;
+                parts.push(raw::result(r, 0));
+            }
+            // lt2.concat is binary: rows 0..k+1 = concat(rows 0..k, row k).
+            let mut stack = parts[0];
+            for (k, &part) in parts.iter().enumerate().skip(1) {
+                let c = raw::create_before(first, "lt2.concat", &[stack, part], &[ty(&[k as i64 + 1, n])?], &[("axis", "0 : i64".into())]).ok_or("could not create lt2.concat")?;
+                stack = raw::result(c, 0);
+            }
+            let row = raw::append_op(block, first, "lt2.embed", &[stack, raw::block_arg(block, 0)], &[ty(&[n])?], &[]).ok_or("could not create lt2.embed")?;
+            let mut v = raw::result(row, 0);
+            if dims.as_slice() != [n] {
+                let r = raw::append_op(block, first, "lt2.reshape", &[v], &[raw::value_type(vs[0])], &[("shape", shape_attr(&dims))]).ok_or("could not create lt2.reshape")?;
+                v = raw::result(r, 0);
+            }
+            rows.push((vs.clone(), v));
+        }
+    }
+    // Copy 0 is the body; its operands re-pointed at the clones, the block's arguments and the
+    // outside values.
+    let mut clones = Vec::with_capacity(p);
+    for (i, srcs) in plan.sources.iter().enumerate() {
+        let c = raw::clone_into(body[s + i], block);
+        for (j, src) in srcs.iter().enumerate() {
+            let v = match src {
+                Source::Local(li, r) => raw::result(clones[*li], *r),
+                Source::Outside(x) => *x,
+                Source::Carried { i: ci, r, .. } => {
+                    let k = plan.carried.iter().position(|&(a, b, _)| a == *ci && b == *r).ok_or("carried value not planned")?;
+                    raw::block_arg(block, k + 1)
+                }
+                Source::Iteration => raw::block_arg(block, 0),
+                Source::PerIteration(vs) => rows.iter().find(|(k, _)| k.iter().zip(vs).all(|(a, b)| a.ptr == b.ptr)).map(|(_, v)| *v).ok_or("per-iteration value not stacked")?,
+            };
+            raw::set_operand(c, j, v);
+        }
+        clones.push(c);
+    }
+    let yields: Vec<MlirValue> = plan.carried.iter().map(|&(i, r, _)| raw::result(clones[i], r)).collect();
+    raw::append_op(block, first, lt2_ir::ops::LOOP_YIELD, &yields, &[], &[]).ok_or("could not create the loop's yield")?;
+    let seg = |k: usize| format!("array<i32: {}>", (0..SEGMENTS).map(|x| if x < k { "1" } else { "0" }).collect::<Vec<_>>().join(", "));
+    let inits: Vec<MlirValue> = plan.carried.iter().map(|&(_, _, x)| x).collect();
+    let attrs = [("trip_count", format!("{t} : i64")), ("operandSegmentSizes", seg(inits.len())), ("resultSegmentSizes", seg(inits.len()))];
+    let lp = raw::create_with_region_before(first, "lt2.loop", &inits, &slot_tys, &attrs, region).ok_or("could not create lt2.loop")?;
+    // The last copy's carried values are the loop's results; then the copies go, last first.
+    for (k, &(i, r, _)) in plan.carried.iter().enumerate() {
+        raw::replace_all_uses(raw::result(body[s + (t - 1) * p + i], r), raw::result(lp, k));
+    }
+    for k in (s..s + p * t).rev() {
+        raw::erase(body[k]);
+    }
+    Ok(())
+}
