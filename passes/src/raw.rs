@@ -358,15 +358,28 @@ pub fn same_attributes(a: MlirOperation, b: MlirOperation) -> bool {
     }
 }
 
-/// Whether two values are the same, or results of operand-free ops (weights, constants) of the
-/// same name, attributes and type: the same data read twice.
+/// Whether two values are the same, or the same result of ops of the same name, attributes and
+/// type over operands that are the same in turn (a weight read twice, or a shape computation
+/// an exporter repeated): lt2 ops are pure. Looks at most 8 ops deep.
 pub fn same_outside(a: MlirValue, b: MlirValue) -> bool {
+    same_value(a, b, 8)
+}
+
+fn same_value(a: MlirValue, b: MlirValue, depth: usize) -> bool {
     if a.ptr == b.ptr {
         return true;
     }
     match (defining_op(a), defining_op(b)) {
         (Some(x), Some(y)) => {
-            num_operands(x) == 0 && num_operands(y) == 0 && num_regions(x) == 0 && name(x) == name(y) && same_attributes(x, y) && same_type(a, b) && result_number(a) == result_number(b)
+            depth > 0
+                && num_regions(x) == 0
+                && num_regions(y) == 0
+                && name(x) == name(y)
+                && num_operands(x) == num_operands(y)
+                && result_number(a) == result_number(b)
+                && same_type(a, b)
+                && same_attributes(x, y)
+                && (0..num_operands(x)).all(|j| same_value(operand(x, j), operand(y, j), depth - 1))
         }
         _ => false,
     }

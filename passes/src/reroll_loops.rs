@@ -3,9 +3,9 @@
 //! `trip_count = T`. The plan then holds the body once (smaller model.bin, each pass and
 //! kernel choice made once) and the runtime sees the loop structure the looped model has.
 //!
-//! Matches, among the function's top-level ops (operand-free ops — weights, constants,
-//! ranges — count as defined before everything and move to the top when a loop is built): the
-//! longest run of T >= 2 consecutive blocks of P ops
+//! Matches, among the function's top-level ops (ops that read no function argument, only each
+//! other — weights, constants, position ids — count as defined before everything and move to
+//! the top when a loop is built): the longest run of T >= 2 consecutive blocks of P ops
 //! with the same names, attributes and result types, where every operand of the op at offset i
 //! of copy t is, for all t alike, either
 //! - a result of the same op of the same copy (the body's own dataflow),
@@ -13,8 +13,12 @@
 //!   and attributes: a weight read again),
 //! - in copy 0 a value X defined before the copies and in copy t >= 1 a result of copy t - 1
 //!   (a carried value, initialised with X), or
-//! - an int64 scalar constant equal to t (the iteration number: becomes the loop counter),
+//! - an int64 scalar constant equal to t (the iteration number: becomes the loop counter), or
+//! - per copy a different vector of at most 64K f32 defined before the copies (a per-loop
+//!   weight: the loop reads row t of their stack),
 //!
+//! where some weight matrix is shared by all copies (distinct layers, as in a plain
+//! transformer, are not a loop),
 //! and every value of the copies used after them is a carried value of the last copy (the loop
 //! returns the carried values only; models whose copies are read individually afterwards,
 //! such as Ouro's per-loop exit gates, are left alone). At most 8 carried values. Emits the loop
@@ -36,6 +40,9 @@ pub struct RerollLoops;
 const SEGMENTS: usize = 8;
 /// Fewest ops a body must have: shorter repeats are runs of elementwise ops, not loops.
 const MIN_BODY: usize = 4;
+/// Most elements of a per-iteration value (a vector per copy, such as a loop embedding; larger
+/// per-copy tensors mean the copies are different layers, not one loop).
+const MAX_PER_ITERATION: i64 = 1 << 16;
 /// Candidates (by coverage) checked per function before giving up.
 const MAX_TRIES: usize = 64;
 
@@ -76,14 +83,19 @@ enum Source {
 /// Rerolls the longest run of copies in the function's body; returns 1 if it did.
 fn reroll(func: MlirOperation) -> Result<usize, String> {
     let ops = top_level_ops(func);
-    let Some((_, ops)) = ops.split_last() else { return Ok(0) };
-    // Operand-free ops (weights, constants) count as defined before the copies: they move to
-    // the top before the loop is built.
-    let body: Vec<MlirOperation> = ops.iter().copied().filter(|&o| raw::num_operands(o) > 0 || raw::num_regions(o) > 0).collect();
+    let Some((&term, ops)) = ops.split_last() else { return Ok(0) };
+    // Ops that read no function argument, only each other (weights, constants, position ids,
+    // RoPE tables: an importer emits a shared one where copy 0 first needs it) count as defined
+    // before the copies; they move to the top when the loop is built.
+    let invariant = invariant_ops(ops);
+    // The rest in a canonical order: copies with the same dataflow then list their ops alike,
+    // whatever order the importer wrote them in (independent ops may be interleaved differently).
+    let body = dataflow_order(ops, &invariant, term);
     for (s, p, t) in candidates(&body) {
         if let Some(plan) = check(&body, s, p, t) {
-            if let Some(&first) = ops.first() {
-                hoist_operand_free(first);
+            // Invariants first, then the body in the order matched.
+            for &o in ops.iter().filter(|o| invariant.contains(&(o.ptr as usize))).chain(&body) {
+                raw::move_before(o, term);
             }
             apply(&body, s, p, t, &plan)?;
             return Ok(1);
@@ -92,20 +104,56 @@ fn reroll(func: MlirOperation) -> Result<usize, String> {
     Ok(0)
 }
 
-/// Moves the operand- and region-free ops to the top of their block (they dominate every use).
-fn hoist_operand_free(first: MlirOperation) {
-    let mut anchor = Some(first);
-    while let Some(a) = anchor.filter(|&a| raw::num_operands(a) == 0 && raw::num_regions(a) == 0 && raw::num_results(a) > 0) {
-        anchor = raw::next_op(a);
-    }
-    let Some(anchor) = anchor else { return };
-    let mut op = raw::next_op(anchor);
-    while let Some(o) = op {
-        op = raw::next_op(o);
-        if raw::num_operands(o) == 0 && raw::num_regions(o) == 0 && raw::num_results(o) > 0 {
-            raw::move_before(o, anchor);
+/// The ops (addresses) that read no function argument, only each other: weights, constants
+/// and what is computed from them alone (positions from a range, RoPE tables).
+fn invariant_ops(ops: &[MlirOperation]) -> std::collections::HashSet<usize> {
+    let mut inv = std::collections::HashSet::new();
+    for &o in ops {
+        // A lookup by an int64 scalar constant may be indexed by a copy's iteration number: it
+        // stays in the copy (and its index becomes the loop counter).
+        let indexed = matches!(raw::name(o).as_str(), "lt2.embed" | "lt2.gather") && (0..raw::num_operands(o)).any(|j| iteration_constant(raw::operand(o, j)).is_some());
+        let reads_invariants = !indexed && (0..raw::num_operands(o)).all(|j| raw::defining_op(raw::operand(o, j)).is_some_and(|d| inv.contains(&(d.ptr as usize))));
+        if raw::num_regions(o) == 0 && raw::num_results(o) > 0 && reads_invariants {
+            inv.insert(o.ptr as usize);
         }
     }
+    inv
+}
+
+/// The non-invariant ops in depth-first post-order from the terminator's operands (each op's
+/// operands visited in order), then any op not reached, in program order. A topological order
+/// that depends on the dataflow only.
+fn dataflow_order(ops: &[MlirOperation], invariant: &std::collections::HashSet<usize>, term: MlirOperation) -> Vec<MlirOperation> {
+    let top: std::collections::HashSet<usize> = ops.iter().map(|o| o.ptr as usize).collect();
+    let mut done: std::collections::HashSet<usize> = std::collections::HashSet::new();
+    let mut order = Vec::with_capacity(ops.len());
+    // Explicit stack of (op, next operand to visit): chains of thousands of ops are common.
+    let mut stack: Vec<(MlirOperation, usize)> = Vec::new();
+    let push = |v: MlirValue, stack: &mut Vec<(MlirOperation, usize)>, done: &std::collections::HashSet<usize>| {
+        if let Some(d) = raw::defining_op(v) {
+            let k = d.ptr as usize;
+            if top.contains(&k) && !invariant.contains(&k) && !done.contains(&k) {
+                stack.push((d, 0));
+            }
+        }
+    };
+    for j in 0..raw::num_operands(term) {
+        push(raw::operand(term, j), &mut stack, &done);
+        while let Some((op, next)) = stack.pop() {
+            if done.contains(&(op.ptr as usize)) {
+                continue;
+            }
+            if next < raw::num_operands(op) {
+                stack.push((op, next + 1));
+                push(raw::operand(op, next), &mut stack, &done);
+            } else {
+                done.insert(op.ptr as usize);
+                order.push(op);
+            }
+        }
+    }
+    order.extend(ops.iter().copied().filter(|o| !invariant.contains(&(o.ptr as usize)) && !done.contains(&(o.ptr as usize))));
+    order
 }
 
 fn top_level_ops(func: MlirOperation) -> Vec<MlirOperation> {
@@ -200,7 +248,7 @@ fn check(body: &[MlirOperation], s: usize, p: usize, t: usize) -> Option<Plan> {
                         let vs: Vec<MlirValue> = (0..t).map(|c| raw::operand(body[s + c * p + i], j)).collect();
                         if vs.iter().all(|&v| raw::same_outside(v, v0)) {
                             Source::Outside(v0)
-                        } else if vs.iter().all(|&v| locate(v).is_none() && raw::same_type(v, v0)) && static_f32(v0).is_some() {
+                        } else if vs.iter().all(|&v| locate(v).is_none() && raw::same_type(v, v0)) && static_f32(v0).is_some_and(|d| d.len() <= 1 && d.iter().product::<i64>() <= MAX_PER_ITERATION) {
                             Source::PerIteration(vs)
                         } else {
                             return None;
@@ -239,6 +287,12 @@ fn check(body: &[MlirOperation], s: usize, p: usize, t: usize) -> Option<Plan> {
         sources.push(srcs);
     }
     if carried.is_empty() || carried.len() > SEGMENTS {
+        return None;
+    }
+    // A loop of a looped model reads the same weight matrices in every copy; copies of distinct
+    // layers (a plain transformer's) do not, and stay as they are.
+    let shares_a_matrix = sources.iter().flatten().any(|src| matches!(src, Source::Outside(v) if raw::def(*v, "lt2.weight").is_some() && raw::rank(*v).is_some_and(|r| r >= 2)));
+    if !shares_a_matrix {
         return None;
     }
     // Values of the copies read after them: carried values of the last copy only, at the top
