@@ -223,16 +223,15 @@ fn shared_kv_across_loops_drift_is_measured() {
 }
 
 /// reroll-loops: the unrolled forms (T copies of the shared layers, as torch exports a Python
-/// loop) compile to one lt2.loop with the Loop form's trip count; their outputs are checked
-/// against the goldens by `every_form_matches_its_goldens`. Ouro's copies are read one by one
-/// afterwards (per-loop exit gates), which a loop with carried values only cannot express: not
-/// asserted.
+/// loop) compile to one lt2.loop with the Loop form's trip count — Ouro's too, whose per-loop
+/// states are read afterwards (a scan output); their outputs are checked against the goldens by
+/// `every_form_matches_its_goldens`.
 #[test]
 fn unrolled_forms_reroll_into_the_loop() {
     let z = zoo();
     let trip = |text: &str| text.split("trip_count = ").nth(1).and_then(|r| r.split(' ').next()).map(str::to_string);
     let mut checked = 0;
-    for m in z.model.iter().filter(|m| m.name != "ouro") {
+    for m in &z.model {
         let Some(looped) = m.form.iter().find(|f| f.file.contains("_loop")) else { continue };
         let emit = |file: &str| {
             let o = Command::new(env!("CARGO_BIN_EXE_lt2c")).arg(root().join(&m.dir).join(file)).args(["--emit", "mlir", "--no-kernels"]).output().unwrap();

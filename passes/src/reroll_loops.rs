@@ -19,10 +19,10 @@
 //!
 //! where some weight matrix is shared by all copies (distinct layers, as in a plain
 //! transformer, are not a loop),
-//! and every value of the copies used after them is a carried value of the last copy (the loop
-//! returns the carried values only; models whose copies are read individually afterwards,
-//! such as Ouro's per-loop exit gates, are left alone). At most 8 carried values. Emits the loop
-//! with copy 0 as its body. Run canonicalize after it. Before: verified IR. After: the same
+//! and the copies' values read after them are read at the top level. Emits the loop with copy 0
+//! as its body: the last copy's carried values are its results, and any other value read after
+//! the copies (Ouro's per-loop exit gates and survivals) a scan output, of which the reader gets
+//! its copy's row (lt2.gather). At most 8 carried values and scan outputs together. Run canonicalize after it. Before: verified IR. After: the same
 //! outputs. Idempotent (one loop is not copies).
 
 use std::collections::HashMap;
@@ -211,6 +211,19 @@ struct Plan {
     sources: Vec<Vec<Source>>,
     /// (offset, result, init) of each carried value, in loop-operand order.
     carried: Vec<(usize, usize, MlirValue)>,
+    /// Values read after the copies from copies other than through the last carried values:
+    /// the loop's scan outputs (one row per iteration), in result order after the carried ones.
+    scans: Vec<Scan>,
+}
+
+/// One scan output of the rerolled loop.
+#[derive(Clone, Copy, PartialEq)]
+enum Scan {
+    /// Result `r` of the op at offset `i` of every copy (row t: copy t's).
+    Value(usize, usize),
+    /// The value carried into each iteration (row t: what copy t read; Ouro's survival), read
+    /// after the copies as copy t - 1's carried result.
+    CarriedIn(usize),
 }
 
 fn check(body: &[MlirOperation], s: usize, p: usize, t: usize) -> Option<Plan> {
@@ -295,8 +308,10 @@ fn check(body: &[MlirOperation], s: usize, p: usize, t: usize) -> Option<Plan> {
     if !shares_a_matrix {
         return None;
     }
-    // Values of the copies read after them: carried values of the last copy only, at the top
-    // level (a nested use would need the value inside another region).
+    // Values of the copies read after them, at the top level (a nested use would need the value
+    // inside another region): the last copy's carried values are the loop's results; any other
+    // value becomes a scan output (Ouro's per-loop exit gates and survivals).
+    let mut scans: Vec<Scan> = Vec::new();
     for k in s..end {
         let (c, i) = ((k - s) / p, (k - s) % p);
         for r in 0..raw::num_results(body[k]) {
@@ -304,14 +319,25 @@ fn check(body: &[MlirOperation], s: usize, p: usize, t: usize) -> Option<Plan> {
                 if pos.get(&(user.ptr as usize)).is_some_and(|&u| u >= s && u < end) {
                     continue;
                 }
-                let top_level_after = raw::parent_op(user).map(|p| p.ptr) == raw::parent_op(body[k]).map(|p| p.ptr);
-                if !(top_level_after && c == t - 1 && carried.iter().any(|&(a, b, _)| a == i && b == r)) {
+                if raw::parent_op(user).map(|p| p.ptr) != raw::parent_op(body[k]).map(|p| p.ptr) {
                     return None;
+                }
+                let slot = carried.iter().position(|&(a, b, _)| a == i && b == r);
+                let scan = match slot {
+                    Some(_) if c == t - 1 => continue,
+                    Some(x) => Scan::CarriedIn(x),
+                    None => Scan::Value(i, r),
+                };
+                if !scans.contains(&scan) {
+                    scans.push(scan);
                 }
             }
         }
     }
-    Some(Plan { sources, carried })
+    if carried.len() + scans.len() > SEGMENTS {
+        return None;
+    }
+    Some(Plan { sources, carried, scans })
 }
 
 fn same_result_types(a: MlirOperation, b: MlirOperation) -> bool {
@@ -397,15 +423,50 @@ fn apply(body: &[MlirOperation], s: usize, p: usize, t: usize, plan: &Plan) -> R
         }
         clones.push(c);
     }
-    let yields: Vec<MlirValue> = plan.carried.iter().map(|&(i, r, _)| raw::result(clones[i], r)).collect();
+    let mut yields: Vec<MlirValue> = plan.carried.iter().map(|&(i, r, _)| raw::result(clones[i], r)).collect();
+    let mut result_tys = slot_tys.clone();
+    for scan in &plan.scans {
+        let v = match *scan {
+            Scan::Value(i, r) => raw::result(clones[i], r),
+            Scan::CarriedIn(x) => raw::block_arg(block, x + 1),
+        };
+        yields.push(v);
+        // Scan outputs stack the iterations on a new leading axis of T.
+        let text = raw::type_text(raw::value_type(v));
+        let inner = text.strip_prefix("tensor<").ok_or("a scanned value is not a tensor")?;
+        result_tys.push(raw::parse_type(first, &format!("tensor<{t}x{inner}")).ok_or("cannot make a scan type")?);
+    }
     raw::append_op(block, first, lt2_ir::ops::LOOP_YIELD, &yields, &[], &[]).ok_or("could not create the loop's yield")?;
     let seg = |k: usize| format!("array<i32: {}>", (0..SEGMENTS).map(|x| if x < k { "1" } else { "0" }).collect::<Vec<_>>().join(", "));
     let inits: Vec<MlirValue> = plan.carried.iter().map(|&(_, _, x)| x).collect();
-    let attrs = [("trip_count", format!("{t} : i64")), ("operandSegmentSizes", seg(inits.len())), ("resultSegmentSizes", seg(inits.len()))];
-    let lp = raw::create_with_region_before(first, "lt2.loop", &inits, &slot_tys, &attrs, region).ok_or("could not create lt2.loop")?;
-    // The last copy's carried values are the loop's results; then the copies go, last first.
+    let attrs = [("trip_count", format!("{t} : i64")), ("operandSegmentSizes", seg(inits.len())), ("resultSegmentSizes", seg(result_tys.len()))];
+    let lp = raw::create_with_region_before(first, "lt2.loop", &inits, &result_tys, &attrs, region).ok_or("could not create lt2.loop")?;
+    // The last copy's carried values are the loop's results; what was read of other copies is
+    // row c of a scan output (gathered right after the copies); then the copies go, last first.
     for (k, &(i, r, _)) in plan.carried.iter().enumerate() {
         raw::replace_all_uses(raw::result(body[s + (t - 1) * p + i], r), raw::result(lp, k));
+    }
+    let after = raw::next_op(body[s + p * t - 1]).ok_or("no op after the copies")?;
+    let i64_ty = raw::parse_type(first, "tensor<i64>").ok_or("cannot make tensor<i64>")?;
+    for (k, scan) in plan.scans.iter().enumerate() {
+        let scanned = raw::result(lp, plan.carried.len() + k);
+        for c in 0..t {
+            // The copy's value that this row holds.
+            let (v, row) = match *scan {
+                Scan::Value(i, r) => (raw::result(body[s + c * p + i], r), c),
+                Scan::CarriedIn(x) if c + 1 < t => {
+                    let (i, r, _) = plan.carried[x];
+                    (raw::result(body[s + c * p + i], r), c + 1)
+                }
+                Scan::CarriedIn(_) => continue,
+            };
+            if !raw::users(v).iter().any(|u| !body[s..s + p * t].iter().any(|b| b.ptr == u.ptr)) {
+                continue;
+            }
+            let idx = raw::create_before(after, "lt2.constant", &[], &[i64_ty], &[("value", format!("dense<{row}> : tensor<i64>"))]).ok_or("could not create a row index")?;
+            let g = raw::create_before(after, "lt2.gather", &[scanned, raw::result(idx, 0)], &[raw::value_type(v)], &[("axis", "0 : i64".into())]).ok_or("could not create lt2.gather")?;
+            raw::replace_all_uses(v, raw::result(g, 0));
+        }
     }
     for k in (s..s + p * t).rev() {
         raw::erase(body[k]);

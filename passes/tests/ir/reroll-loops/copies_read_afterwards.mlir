@@ -1,6 +1,7 @@
-// passes: reroll-loops
-// Two copies whose first copy's output is also read after them (as a per-loop output would be):
-// a loop returns only the last carried value, so nothing is rerolled.
+// passes: reroll-loops, canonicalize
+// Two copies whose per-copy gate s (a sigmoid) is also read after them, as Ouro's per-loop exit
+// gates are: the loop yields s as a scan output [2, ?, 8] and the reader gets row 0 of it
+// (lt2.gather); the carried value d is the loop's first result.
 func.func @main(%x: tensor<?x8xf32>) -> (tensor<?x8xf32>, tensor<?x8xf32>) {
   %w = "lt2.weight"() {name = "w"} : () -> tensor<8x8xf32>
   %b0 = "lt2.linear"(%x, %w) {transpose_w = false} : (tensor<?x8xf32>, tensor<8x8xf32>) -> tensor<?x8xf32>
