@@ -108,23 +108,25 @@ fn dce(module: &Module) -> usize {
         if dead.is_empty() {
             return total;
         }
-        // Erase outermost first: an erased loop takes its nested ops with it.
-        let mut erased = std::collections::HashSet::new();
-        for op in dead {
-            let mut p = raw::parent_op(op);
-            let mut inside_erased = false;
-            while let Some(q) = p {
-                if erased.contains(&(q.ptr as usize)) {
-                    inside_erased = true;
-                    break;
+        // Erase outermost only: an erased loop takes its nested ops with it. Decided before any
+        // op is destroyed (a destroyed op's parent cannot be asked for).
+        let dead_set: std::collections::HashSet<usize> = dead.iter().map(|o| o.ptr as usize).collect();
+        let outermost: Vec<_> = dead
+            .into_iter()
+            .filter(|&op| {
+                let mut p = raw::parent_op(op);
+                while let Some(q) = p {
+                    if dead_set.contains(&(q.ptr as usize)) {
+                        return false;
+                    }
+                    p = raw::parent_op(q);
                 }
-                p = raw::parent_op(q);
-            }
-            if !inside_erased {
-                erased.insert(op.ptr as usize);
-                raw::erase(op);
-                total += 1;
-            }
+                true
+            })
+            .collect();
+        for op in outermost {
+            raw::erase(op);
+            total += 1;
         }
     }
 }

@@ -56,7 +56,9 @@ impl Pass for RerollLoops {
     fn run(&self, module: &mut Module) -> Result<usize, PassError> {
         let fail = |reason: String| PassError::Failed { pass: self.name().into(), reason };
         let mut n = 0;
-        for f in raw::all_ops(module).into_iter().filter(|&op| raw::name(op) == "func.func") {
+        // The functions are listed before any is rewritten: a reroll destroys ops of the list.
+        let funcs: Vec<_> = raw::all_ops(module).into_iter().filter(|&op| raw::name(op) == "func.func").collect();
+        for f in funcs {
             n += reroll(f).map_err(fail)?;
         }
         Ok(n)
