@@ -10,6 +10,7 @@ pub mod raise_attention;
 pub mod raise_l2_norm;
 pub mod raise_rms_norm;
 pub mod reroll_loops;
+pub mod sink_into_loop;
 mod raw;
 
 use melior::ir::Module;

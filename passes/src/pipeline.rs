@@ -9,6 +9,7 @@ use crate::raise_attention::RaiseAttention;
 use crate::raise_l2_norm::RaiseL2Norm;
 use crate::raise_rms_norm::RaiseRmsNorm;
 use crate::reroll_loops::RerollLoops;
+use crate::sink_into_loop::SinkIntoLoop;
 use crate::hoist_loop_invariants::HoistLoopInvariants;
 use crate::matmul_weight_precision::MatmulWeightPrecision;
 use lt2_ir::Elem;
@@ -21,6 +22,9 @@ pub static PASSES: &[&(dyn Pass + Sync)] = &[
     // Unrolled copies of the looped layers (torch exports) → lt2.loop; needs duplicate weights
     // merged (canonicalize) and comes before the passes that rewrite the body, so they see it once.
     &RerollLoops,
+    // What the unrolled export computes after the loops from every loop's state (Ouro's exit
+    // gates) moves into the rerolled loop, where early exit finds it.
+    &SinkIntoLoop,
     // Pattern raising: decomposed norms become fused ops; needs constants visible (canonicalize
     // has merged duplicates) and leaves the dead chain for the next canonicalize.
     &RaiseRmsNorm,

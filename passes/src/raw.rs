@@ -479,3 +479,68 @@ pub fn create_with_region_before(before: MlirOperation, name: &str, operands: &[
         Some(op)
     }
 }
+
+/// The first block of region `r` of `op` (None when the region is empty).
+pub fn region_block(op: MlirOperation, r: usize) -> Option<mlir_sys::MlirBlock> {
+    // SAFETY: live operation, region index checked by callers.
+    unsafe {
+        let b = mlir_sys::mlirRegionGetFirstBlock(mlir_sys::mlirOperationGetRegion(op, r as isize));
+        (!b.ptr.is_null()).then_some(b)
+    }
+}
+
+/// The block's terminator (None when its last op is not one).
+pub fn terminator(block: mlir_sys::MlirBlock) -> Option<MlirOperation> {
+    // SAFETY: live block.
+    let t = unsafe { mlir_sys::mlirBlockGetTerminator(block) };
+    (!t.ptr.is_null()).then_some(t)
+}
+
+/// Which argument of `block` the value is (None for op results and other blocks' arguments).
+pub fn block_arg_number(v: MlirValue, block: mlir_sys::MlirBlock) -> Option<usize> {
+    // SAFETY: live value; owner queried only for block arguments.
+    unsafe {
+        (mlir_sys::mlirValueIsABlockArgument(v) && mlir_sys::mlirBlockArgumentGetOwner(v).ptr == block.ptr).then(|| mlir_sys::mlirBlockArgumentGetArgNumber(v) as usize)
+    }
+}
+
+/// A new detached region holding the blocks of region `r` of `op` (which is left empty).
+pub fn take_region(op: MlirOperation, r: usize) -> mlir_sys::MlirRegion {
+    // SAFETY: live op; the new region owns the moved blocks until an op takes it.
+    unsafe {
+        let region = mlir_sys::mlirRegionCreate();
+        mlir_sys::mlirRegionTakeBody(region, mlir_sys::mlirOperationGetRegion(op, r as isize));
+        region
+    }
+}
+
+/// A copy of `op` inserted right before `before`.
+pub fn clone_before(op: MlirOperation, before: MlirOperation) -> MlirOperation {
+    // SAFETY: live ops; `before`'s block takes ownership of the clone.
+    unsafe {
+        let c = mlir_sys::mlirOperationClone(op);
+        mlir_sys::mlirBlockInsertOwnedOperationBefore(mlir_sys::mlirOperationGetBlock(before), before, c);
+        c
+    }
+}
+
+/// Copies every attribute of `from` onto `to` except those named in `except`.
+pub fn copy_attributes(from: MlirOperation, to: MlirOperation, except: &[&str]) {
+    // SAFETY: live ops of one context; indices below the attribute count.
+    unsafe {
+        for i in 0..mlir_sys::mlirOperationGetNumAttributes(from) {
+            let a = mlir_sys::mlirOperationGetAttribute(from, i);
+            let s = mlir_sys::mlirIdentifierStr(a.name);
+            let key = std::slice::from_raw_parts(s.data as *const u8, s.length);
+            if !except.iter().any(|e| e.as_bytes() == key) {
+                mlir_sys::mlirOperationSetAttributeByName(to, s, a.attribute);
+            }
+        }
+    }
+}
+
+/// The block's arguments.
+pub fn block_args(block: mlir_sys::MlirBlock) -> Vec<MlirValue> {
+    // SAFETY: live block; indices below its argument count.
+    unsafe { (0..mlir_sys::mlirBlockGetNumArguments(block)).map(|i| mlir_sys::mlirBlockGetArgument(block, i)).collect() }
+}

@@ -88,13 +88,16 @@ def numpy_greedy_early_exit(cfg, w, prompt, n, threshold):
 
 @pytest.mark.skipif(not LT2C.exists(), reason="target/release/lt2c is not built")
 @pytest.mark.parametrize("threshold", [0.3, 0.6])
-def test_ouro_early_exit_generate_matches_numpy_oracle(tmp_path, threshold):
+# The Loop export computes each loop's exit gate in the loop; torch's unrolled export computes
+# them all after the copies (reroll-loops, then sink-into-loop, put them back in the loop).
+@pytest.mark.parametrize("form", ["standard_loop.onnx", "standard_unrolled.onnx", "decomposed_unrolled.onnx"])
+def test_ouro_early_exit_generate_matches_numpy_oracle(tmp_path, threshold, form):
     from lt2.models import looped as L
     from lt2.zoo import get
     cfg = get("ouro").tiny
     w = L.make_weights(cfg)
     model = tmp_path / "ouro.bin"
-    subprocess.run([str(LT2C), str(OURO), "-o", str(model)], check=True, capture_output=True)
+    subprocess.run([str(LT2C), str(OURO.parent / form), "-o", str(model)], check=True, capture_output=True)
     prompt, n = [5, 17, 200, 3, 99, 42], 8
     logits_file = tmp_path / "logits.npz"
     r = subprocess.run(

@@ -109,7 +109,7 @@ impl<'m, B: Backend> Session<'m, B> {
         if t < 1.0 {
             let has_gate = model.file().manifest.graphs.iter().flat_map(|g| &g.steps).any(|s| matches!(&s.op, Some(Op::Loop(l)) if l.exit_gate_scan.is_some()));
             if !has_gate {
-                return Err(bad("an exit threshold needs an exit gate (Ouro's per-loop sigmoid, a scan output of a Loop); this model has none, or its loop was unrolled".into()));
+                return Err(bad("an exit threshold needs an exit gate (Ouro's per-loop sigmoid, a scan output of a Loop); this model has none (or its unrolled loop did not reroll: see `lt2c --pass-timing`)".into()));
             }
             if opts.share_kv_across_loops {
                 return Err(bad("an exit threshold cannot be combined with a KV cache shared across loops (the shared cache is written by the last loop, which early exit skips)".into()));
