@@ -1,5 +1,5 @@
-/* C ABI of lt2c's runtime: load a compiled model.bin on the CPU or a GPU, open a decode
- * session, prefill prompts, decode one token per sequence. Built as liblt2_capi.so by
+/* C ABI of lt2c's runtime: load a compiled model.bin on the CPU or a GPU, run its graph whole,
+ * or open a decode session, prefill prompts, decode one token per sequence. Built as liblt2_capi.so by
  * `cargo build --release -p lt2-capi`. Python: `lt2.runtime` (ctypes).
  *
  * Errors: functions returning a pointer return NULL, functions returning int return nonzero,
@@ -18,8 +18,33 @@ lt2_model* lt2_model_open(const char* path, const char* device, char* err, size_
 void lt2_model_free(lt2_model* m);
 /* The backend that runs and why, e.g. "cpu (requested: cpu)". Owned by the model. */
 const char* lt2_model_device(const lt2_model* m);
-/* Vocabulary size (the last dim of the logits output). */
+/* Vocabulary size (the last dim of the logits output); 0 when the model is not a language
+ * model (token ids in, logits out): it then runs whole (lt2_model_run) but opens no session. */
 size_t lt2_model_vocab(const lt2_model* m);
+/* The inputs and outputs as JSON: {"inputs": [{"name": "input_ids", "dtype": "int64",
+ * "dims": ["batch", "seq"]}, ...], "outputs": [...]}; a dim is a number or a symbolic name.
+ * Owned by the model. */
+const char* lt2_model_signature(const lt2_model* m);
+
+/* Element type codes. */
+#define LT2_FLOAT32 0
+#define LT2_INT64 1
+#define LT2_BOOL 2 /* one byte per element, 0 or 1 */
+
+typedef struct lt2_outputs lt2_outputs;
+/* Runs the whole graph once (no session, no caches) on n named inputs: input i has element
+ * type dtypes[i], ranks[i] dims dims[i][..], and row-major elements data[i]. Returns every
+ * output, in the model's output order; free with lt2_outputs_free. */
+lt2_outputs* lt2_model_run(const lt2_model* m, size_t n, const char* const* names, const int* dtypes, const size_t* ranks,
+                           const int64_t* const* dims, const void* const* data, char* err, size_t err_len);
+size_t lt2_outputs_count(const lt2_outputs* o);
+const char* lt2_outputs_name(const lt2_outputs* o, size_t i);
+int lt2_outputs_dtype(const lt2_outputs* o, size_t i);
+size_t lt2_outputs_rank(const lt2_outputs* o, size_t i);
+const int64_t* lt2_outputs_dims(const lt2_outputs* o, size_t i);
+/* Row-major elements of output i; valid until lt2_outputs_free. */
+const void* lt2_outputs_data(const lt2_outputs* o, size_t i);
+void lt2_outputs_free(lt2_outputs* o);
 
 lt2_session* lt2_session_new(lt2_model* m, size_t max_context, char* err, size_t err_len);
 void lt2_session_free(lt2_session* s);

@@ -3,6 +3,7 @@
 //! session, prefill prompts and decode tokens. Python wraps it with ctypes (`lt2.runtime`).
 //! No call unwinds into the caller: errors, panics included, come back as a message.
 
+use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -12,13 +13,18 @@ use lt2_runtime::cuda::Cuda;
 use lt2_runtime::device::{self, DeviceRequest};
 use lt2_runtime::exec::Model;
 use lt2_runtime::format::ModelFile;
+use lt2_runtime::plan::DType;
 use lt2_runtime::session::{Session, SessionOptions};
+use lt2_runtime::tensor::{Data, Tensor};
 
 /// A model loaded on its backend.
 pub struct Lt2Model {
     model: AnyModel,
     device: CString,
+    /// 0 when the model is not a language model (no sessions).
     vocab: usize,
+    /// The inputs and outputs as JSON (`lt2_model_signature`).
+    signature: CString,
 }
 
 enum AnyModel {
@@ -87,8 +93,9 @@ pub extern "C" fn lt2_model_open(path: *const c_char, device: *const c_char, err
             d => return Err(format!("device `{d}`: expected cpu, cuda or auto")),
         };
         let file = ModelFile::open(Path::new(path)).map_err(|e| e.to_string())?;
-        let info = file.manifest.decode.clone().ok_or("this model has no token-ids input and logits output")?;
-        let vocab = file.manifest.outputs.iter().find(|o| o.name == info.logits_output).and_then(|o| o.dims.last()).and_then(|d| d.parse::<usize>().ok()).ok_or("the logits output has no static vocabulary size")?;
+        // A language model (token ids in, logits out) opens sessions; any model runs whole.
+        let vocab = file.manifest.decode.as_ref().and_then(|info| file.manifest.outputs.iter().find(|o| o.name == info.logits_output)).and_then(|o| o.dims.last()).and_then(|d| d.parse::<usize>().ok()).unwrap_or(0);
+        let signature = CString::new(signature_json(&file.manifest)).map_err(|e| e.to_string())?;
         let choice = device::choose(req).map_err(|e| e.to_string())?;
         let (model, reason) = match choice.backend {
             device::Backend::Cpu => (AnyModel::Cpu(Model::load(Cpu, file).map_err(|e| e.to_string())?), choice.reason),
@@ -107,7 +114,7 @@ pub extern "C" fn lt2_model_open(path: *const c_char, device: *const c_char, err
             AnyModel::Cuda(_) => "cuda",
         };
         let device = CString::new(format!("{backend} ({reason})")).map_err(|e| e.to_string())?;
-        Ok(Box::into_raw(Box::new(Lt2Model { model, device, vocab })))
+        Ok(Box::into_raw(Box::new(Lt2Model { model, device, vocab, signature })))
     })
     .unwrap_or(std::ptr::null_mut())
 }
@@ -128,7 +135,7 @@ pub extern "C" fn lt2_model_device(m: *const Lt2Model) -> *const c_char {
     unsafe { m.as_ref() }.map_or(std::ptr::null(), |m| m.device.as_ptr())
 }
 
-/// The vocabulary size.
+/// The vocabulary size (0: not a language model).
 #[no_mangle]
 pub extern "C" fn lt2_model_vocab(m: *const Lt2Model) -> usize {
     // SAFETY: as above.
@@ -141,6 +148,9 @@ pub extern "C" fn lt2_session_new(m: *mut Lt2Model, max_context: usize, err: *mu
     guarded(err, err_len, || {
         // SAFETY: a live model that outlives the session (the header's contract).
         let m: &'static Lt2Model = unsafe { m.as_ref() }.ok_or("model is NULL")?;
+        if m.vocab == 0 {
+            return Err("this model has no token-ids input and logits output of a static vocabulary: it runs whole (lt2_model_run), not in sessions".into());
+        }
         let opts = SessionOptions { max_context, ..Default::default() };
         let session = match &m.model {
             AnyModel::Cpu(model) => AnySession::Cpu(Session::new(model, opts).map_err(|e| e.to_string())?),
@@ -226,5 +236,188 @@ pub extern "C" fn lt2_session_decode_recorded(s: *const Lt2Session) -> c_int {
         Some(AnySession::Cpu(x)) => x.decode_recorded() as c_int,
         Some(AnySession::Cuda(x)) => x.decode_recorded() as c_int,
         None => 0,
+    }
+}
+
+/// The manifest's inputs and outputs as JSON: `{"inputs": [{"name": .., "dtype": "float32",
+/// "dims": [2, "batch"]}], "outputs": [..]}` (dims: numbers, or names of symbolic dims).
+fn signature_json(m: &lt2_runtime::plan::Manifest) -> String {
+    let quote = |s: &str| {
+        let mut q = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => q.push_str("\\\""),
+                '\\' => q.push_str("\\\\"),
+                c if (c as u32) < 0x20 => q.push_str(&format!("\\u{:04x}", c as u32)),
+                c => q.push(c),
+            }
+        }
+        q.push('"');
+        q
+    };
+    let list = |sigs: &[lt2_runtime::plan::TensorSig]| {
+        let items: Vec<String> = sigs
+            .iter()
+            .map(|t| {
+                let dims: Vec<String> = t.dims.iter().map(|d| if d.parse::<u64>().is_ok() { d.clone() } else { quote(d) }).collect();
+                format!("{{\"name\": {}, \"dtype\": {}, \"dims\": [{}]}}", quote(&t.name), quote(dtype_name(t.dtype)), dims.join(", "))
+            })
+            .collect();
+        format!("[{}]", items.join(", "))
+    };
+    format!("{{\"inputs\": {}, \"outputs\": {}}}", list(&m.inputs), list(&m.outputs))
+}
+
+/// numpy's name of a manifest dtype.
+fn dtype_name(d: i32) -> &'static str {
+    match DType::try_from(d) {
+        Ok(DType::F32) => "float32",
+        Ok(DType::I64) => "int64",
+        Ok(DType::Bool) => "bool",
+        Ok(DType::Bf16) => "bfloat16",
+        Ok(DType::F16) => "float16",
+        Err(_) => "unknown",
+    }
+}
+
+/// The inputs and outputs as JSON (see `signature_json`). Owned by the model.
+#[no_mangle]
+pub extern "C" fn lt2_model_signature(m: *const Lt2Model) -> *const c_char {
+    // SAFETY: a live model from lt2_model_open (or NULL).
+    unsafe { m.as_ref() }.map_or(std::ptr::null(), |m| m.signature.as_ptr())
+}
+
+/// A whole-graph run's outputs, host-side, in the manifest's output order.
+pub struct Lt2Outputs {
+    outputs: Vec<(CString, Tensor, Vec<i64>)>,
+}
+
+/// Element type codes of `lt2_model_run` and `lt2_outputs_dtype` (lt2.h).
+const CODE_F32: c_int = 0;
+const CODE_I64: c_int = 1;
+const CODE_BOOL: c_int = 2;
+
+/// Runs the whole graph once on named inputs (no session, no caches), as `lt2c run` does.
+#[no_mangle]
+pub extern "C" fn lt2_model_run(
+    m: *const Lt2Model,
+    n: usize,
+    names: *const *const c_char,
+    dtypes: *const c_int,
+    ranks: *const usize,
+    dims: *const *const i64,
+    data: *const *const std::ffi::c_void,
+    err: *mut c_char,
+    err_len: usize,
+) -> *mut Lt2Outputs {
+    guarded(err, err_len, || {
+        // SAFETY: a live model.
+        let m = unsafe { m.as_ref() }.ok_or("model is NULL")?;
+        if n > 0 && [names as *const u8, dtypes as *const u8, ranks as *const u8, dims as *const u8, data as *const u8].iter().any(|p| p.is_null()) {
+            return Err("an input array is NULL".into());
+        }
+        let mut inputs = HashMap::new();
+        for i in 0..n {
+            // SAFETY: the caller's arrays hold n entries each.
+            let (name, code, rank, dp, xp) = unsafe { (*names.add(i), *dtypes.add(i), *ranks.add(i), *dims.add(i), *data.add(i)) };
+            let name = c_str(name, "input name")?.to_string();
+            if rank > 0 && dp.is_null() {
+                return Err(format!("input `{name}`: dims are NULL"));
+            }
+            // SAFETY: `rank` dims.
+            let shape_i: &[i64] = if rank == 0 { &[] } else { unsafe { std::slice::from_raw_parts(dp, rank) } };
+            if let Some(d) = shape_i.iter().find(|&&d| d < 0) {
+                return Err(format!("input `{name}`: negative dim {d}"));
+            }
+            let shape: Vec<usize> = shape_i.iter().map(|&d| d as usize).collect();
+            let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| format!("input `{name}`: too many elements"))?;
+            if count > 0 && xp.is_null() {
+                return Err(format!("input `{name}`: data is NULL"));
+            }
+            // SAFETY: the caller's buffer holds `count` elements of the given type.
+            let tensor = unsafe {
+                match code {
+                    CODE_F32 => Tensor { shape, data: Data::F32(if count == 0 { Vec::new() } else { std::slice::from_raw_parts(xp as *const f32, count).to_vec() }) },
+                    CODE_I64 => Tensor { shape, data: Data::I64(if count == 0 { Vec::new() } else { std::slice::from_raw_parts(xp as *const i64, count).to_vec() }) },
+                    CODE_BOOL => Tensor { shape, data: Data::Bool(if count == 0 { Vec::new() } else { std::slice::from_raw_parts(xp as *const u8, count).iter().map(|&b| b != 0).collect() }) },
+                    c => return Err(format!("input `{name}`: unknown element type code {c} (0 float32, 1 int64, 2 bool)")),
+                }
+            };
+            inputs.insert(name, tensor);
+        }
+        let outs = match &m.model {
+            AnyModel::Cpu(x) => x.run(&inputs),
+            AnyModel::Cuda(x) => x.run(&inputs),
+        }
+        .map_err(|e| e.to_string())?;
+        let outputs = outs
+            .into_iter()
+            .map(|(name, t)| {
+                let dims = t.shape.iter().map(|&d| d as i64).collect();
+                Ok((CString::new(name).map_err(|e| e.to_string())?, t, dims))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Box::into_raw(Box::new(Lt2Outputs { outputs })))
+    })
+    .unwrap_or(std::ptr::null_mut())
+}
+
+fn output<'a>(o: *const Lt2Outputs, i: usize) -> Option<&'a (CString, Tensor, Vec<i64>)> {
+    // SAFETY: a live result set from lt2_model_run (or NULL), alive while the caller reads it.
+    unsafe { o.as_ref() }.and_then(|o| o.outputs.get(i))
+}
+
+/// How many outputs a run returned.
+#[no_mangle]
+pub extern "C" fn lt2_outputs_count(o: *const Lt2Outputs) -> usize {
+    // SAFETY: as in `output`.
+    unsafe { o.as_ref() }.map_or(0, |o| o.outputs.len())
+}
+
+/// Output i's name (NULL past the end).
+#[no_mangle]
+pub extern "C" fn lt2_outputs_name(o: *const Lt2Outputs, i: usize) -> *const c_char {
+    output(o, i).map_or(std::ptr::null(), |x| x.0.as_ptr())
+}
+
+/// Output i's element type code (-1 past the end).
+#[no_mangle]
+pub extern "C" fn lt2_outputs_dtype(o: *const Lt2Outputs, i: usize) -> c_int {
+    output(o, i).map_or(-1, |x| match x.1.data {
+        Data::F32(_) => CODE_F32,
+        Data::I64(_) => CODE_I64,
+        Data::Bool(_) => CODE_BOOL,
+    })
+}
+
+/// Output i's rank.
+#[no_mangle]
+pub extern "C" fn lt2_outputs_rank(o: *const Lt2Outputs, i: usize) -> usize {
+    output(o, i).map_or(0, |x| x.2.len())
+}
+
+/// Output i's dims (rank values).
+#[no_mangle]
+pub extern "C" fn lt2_outputs_dims(o: *const Lt2Outputs, i: usize) -> *const i64 {
+    output(o, i).map_or(std::ptr::null(), |x| x.2.as_ptr())
+}
+
+/// Output i's elements, row-major: float32, int64, or bool as one byte each.
+#[no_mangle]
+pub extern "C" fn lt2_outputs_data(o: *const Lt2Outputs, i: usize) -> *const std::ffi::c_void {
+    output(o, i).map_or(std::ptr::null(), |x| match &x.1.data {
+        Data::F32(v) => v.as_ptr() as *const _,
+        Data::I64(v) => v.as_ptr() as *const _,
+        // bool is one byte, 0 or 1, in Rust as in C and numpy.
+        Data::Bool(v) => v.as_ptr() as *const _,
+    })
+}
+
+/// Frees a run's outputs.
+#[no_mangle]
+pub extern "C" fn lt2_outputs_free(o: *mut Lt2Outputs) {
+    if !o.is_null() {
+        // SAFETY: `o` came from lt2_model_run and is freed once.
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(o) })));
     }
 }

@@ -10,6 +10,9 @@ the .so), else ``target/release`` of this repository::
     logits = s.prefill([[1, 2, 3], [4, 5, 6]])   # [2, vocab]: each prompt's last logits
     logits = s.decode([7, 8])                    # [2, vocab]: one token per sequence
     tokens = m.generate([1, 2, 3], max_new_tokens=16)   # greedy
+    outs = m.run({"input_ids": ids})             # the whole graph once, outputs by name
+
+``lt2.inference_session`` wraps this in onnxruntime's ``InferenceSession`` shape.
 
 Prompts of one prefill call share a length (sequences of one batch). Errors raise
 ``Lt2Error`` with the runtime's message.
@@ -18,12 +21,16 @@ Prompts of one prefill call share a length (sequences of one batch). Errors rais
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 _ERR = 4096
+# Element type codes of lt2_model_run (lt2.h).
+_CODES = {np.dtype(np.float32): 0, np.dtype(np.int64): 1, np.dtype(np.bool_): 2}
+_DTYPES = {v: k for k, v in _CODES.items()}
 
 
 class Lt2Error(RuntimeError):
@@ -63,6 +70,19 @@ def _load():
     lib.lt2_session_prefill.argtypes = [ctypes.c_void_p, i64p, ctypes.c_size_t, ctypes.c_size_t, f32p, c_err, ctypes.c_size_t]
     lib.lt2_session_decode.argtypes = [ctypes.c_void_p, i64p, ctypes.c_size_t, f32p, c_err, ctypes.c_size_t]
     lib.lt2_session_decode_recorded.argtypes = [ctypes.c_void_p]
+    lib.lt2_model_signature.argtypes = [ctypes.c_void_p]
+    lib.lt2_model_signature.restype = ctypes.c_char_p
+    lib.lt2_model_run.argtypes = [
+        ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_int),
+        ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(i64p), ctypes.POINTER(ctypes.c_void_p), c_err, ctypes.c_size_t,
+    ]
+    lib.lt2_model_run.restype = ctypes.c_void_p
+    for name, res in [("count", ctypes.c_size_t), ("name", ctypes.c_char_p), ("dtype", ctypes.c_int), ("rank", ctypes.c_size_t),
+                      ("dims", i64p), ("data", ctypes.c_void_p)]:
+        fn = getattr(lib, f"lt2_outputs_{name}")
+        fn.argtypes = [ctypes.c_void_p] if name == "count" else [ctypes.c_void_p, ctypes.c_size_t]
+        fn.restype = res
+    lib.lt2_outputs_free.argtypes = [ctypes.c_void_p]
     _lib = lib
     return lib
 
@@ -90,6 +110,50 @@ class Model:
     @property
     def vocab(self) -> int:
         return int(self._lib.lt2_model_vocab(self._ptr))
+
+    @property
+    def signature(self) -> dict:
+        """The inputs and outputs: ``{"inputs": [{"name", "dtype", "dims"}], "outputs": [...]}``,
+        dims as numbers or symbolic names."""
+        return json.loads(self._lib.lt2_model_signature(self._ptr).decode())
+
+    def run(self, inputs: dict) -> dict:
+        """Runs the whole graph once (no session, no caches) on named numpy arrays (float32,
+        int64 or bool); returns every output by name, in the model's output order."""
+        arrays = {}
+        for name, value in inputs.items():
+            a = np.asarray(value)
+            if a.dtype not in _CODES:
+                raise Lt2Error(f"input `{name}` has dtype {a.dtype}; lt2c takes float32, int64 or bool")
+            arrays[name] = np.ascontiguousarray(a)
+        n = len(arrays)
+        names = (ctypes.c_char_p * n)(*[k.encode() for k in arrays])
+        codes = (ctypes.c_int * n)(*[_CODES[a.dtype] for a in arrays.values()])
+        ranks = (ctypes.c_size_t * n)(*[a.ndim for a in arrays.values()])
+        shapes = [np.ascontiguousarray(np.asarray(a.shape, dtype=np.int64)) for a in arrays.values()]
+        i64p = ctypes.POINTER(ctypes.c_int64)
+        dims = (i64p * n)(*[sh.ctypes.data_as(i64p) for sh in shapes])
+        data = (ctypes.c_void_p * n)(*[a.ctypes.data for a in arrays.values()])
+        err = _err_buf()
+        res = self._lib.lt2_model_run(self._ptr, n, names, codes, ranks, dims, data, err, _ERR)
+        if not res:
+            raise Lt2Error(err.value.decode(errors="replace"))
+        try:
+            out = {}
+            for i in range(self._lib.lt2_outputs_count(res)):
+                dtype = _DTYPES[self._lib.lt2_outputs_dtype(res, i)]
+                rank = self._lib.lt2_outputs_rank(res, i)
+                shape = tuple(self._lib.lt2_outputs_dims(res, i)[k] for k in range(rank))
+                count = int(np.prod(shape, dtype=np.int64))
+                if count:
+                    buf = (ctypes.c_char * (count * dtype.itemsize)).from_address(self._lib.lt2_outputs_data(res, i))
+                    array = np.frombuffer(buf, dtype=dtype).reshape(shape).copy()
+                else:
+                    array = np.empty(shape, dtype)
+                out[self._lib.lt2_outputs_name(res, i).decode()] = array
+            return out
+        finally:
+            self._lib.lt2_outputs_free(res)
 
     def session(self, max_context: int = 4096) -> "Session":
         """A decode session: caches for up to `max_context` tokens per sequence."""
