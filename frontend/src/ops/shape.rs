@@ -288,6 +288,9 @@ fn concat(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendEr
     let first = xs.first().ok_or_else(|| node_err(node, "no inputs"))?;
     let rank = first.rank();
     let axis = norm_axis(attrs::required_int(node, "axis")?, rank).ok_or_else(|| node_err(node, "axis out of range"))?;
+    if let Some(x) = xs.iter().find(|x| x.rank() != rank) {
+        return Err(node_err(node, format!("inputs have different ranks ({rank} and {})", x.rank())));
+    }
     if xs.iter().all(|x| matches!(x, Value::Known(_))) {
         let ks: Vec<&Known> = xs.iter().map(|x| if let Value::Known(k) = x { k } else { unreachable!() }).collect();
         let mut shape = ks[0].shape.clone();
