@@ -66,7 +66,8 @@ where
     T: npyz::Serialize + npyz::AutoSerialize,
     W: std::io::Write + std::io::Seek,
 {
-    let mut w = npz.array::<T>(name, Default::default())?.default_dtype().shape(shape).begin_nd()?;
+    let stored = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(true);
+    let mut w = npz.array::<T>(name, stored)?.default_dtype().shape(shape).begin_nd()?;
     w.extend(items)?;
     w.finish()
 }

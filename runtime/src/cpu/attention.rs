@@ -5,6 +5,7 @@ use crate::error::OpError;
 use crate::op_bail;
 use crate::tensor::Tensor;
 
+use super::linalg::gemm_strided;
 use super::shape::{broadcast_shape, broadcast_strides, expect_f32};
 use crate::tensor::Data;
 
@@ -105,52 +106,62 @@ pub(crate) fn attention_masked(
             Some((vals, strides))
         }
     };
+    // Per block of query rows and head: S = q k^T over the keys any row of the block sees
+    // (one sgemm), the masked softmax row by row, then out = P v (one sgemm).
+    const ROWS: usize = 128;
+    let visible = |i: usize| -> (usize, usize) {
+        let pos = if top_left { i as i64 } else { i as i64 + lk as i64 - lq as i64 };
+        let mut n = if causal { (pos + 1).clamp(0, lk as i64) as usize } else { lk };
+        if window.1 >= 0 {
+            n = n.min((pos + window.1 + 1).clamp(0, lk as i64) as usize);
+        }
+        let lo = if window.0 >= 0 { (pos - window.0).clamp(0, lk as i64) as usize } else { 0 };
+        (lo, n.max(lo))
+    };
     let mut out = vec![0f32; nb * lq * q_heads * dv];
-    let mut p = vec![0f32; lk];
+    let mut s = vec![0f32; ROWS.min(lq) * lk];
     for b in 0..nb {
         for h in 0..q_heads {
             let hk = h / group;
-            for i in 0..lq {
-                // Keys lo..n are visible.
-                let pos = if top_left { i as i64 } else { i as i64 + lk as i64 - lq as i64 };
-                let mut n = if causal { (pos + 1).clamp(0, lk as i64) as usize } else { lk };
-                if window.1 >= 0 {
-                    n = n.min((pos + window.1 + 1).clamp(0, lk as i64) as usize);
-                }
-                let lo = if window.0 >= 0 { (pos - window.0).clamp(0, lk as i64) as usize } else { 0 };
-                if n <= lo {
-                    continue;
-                }
-                let qi = &qv[((b * lq + i) * q_heads + h) * d..][..d];
-                let mut max = f32::NEG_INFINITY;
-                for (j, pj) in p.iter_mut().enumerate().take(n).skip(lo) {
-                    let kj = &kv[((b * lk + j) * kv_heads + hk) * d..][..d];
-                    let mut dot = 0f32;
-                    for (&a, &c) in qi.iter().zip(kj) {
-                        dot += a * c;
+            for i0 in (0..lq).step_by(ROWS) {
+                let rows = ROWS.min(lq - i0);
+                // Both bounds grow with i: the block's keys are lo(first)..n(last).
+                let (lo_b, n_b) = (visible(i0).0, visible(i0 + rows - 1).1.max(visible(i0).0));
+                let kn = n_b - lo_b;
+                let q0 = ((b * lq + i0) * q_heads + h) * d;
+                let k0 = ((b * lk + lo_b) * kv_heads + hk) * d;
+                gemm_strided(rows, d, kn, &qv[q0..], (q_heads * d, 1), &kv[k0.min(kv.len())..], (1, kv_heads * d), &mut s, kn);
+                for r in 0..rows {
+                    let i = i0 + r;
+                    let (lo, n) = visible(i);
+                    let row = &mut s[r * kn..(r + 1) * kn];
+                    let mut max = f32::NEG_INFINITY;
+                    for (jj, x) in row.iter_mut().enumerate() {
+                        let j = lo_b + jj;
+                        if j < lo || j >= n {
+                            *x = f32::NEG_INFINITY;
+                            continue;
+                        }
+                        *x *= scale;
+                        if let Some((mv, ms)) = &mask_add {
+                            *x += mv[(b as isize * ms[0] + h as isize * ms[1] + i as isize * ms[2] + j as isize * ms[3]) as usize];
+                        }
+                        max = max.max(*x);
                     }
-                    *pj = scale * dot;
-                    if let Some((mv, ms)) = &mask_add {
-                        *pj += mv[(b as isize * ms[0] + h as isize * ms[1] + i as isize * ms[2] + j as isize * ms[3]) as usize];
+                    if max == f32::NEG_INFINITY {
+                        row.fill(0.0); // every visible key masked: zeros
+                        continue;
                     }
-                    max = max.max(*pj);
-                }
-                if max == f32::NEG_INFINITY {
-                    continue; // every visible key masked: zeros
-                }
-                let mut sum = 0f32;
-                for pj in &mut p[lo..n] {
-                    *pj = (*pj - max).exp();
-                    sum += *pj;
-                }
-                let oi = &mut out[((b * lq + i) * q_heads + h) * dv..][..dv];
-                for (j, &pj) in p.iter().enumerate().take(n).skip(lo) {
-                    let w = pj / sum;
-                    let vj = &vv[((b * lk + j) * kv_heads + hk) * dv..][..dv];
-                    for (o, &x) in oi.iter_mut().zip(vj) {
-                        *o += w * x;
+                    let mut sum = 0f32;
+                    for x in row.iter_mut() {
+                        *x = (*x - max).exp();
+                        sum += *x;
                     }
+                    row.iter_mut().for_each(|x| *x /= sum);
                 }
+                let v0 = ((b * lk + lo_b) * kv_heads + hk) * dv;
+                let o0 = ((b * lq + i0) * q_heads + h) * dv;
+                gemm_strided(rows, kn, dv, &s, (kn, 1), &vv[v0.min(vv.len())..], (kv_heads * dv, 1), &mut out[o0..], q_heads * dv);
             }
         }
     }
@@ -219,9 +230,26 @@ mod tests {
     }
 
     #[test]
+    fn sliding_window_across_row_blocks() {
+        let (l, w) = (300usize, 37i64);
+        let q = Tensor::f32(vec![1, l, 1], vec![1.0; l]);
+        let k = Tensor::f32(vec![1, l, 1], vec![1.0; l]);
+        let vals: Vec<f32> = (0..l).map(|j| (j % 7) as f32 + 1.0).collect();
+        let v = Tensor::f32(vec![1, l, 1], vals.clone());
+        let y = attention(&q, &k, &v, 1, 1, 1.0, true, (w - 1, 0), false).unwrap();
+        for i in 0..l {
+            let lo = i.saturating_sub(w as usize - 1);
+            let want: f32 = vals[lo..=i].iter().sum::<f32>() / (i - lo + 1) as f32;
+            assert!((y.as_f32().unwrap()[i] - want).abs() < 1e-5, "row {i}");
+        }
+    }
+
+    #[test]
     fn matches_explicit_softmax_with_gqa_and_masks() {
         let (nb, hq, hkv, d, dv) = (2, 4, 2, 8, 3);
-        for (lq, lk, causal) in [(5, 5, false), (5, 5, true), (3, 7, true), (6, 4, true), (1, 6, true), (3, 7, false)] {
+        // Beyond 128 query rows the op works in blocks: block edges, more queries than keys
+        // (leading rows see nothing, across blocks) and a non-causal block.
+        for (lq, lk, causal) in [(5, 5, false), (5, 5, true), (3, 7, true), (6, 4, true), (1, 6, true), (3, 7, false), (300, 300, true), (200, 450, true), (260, 130, true), (129, 140, false)] {
             let mut g = Lcg::new(80 + (lq * 10 + lk) as u64);
             let q = g.tensor(&[nb, lq, hq * d]);
             let k = g.tensor(&[nb, lk, hkv * d]);

@@ -1,6 +1,8 @@
 //! Matrix products: Linear (x W + b) and ONNX MatMul with numpy batch broadcasting. f32
-//! throughout; each output element is the sequential f32 sum over k = 0, 1, ... (i-k-j loop
-//! order), so both weight layouts of Linear give bit-identical results.
+//! throughout, through matrixmultiply's blocked sgemm (SIMD, all cores; `MATMUL_NUM_THREADS`
+//! caps the threads). Each output element's sum over k runs in an order that depends on k only,
+//! not on the row count or the weight layout, so a batch equals its rows run alone and prefill
+//! equals decode.
 
 use crate::error::OpError;
 use crate::op_bail;
@@ -8,17 +10,30 @@ use crate::tensor::Tensor;
 
 use super::shape::{broadcast_shape, broadcast_strides, expect_f32, strided_offsets};
 
-/// `out[m, n] += a[m, k] * b[k, n]` for row-major blocks, i-k-j order (contiguous inner loop).
-fn gemm_acc(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize) {
-    for i in 0..m {
-        let orow = &mut out[i * n..(i + 1) * n];
-        let arow = &a[i * k..(i + 1) * k];
-        for (p, &av) in arow.iter().enumerate() {
-            let brow = &b[p * n..(p + 1) * n];
-            for (o, &bv) in orow.iter_mut().zip(brow) {
-                *o += av * bv;
-            }
+/// `out[m, n] = a[m, k] * b[k, n]` where b's element (p, j) lies at `b[p * rsb + j * csb]`.
+fn gemm(a: &[f32], b: &[f32], (rsb, csb): (usize, usize), out: &mut [f32], m: usize, k: usize, n: usize) {
+    gemm_strided(m, k, n, a, (k, 1), b, (rsb, csb), out, n);
+}
+
+/// `c[i * rsc + j] = sum_p a[i * rsa + p * csa] * b[p * rsb + j * csb]` for an m×k times k×n
+/// product over strided views (a head's rows inside [B, L, H*D], a transposed operand).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_strided(m: usize, k: usize, n: usize, a: &[f32], (rsa, csa): (usize, usize), b: &[f32], (rsb, csb): (usize, usize), c: &mut [f32], rsc: usize) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            c[i * rsc..i * rsc + n].fill(0.0);
         }
+        return;
+    }
+    let last = |rows: usize, rs: usize, cols: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(a.len() > last(m, rsa, k, csa) && b.len() > last(k, rsb, n, csb) && c.len() > last(m, rsc, n, 1), "gemm operands too short");
+    // SAFETY: the bounds above cover every element sgemm reads and writes; `c` does not alias
+    // `a` or `b` (distinct borrows).
+    unsafe {
+        matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), rsa as isize, csa as isize, b.as_ptr(), rsb as isize, csb as isize, 0.0, c.as_mut_ptr(), rsc as isize, 1);
     }
 }
 
@@ -110,21 +125,9 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, transpose_w:
         None => None,
     };
     let mut out = vec![0f32; m * n];
-    if transpose_w {
-        for i in 0..m {
-            let xrow = &xv[i * k..(i + 1) * k];
-            for j in 0..n {
-                let wrow = &wv[j * k..(j + 1) * k];
-                let mut acc = 0f32;
-                for (&a, &b) in xrow.iter().zip(wrow) {
-                    acc += a * b;
-                }
-                out[i * n + j] = acc;
-            }
-        }
-    } else {
-        gemm_acc(xv, wv, &mut out, m, k, n);
-    }
+    // w [K, N], or [N, K] read transposed.
+    let strides = if transpose_w { (1, k) } else { (n, 1) };
+    gemm(xv, wv, strides, &mut out, m, k, n);
     if let Some(bv) = bv {
         for row in out.chunks_mut(n.max(1)) {
             for (o, &b) in row.iter_mut().zip(bv) {
@@ -145,7 +148,7 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
     let (offs_a, offs_b) = dims.batch_offsets();
     let mut out = vec![0f32; offs_a.len() * m * n];
     for (bi, (&oa, &ob)) in offs_a.iter().zip(&offs_b).enumerate() {
-        gemm_acc(&av[oa..oa + m * k], &bv[ob..ob + k * n], &mut out[bi * m * n..(bi + 1) * m * n], m, k, n);
+        gemm(&av[oa..oa + m * k], &bv[ob..ob + k * n], (n, 1), &mut out[bi * m * n..(bi + 1) * m * n], m, k, n);
     }
     Ok(Tensor::f32(dims.shape, out))
 }
