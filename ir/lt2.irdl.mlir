@@ -185,6 +185,20 @@ irdl.dialect @lt2 {
     irdl.operands(x: %x)
     irdl.results(out: %r_out)
   }
+  // Elementwise sine (radians).
+  irdl.operation @sin {
+    %x = irdl.base "!builtin.tensor"
+    %r_out = irdl.base "!builtin.tensor"
+    irdl.operands(x: %x)
+    irdl.results(out: %r_out)
+  }
+  // Elementwise cosine (radians).
+  irdl.operation @cos {
+    %x = irdl.base "!builtin.tensor"
+    %r_out = irdl.base "!builtin.tensor"
+    irdl.operands(x: %x)
+    irdl.results(out: %r_out)
+  }
   // sum over `axes` (non-negative), keeping reduced dims when keepdims.
   irdl.operation @reduce_sum {
     %x = irdl.base "!builtin.tensor"

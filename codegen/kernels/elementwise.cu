@@ -53,7 +53,7 @@ extern "C" __global__ void lt2_binary_i64(const i64* a, const i64* b, i64* out, 
 }
 
 // ---- Unary (plan::UnaryKind: Neg 0, Exp 1, Sigmoid 2, Softplus 3, Sqrt 4, Silu 5, Log 6,
-// Tanh 7, Relu 8, Reciprocal 9, Abs 10, Identity 11) ----
+// Tanh 7, Relu 8, Reciprocal 9, Abs 10, Identity 11, Sin 12, Cos 13) ----
 
 extern "C" __global__ void lt2_unary_f32(const float* x, float* out, int op, i64 n) {
     LT2_GRID_STRIDE(i, n) {
@@ -70,6 +70,9 @@ extern "C" __global__ void lt2_unary_f32(const float* x, float* out, int op, i64
             case 8: r = v < 0.0f ? 0.0f : v; break;  // NaN stays NaN
             case 9: r = 1.0f / v; break;
             case 10: r = fabsf(v); break;
+            // Full-range sinf/cosf (not the __sinf intrinsics): RoPE angles reach thousands.
+            case 12: r = sinf(v); break;
+            case 13: r = cosf(v); break;
             default: r = v; break;
         }
         out[i] = r;

@@ -270,6 +270,8 @@ impl Lowering<'_> {
             Lt2Op::Relu => unary(plan::UnaryKind::Relu),
             Lt2Op::Reciprocal => unary(plan::UnaryKind::Reciprocal),
             Lt2Op::Abs => unary(plan::UnaryKind::Abs),
+            Lt2Op::Sin => unary(plan::UnaryKind::Sin),
+            Lt2Op::Cos => unary(plan::UnaryKind::Cos),
             Lt2Op::ReduceSum | Lt2Op::ReduceMean | Lt2Op::ReduceMax => {
                 let k = match kind {
                     Lt2Op::ReduceSum => plan::ReduceKind::Sum,

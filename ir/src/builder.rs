@@ -40,6 +40,8 @@ pub enum UnaryOp {
     Relu,
     Reciprocal,
     Abs,
+    Sin,
+    Cos,
 }
 
 /// Reductions.
@@ -263,6 +265,8 @@ impl FuncBuilder {
             UnaryOp::Relu => Lt2Op::Relu,
             UnaryOp::Reciprocal => Lt2Op::Reciprocal,
             UnaryOp::Abs => Lt2Op::Abs,
+            UnaryOp::Sin => Lt2Op::Sin,
+            UnaryOp::Cos => Lt2Op::Cos,
         };
         let ty = x.ty.clone();
         self.one(op, &[x], &[], ty, loc)

@@ -38,7 +38,7 @@ lt2_ops! {
     Add => "add", Sub => "sub", Mul => "mul", Div => "div", Pow => "pow",
     Neg => "neg", Exp => "exp", Sigmoid => "sigmoid", Softplus => "softplus", Sqrt => "sqrt",
     Silu => "silu", Log => "log", Tanh => "tanh", Relu => "relu", Reciprocal => "reciprocal",
-    Abs => "abs",
+    Abs => "abs", Sin => "sin", Cos => "cos",
     ReduceSum => "reduce_sum", ReduceMean => "reduce_mean", ReduceMax => "reduce_max",
     Reshape => "reshape", Transpose => "transpose", Expand => "expand", Range => "range",
     Concat => "concat", Slice => "slice", CausalConv => "causal_conv", Gdn => "gdn",

@@ -408,6 +408,8 @@ pub enum UnaryKind {
     Reciprocal = 9,
     Abs = 10,
     Identity = 11,
+    Sin = 12,
+    Cos = 13,
 }
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Unary {

@@ -36,6 +36,8 @@ pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
         "Relu" => |i, n| unary(i, n, UnaryOp::Relu),
         "Reciprocal" => |i, n| unary(i, n, UnaryOp::Reciprocal),
         "Abs" => |i, n| unary(i, n, UnaryOp::Abs),
+        "Sin" => |i, n| unary(i, n, UnaryOp::Sin),
+        "Cos" => |i, n| unary(i, n, UnaryOp::Cos),
         "MatMul" => matmul,
         "ReduceSum" => |i, n| reduce(i, n, ReduceOp::Sum),
         "ReduceMean" => |i, n| reduce(i, n, ReduceOp::Mean),
@@ -165,6 +167,8 @@ fn fold_unary(kind: UnaryOp, x: f32) -> f32 {
         UnaryOp::Relu => x.max(0.0),
         UnaryOp::Reciprocal => 1.0 / x,
         UnaryOp::Abs => x.abs(),
+        UnaryOp::Sin => x.sin(),
+        UnaryOp::Cos => x.cos(),
     }
 }
 

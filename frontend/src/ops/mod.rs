@@ -1,6 +1,7 @@
 //! Op importers grouped by family; each file registers its (domain, op_type) pairs here.
 
 mod attention;
+mod composite;
 mod control;
 mod gdn;
 mod math;
@@ -31,4 +32,5 @@ pub fn lookup(domain: &str, op_type: &str) -> Option<ImportFn> {
         .or_else(|| select::lookup(d, op_type))
         .or_else(|| sparse::lookup(d, op_type))
         .or_else(|| ms::lookup(d, op_type))
+        .or_else(|| composite::lookup(d, op_type))
 }

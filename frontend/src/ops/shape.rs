@@ -26,6 +26,7 @@ pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
         "Gather" => gather,
         "GatherND" => gather_nd,
         "Slice" => slice,
+        "Split" => split,
         "Squeeze" => squeeze,
         "Unsqueeze" => unsqueeze,
         "Range" => range,
@@ -34,6 +35,7 @@ pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
         "Identity" => identity,
         "Dropout" => dropout,
         "Reshape" => reshape,
+        "Flatten" => flatten,
         "Transpose" => transpose,
         "Expand" => expand,
         "Cast" => cast,
@@ -206,6 +208,64 @@ fn slice(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendErr
     Ok(vec![Value::Rt(Rt { val, shape: out_shape })])
 }
 
+/// Split along one axis: piece sizes from the `split` input (opset 13+) or attribute, else
+/// equal pieces, one per output (`num_outputs`, opset 18: the last smaller when the dim does not
+/// divide). Each piece is a slice of the axis.
+fn split(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let x = imp.req(node, 0)?;
+    let dims = x.shape();
+    let axis = norm_axis(attrs::int(node, "axis", 0), dims.len()).ok_or_else(|| node_err(node, "axis out of range"))?;
+    let n_out = node.output.len();
+    let given = if imp.opset >= 13 { const_ints(imp, node, 1, "split")? } else { attrs::ints(node, "split") };
+    let dim = dims[axis].as_const();
+    let sizes: Vec<i64> = match given {
+        Some(s) => {
+            if s.len() != n_out || s.iter().any(|&v| v < 0) {
+                return Err(node_err(node, format!("split sizes {s:?} for {n_out} outputs")));
+            }
+            if let Some(d) = dim.filter(|&d| d != s.iter().sum::<i64>()) {
+                return Err(node_err(node, format!("split sizes {s:?} do not add up to the axis' {d}")));
+            }
+            s
+        }
+        None => {
+            let d = dim.ok_or_else(|| node_err(node, format!("splitting the symbolic dim `{}` into equal parts is not supported", dims[axis])))?;
+            let n = attrs::int(node, "num_outputs", n_out as i64);
+            if n != n_out as i64 || n == 0 {
+                return Err(node_err(node, format!("num_outputs {n} but {n_out} outputs")));
+            }
+            if imp.opset < 18 && d % n != 0 {
+                return Err(node_err(node, format!("the axis' {d} does not split into {n} equal parts")));
+            }
+            let chunk = (d + n - 1) / n;
+            (0..n).map(|i| (d - i * chunk).clamp(0, chunk)).collect()
+        }
+    };
+    let mut start = 0;
+    let mut outs = Vec::with_capacity(n_out);
+    for len in sizes {
+        outs.push(slice_axis(imp, node, &x, axis, start, len)?);
+        start += len;
+    }
+    Ok(outs)
+}
+
+/// Elements `start..start + len` of `axis` (folded when `x` is known).
+fn slice_axis(imp: &mut Importer, node: &NodeProto, x: &Value, axis: usize, start: i64, len: i64) -> Result<Value, FrontendError> {
+    let mut out_shape = x.shape();
+    out_shape[axis] = Dim::Const(len);
+    if let Value::Known(k) = x {
+        let shape: Vec<usize> = out_shape.iter().map(|d| d.as_const().unwrap_or(0) as usize).collect();
+        let (st, ost) = (strides(&k.shape), strides(&shape));
+        let n: usize = shape.iter().product();
+        let src = (0..n).map(|flat| (0..shape.len()).map(|ax| ((flat / ost[ax]) % shape[ax].max(1) + if ax == axis { start as usize } else { 0 }) * st[ax]).sum());
+        return Ok(Value::Known(pick(k, shape.clone(), src.collect::<Vec<usize>>().into_iter())));
+    }
+    let r = imp.materialize(node, x.clone())?;
+    let val = imp.b.slice(&r.val, &[axis as i64], &[start], &[start + len], &[1], tensor_type(&out_shape, r.elem()), &Importer::loc(node));
+    Ok(Value::Rt(Rt { val, shape: out_shape }))
+}
+
 fn axes_of(imp: &Importer, node: &NodeProto) -> Result<Option<Vec<i64>>, FrontendError> {
     if imp.opset >= 13 {
         const_ints(imp, node, 1, "axes")
@@ -235,6 +295,21 @@ fn reshape_to(imp: &mut Importer, node: &NodeProto, x: Value, shape: Vec<Dim>) -
     }
 }
 
+/// Flatten: dims before `axis` into one, the rest into another.
+fn flatten(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let x = imp.req(node, 0)?;
+    let dims = x.shape();
+    let rank = dims.len();
+    let axis = attrs::int(node, "axis", 1);
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    if a < 0 || a > rank as i64 {
+        return Err(node_err(node, format!("axis {axis} out of range for rank {rank}")));
+    }
+    let prod = |ds: &[Dim]| ds.iter().cloned().fold(Dim::Const(1), Dim::mul);
+    let shape = vec![prod(&dims[..a as usize]), prod(&dims[a as usize..])];
+    Ok(vec![reshape_to(imp, node, x, shape)?])
+}
+
 fn squeeze(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
     let x = imp.req(node, 0)?;
     let dims = x.shape();
@@ -259,6 +334,24 @@ fn unsqueeze(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
 }
 
 fn range(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    // A float range of compile-time bounds folds to a constant; at run time, floats are not
+    // supported.
+    let float = |i: usize| match imp.input(node, i) {
+        Ok(Some(Value::Known(Known { data: KnownData::F32(v), .. }))) if v.len() == 1 => Some(Some(v[0])),
+        Ok(Some(v)) if v.elem() == Elem::F32 => Some(None),
+        _ => None,
+    };
+    if let (Some(s), Some(l), Some(d)) = (float(0), float(1), float(2)) {
+        let (Some(s), Some(l), Some(d)) = (s, l, d) else {
+            return Err(node_err(node, "a float Range with bounds given at run time is not supported (integer ranges are)"));
+        };
+        let n = ((l - s) / d).ceil().max(0.0);
+        if d == 0.0 || !n.is_finite() || n > 1e8 {
+            return Err(node_err(node, format!("float Range({s}, {l}, {d}) has no finite length")));
+        }
+        let v: Vec<f32> = (0..n as usize).map(|i| s + i as f32 * d).collect();
+        return Ok(vec![Value::Known(Known::f32(vec![v.len()], v))]);
+    }
     let get = |i: usize, what: &str| -> Result<Dim, FrontendError> {
         match imp.input(node, i)? {
             Some(Value::Known(k)) if k.numel() == 1 => k.dims().map(|d| d[0].clone()).ok_or_else(|| node_err(node, format!("{what} must be an integer"))),

@@ -109,6 +109,8 @@ pub(crate) fn unary(x: &Tensor, kind: UnaryKind) -> Result<Tensor, OpError> {
                 UnaryKind::Reciprocal => |p| 1.0 / p,
                 UnaryKind::Abs => f32::abs,
                 UnaryKind::Identity => |p| p,
+                UnaryKind::Sin => f32::sin,
+                UnaryKind::Cos => f32::cos,
             };
             Data::F32(v.iter().map(|&p| f(p)).collect())
         }
@@ -212,6 +214,8 @@ mod tests {
         check(UnaryKind::Abs, &|v| v.abs());
         check(UnaryKind::Relu, &|v| v.max(0.0));
         check(UnaryKind::Reciprocal, &|v| 1.0 / v);
+        check(UnaryKind::Sin, &|v| v.sin());
+        check(UnaryKind::Cos, &|v| v.cos());
         let pos = Tensor::f32(vec![257], x.iter().map(|v| v.abs()).collect());
         let y = unary(&pos, UnaryKind::Sqrt).unwrap();
         assert_close(f32s(&y), &x.iter().map(|v| v.abs().sqrt()).collect::<Vec<_>>(), 1e-7);

@@ -63,7 +63,7 @@ fn cases() -> Vec<Case> {
     add("binary 5-d bcast", Op::Binary(Binary { kind: 2 }), vec![Some(t(&mut g, &[2, 1, 3, 1, 2])), Some(t(&mut g, &[1, 4, 1, 5, 1]))], none());
 
     // Unary.
-    for k in 0..=11 {
+    for k in 0..=13 {
         let kind = UnaryKind::try_from(k).unwrap();
         let op = Op::Unary(Unary { kind: k });
         let x = if matches!(kind, UnaryKind::Log | UnaryKind::Sqrt) { pos(&mut g, &[4, 33]) } else { Tensor::f32(vec![4, 33], g.vec(132).iter().map(|v| v * 30.0).collect()) };
