@@ -47,6 +47,11 @@ const void* lt2_outputs_data(const lt2_outputs* o, size_t i);
 void lt2_outputs_free(lt2_outputs* o);
 
 lt2_session* lt2_session_new(lt2_model* m, size_t max_context, char* err, size_t err_len);
+/* Under Ouro's early exit: a token stops looping once its cumulative exit probability reaches
+ * exit_threshold in (0, 1] (1: every loop runs). Needs a model with an exit gate. */
+lt2_session* lt2_session_new_with_exit(lt2_model* m, size_t max_context, float exit_threshold, char* err, size_t err_len);
+/* Loop iterations run and skipped by early exit so far (either pointer may be NULL). */
+void lt2_session_loop_iterations(const lt2_session* s, uint64_t* run, uint64_t* skipped);
 void lt2_session_free(lt2_session* s);
 /* n_seqs prompts of `len` tokens each (row-major ids[n_seqs * len]); writes each prompt's last
  * logits into logits[n_seqs * vocab]. Replaces the session's sequences. */

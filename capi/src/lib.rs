@@ -145,13 +145,20 @@ pub extern "C" fn lt2_model_vocab(m: *const Lt2Model) -> usize {
 /// Opens a decode session holding up to `max_context` tokens per sequence.
 #[no_mangle]
 pub extern "C" fn lt2_session_new(m: *mut Lt2Model, max_context: usize, err: *mut c_char, err_len: usize) -> *mut Lt2Session {
+    lt2_session_new_with_exit(m, max_context, 1.0, err, err_len)
+}
+
+/// A session under Ouro's early exit: a token stops looping once its cumulative exit
+/// probability reaches `exit_threshold` (1.0: every loop runs, exact).
+#[no_mangle]
+pub extern "C" fn lt2_session_new_with_exit(m: *mut Lt2Model, max_context: usize, exit_threshold: f32, err: *mut c_char, err_len: usize) -> *mut Lt2Session {
     guarded(err, err_len, || {
         // SAFETY: a live model that outlives the session (the header's contract).
         let m: &'static Lt2Model = unsafe { m.as_ref() }.ok_or("model is NULL")?;
         if m.vocab == 0 {
             return Err("this model has no token-ids input and logits output of a static vocabulary: it runs whole (lt2_model_run), not in sessions".into());
         }
-        let opts = SessionOptions { max_context, ..Default::default() };
+        let opts = SessionOptions { max_context, exit_threshold, ..Default::default() };
         let session = match &m.model {
             AnyModel::Cpu(model) => AnySession::Cpu(Session::new(model, opts).map_err(|e| e.to_string())?),
             AnyModel::Cuda(model) => AnySession::Cuda(Session::new(model, opts).map_err(|e| e.to_string())?),
@@ -419,5 +426,24 @@ pub extern "C" fn lt2_outputs_free(o: *mut Lt2Outputs) {
     if !o.is_null() {
         // SAFETY: `o` came from lt2_model_run and is freed once.
         let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(o) })));
+    }
+}
+
+/// Loop iterations run and skipped (by early exit) so far, summed over the session's steps.
+#[no_mangle]
+pub extern "C" fn lt2_session_loop_iterations(s: *const Lt2Session, run: *mut u64, skipped: *mut u64) {
+    // SAFETY: a live session (or NULL); the out pointers are the caller's (or NULL).
+    let counts = match unsafe { s.as_ref() }.map(|s| &s.session) {
+        Some(AnySession::Cpu(x)) => x.loop_iterations(),
+        Some(AnySession::Cuda(x)) => x.loop_iterations(),
+        None => return,
+    };
+    unsafe {
+        if let Some(r) = run.as_mut() {
+            *r = counts.run;
+        }
+        if let Some(k) = skipped.as_mut() {
+            *k = counts.skipped;
+        }
     }
 }

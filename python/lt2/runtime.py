@@ -65,6 +65,10 @@ def _load():
     lib.lt2_model_vocab.restype = ctypes.c_size_t
     lib.lt2_session_new.argtypes = [ctypes.c_void_p, ctypes.c_size_t, c_err, ctypes.c_size_t]
     lib.lt2_session_new.restype = ctypes.c_void_p
+    lib.lt2_session_new_with_exit.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_float, c_err, ctypes.c_size_t]
+    lib.lt2_session_new_with_exit.restype = ctypes.c_void_p
+    u64p = ctypes.POINTER(ctypes.c_uint64)
+    lib.lt2_session_loop_iterations.argtypes = [ctypes.c_void_p, u64p, u64p]
     lib.lt2_session_free.argtypes = [ctypes.c_void_p]
     i64p, f32p = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_float)
     lib.lt2_session_prefill.argtypes = [ctypes.c_void_p, i64p, ctypes.c_size_t, ctypes.c_size_t, f32p, c_err, ctypes.c_size_t]
@@ -155,13 +159,15 @@ class Model:
         finally:
             self._lib.lt2_outputs_free(res)
 
-    def session(self, max_context: int = 4096) -> "Session":
-        """A decode session: caches for up to `max_context` tokens per sequence."""
-        return Session(self, max_context)
+    def session(self, max_context: int = 4096, exit_threshold: float = 1.0) -> "Session":
+        """A decode session: caches for up to `max_context` tokens per sequence; with
+        `exit_threshold` < 1, Ouro's early exit (a token stops looping once its cumulative exit
+        probability reaches it)."""
+        return Session(self, max_context, exit_threshold)
 
-    def generate(self, prompt, max_new_tokens: int, max_context: int | None = None) -> list[int]:
+    def generate(self, prompt, max_new_tokens: int, max_context: int | None = None, exit_threshold: float = 1.0) -> list[int]:
         """Greedy generation of `max_new_tokens` tokens after `prompt` (one sequence)."""
-        s = self.session(max_context or len(prompt) + max_new_tokens)
+        s = self.session(max_context or len(prompt) + max_new_tokens, exit_threshold)
         logits = s.prefill([list(prompt)])[0]
         out = []
         for i in range(max_new_tokens):
@@ -183,13 +189,20 @@ class Model:
 class Session:
     """Prefill and decode over one model's caches (keeps the model alive)."""
 
-    def __init__(self, model: Model, max_context: int):
+    def __init__(self, model: Model, max_context: int, exit_threshold: float = 1.0):
         self._model = model  # the C session borrows the model
         self._lib = model._lib
         err = _err_buf()
-        self._ptr = self._lib.lt2_session_new(model._ptr, max_context, err, _ERR)
+        self._ptr = self._lib.lt2_session_new_with_exit(model._ptr, max_context, exit_threshold, err, _ERR)
         if not self._ptr:
             raise Lt2Error(err.value.decode(errors="replace"))
+
+    @property
+    def loop_iterations(self) -> tuple[int, int]:
+        """(run, skipped by early exit) loop iterations so far."""
+        run, skipped = ctypes.c_uint64(0), ctypes.c_uint64(0)
+        self._lib.lt2_session_loop_iterations(self._ptr, ctypes.byref(run), ctypes.byref(skipped))
+        return run.value, skipped.value
 
     @property
     def decode_recorded(self) -> bool:

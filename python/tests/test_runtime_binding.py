@@ -71,3 +71,32 @@ def test_errors_carry_the_runtimes_message(model_bin, tmp_path):
         s.decode([1])
     with pytest.raises(runtime.Lt2Error, match="decode got 2 tokens for 1 sequences"):
         s.decode([1, 2])
+
+
+def test_early_exit_through_the_binding_matches_the_cli(tmp_path):
+    import json
+
+    src = ROOT / "tests" / "fixtures" / "zoo" / "ouro" / "standard_unrolled.onnx"
+    model = tmp_path / "ouro.bin"
+    subprocess.run([str(LT2C), str(src), "-o", str(model), "--no-kernels"], check=True, capture_output=True)
+    prompt, n, threshold = [5, 17, 200, 3, 99, 42], 8, 0.6
+    cli = json.loads(subprocess.run(
+        [str(LT2C), "generate", str(model), "--prompt-ids", ",".join(map(str, prompt)), "--max-new-tokens", str(n),
+         "--device", "cpu", "--json", "--exit-threshold", str(threshold)], check=True, capture_output=True, text=True).stdout)
+    m = runtime.Model(model, device="cpu")
+    s = m.session(max_context=len(prompt) + n, exit_threshold=threshold)
+    logits = s.prefill([prompt])[0]
+    tokens = []
+    for i in range(n):
+        tokens.append(int(np.argmax(logits)))
+        if i + 1 < n:
+            logits = s.decode([tokens[-1]])[0]
+    assert tokens == cli["tokens"]
+    assert s.loop_iterations == (cli["loop_iterations_run"], cli["loop_iterations_skipped"])
+    assert s.loop_iterations[1] > 0
+    # Exact sessions skip nothing.
+    exact = m.session(max_context=len(prompt) + 1)
+    exact.prefill([prompt])
+    assert exact.loop_iterations[1] == 0
+    with pytest.raises(runtime.Lt2Error, match=r"outside \(0, 1\]"):
+        m.session(exit_threshold=1.5)
