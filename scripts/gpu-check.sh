@@ -14,6 +14,8 @@
 #       on a prefill + decode of a small zoo model
 #   PROFILE=1 bash scripts/gpu-check.sh            # also time per op kind (LT2C_CUDA_PROFILE)
 #       for a prefill + 16 decode steps of a small zoo model
+#   LT2_CAPI=path/to/liblt2_capi.so bash scripts/gpu-check.sh   # also the C ABI / Python
+#       binding (lt2.runtime, lt2.inference_session) on CUDA against the CPU
 #
 # Needs python3 with numpy. No Rust toolchain: build here (`cargo build --release`) and carry
 # the binary. Exit status 1 when any row misses the bar (relative error >= 1e-5, different
@@ -166,11 +168,11 @@ for (name, d, forms, ios, outputs), form0, dt in cases:
                      f"{'same' if same else 'DIFFERENT'} ({' '.join(map(str, jg['tokens']))})"))
 
 # Ouro's early exit (issue 4): a threshold that skips loops, CUDA against CPU.
-for name, d, forms, ios, outputs in models:
-    if name != "ouro":
-        continue
+# Both exports: the unrolled one computes its gates after the copies (reroll-loops and
+# sink-into-loop put them back into the loop).
+for (name, d, forms, ios, outputs), form in [(m, f) for m in models if m[0] == "ouro" for f in ("standard_loop.onnx", "standard_unrolled.onnx")]:
     bin_ = os.path.join(work, "ouro-exit.bin")
-    sh([lt2c, os.path.join(d, "standard_loop.onnx"), "-o", bin_])
+    sh([lt2c, os.path.join(d, form), "-o", bin_])
     prompt = ",".join(str(int(x)) for x in np.load(os.path.join(d, ios[0]))["input_ids"][0][:8])
     gen = {}
     for dev in ("cpu", GPU):
@@ -178,14 +180,14 @@ for name, d, forms, ios, outputs in models:
         p, _ = sh([lt2c, "generate", bin_, "--prompt-ids", prompt, "--max-new-tokens", str(new_tokens(bin_, 8)), "--device", dev, "--json", "--logits-out", lo, "--exit-threshold", "0.6"])
         gen[dev] = (json.loads(p.stdout.strip().splitlines()[-1]), np.load(lo)["logits"]) if p.returncode == 0 else (None, p.stderr.strip()[-160:])
     if gen["cpu"][0] is None or gen[GPU][0] is None:
-        rows.append((name, "standard_loop.onnx --exit-threshold 0.6", "generate", "failed: " + str(gen[GPU][1] if gen[GPU][0] is None else gen["cpu"][1]), "", "", "", "", ""))
+        rows.append((name, f"{form} --exit-threshold 0.6", "generate", "failed: " + str(gen[GPU][1] if gen[GPU][0] is None else gen["cpu"][1]), "", "", "", "", ""))
         failures += 1
     else:
         (jc, lc), (jg, lg) = gen["cpu"], gen[GPU]
         same, e = jc["tokens"] == jg["tokens"], rel(lg, lc)
         ok = same and e < BAR and jg.get("loop_iterations_skipped", 0) > 0
         failures += not ok
-        rows.append((name, "standard_loop.onnx --exit-threshold 0.6", f"generate 8+{len(jg['tokens'])}", f"logits {e:.1e}" + ("" if ok else " **FAIL**"), f"{maxrel(lg, lc):.1e}", "",
+        rows.append((name, f"{form} --exit-threshold 0.6", f"generate 8+{len(jg['tokens'])}", f"logits {e:.1e}" + ("" if ok else " **FAIL**"), f"{maxrel(lg, lc):.1e}", "",
                      f"{jc['prefill_ms']:.2f} / {jc['decode_ms_per_token']:.2f}", f"{jg['prefill_ms']:.2f} / {jg['decode_ms_per_token']:.2f}",
                      f"{'same' if same else 'DIFFERENT'}; loops run {jg.get('loop_iterations_run')}, skipped {jg.get('loop_iterations_skipped')}"))
 head = ("| model | form | io | rel. L2 error cuda vs cpu | max abs err / max abs | cuda vs golden | cpu ms | cuda ms | greedy tokens |\n"
@@ -250,5 +252,37 @@ if [ "${SANITIZE:-0}" = 1 ]; then
       echo '```'
     fi
   } | tee -a "$REPORT_DIR/gpu-check.md"
+fi
+if [ -n "${LT2_CAPI:-}" ]; then
+  # The C ABI and the Python binding (liblt2_capi.so carried): greedy tokens and prefill logits
+  # of a session on CUDA against the CPU, and onnxruntime's InferenceSession shape on CUDA.
+  echo "## C ABI / Python binding on CUDA ($LT2_CAPI)"
+  LT2C_CAPI="$LT2_CAPI" PYTHONPATH=python "$PY" - <<'PY' || status=1
+import os, sys
+import numpy as np
+from lt2.runtime import Model
+from lt2.inference_session import InferenceSession
+
+work, fails = os.environ["WORK"], 0
+dev = os.environ.get("GPU_CHECK_DEVICE", "cuda")
+gpu_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if dev == "cuda" else ["CPUExecutionProvider"]
+src = "tests/fixtures/zoo/ouro/standard_unrolled.onnx"
+rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))
+cpu_s = InferenceSession(src, providers=["CPUExecutionProvider"], cache_dir=work)
+gpu_s = InferenceSession(src, providers=gpu_providers, cache_dir=work)
+ids = np.load("tests/fixtures/zoo/ouro/io.npz")["input_ids"]
+e = max(rel(g, c) for g, c in zip(gpu_s.run(None, {"input_ids": ids}), cpu_s.run(None, {"input_ids": ids})))
+ok = gpu_s.get_providers()[0] == gpu_providers[0] and e < 1e-5
+fails += not ok
+print(f"InferenceSession {gpu_s.get_providers()}: outputs vs CPU {e:.1e}{'' if ok else ' FAIL'}")
+m_gpu, m_cpu = Model(gpu_s.model_path, dev), Model(gpu_s.model_path, "cpu")
+prompt = [int(x) for x in ids[0][:8]]
+tg, tc = m_gpu.generate(prompt, 16), m_cpu.generate(prompt, 16)
+lg, lc = m_gpu.session(64).prefill([prompt]), m_cpu.session(64).prefill([prompt])
+ok = tg == tc and rel(lg, lc) < 1e-5 and m_gpu.device.startswith(dev)
+fails += not ok
+print(f"Model.generate on {m_gpu.device}: tokens {'same' if tg == tc else 'DIFFERENT'}, prefill logits vs CPU {rel(lg, lc):.1e}{'' if ok else ' FAIL'}")
+sys.exit(1 if fails else 0)
+PY
 fi
 exit $status
