@@ -90,7 +90,7 @@ fn sink(lp: MlirOperation) -> Result<usize, String> {
     }
     let after: Vec<MlirOperation> = std::iter::successors(raw::next_op(lp), |&o| raw::next_op(o)).collect();
     // Rounds of complete groups: each round's clones go at the end of the body.
-    let mut sunk: Vec<(MlirOperation, Vec<Option<MlirOperation>>)> = Vec::new();
+    let mut sunk: Vec<(MlirOperation, Vec<MlirOperation>)> = Vec::new();
     let mut taken: HashSet<usize> = HashSet::new();
     loop {
         let mut groups: Vec<Group> = Vec::new();
@@ -120,25 +120,25 @@ fn sink(lp: MlirOperation) -> Result<usize, String> {
                 }
             }
         }
-        let complete: Vec<Group> = groups.into_iter().filter(|g| g.copies.iter().all(Option::is_some)).collect();
+        // Groups with an op for every iteration, their copies in iteration order.
+        let complete: Vec<(Group, Vec<MlirOperation>)> = groups.into_iter().filter_map(|g| g.copies.iter().copied().collect::<Option<Vec<_>>>().map(|c| (g, c))).collect();
         if complete.is_empty() {
             break;
         }
-        for g in complete {
+        for (g, copies) in complete {
             let clone = raw::clone_before(g.rep, yield_op);
             for (j, p) in g.pattern.iter().enumerate() {
                 if let Some(y) = p {
                     raw::set_operand(clone, j, *y);
                 }
             }
-            for (c, copy) in g.copies.iter().enumerate() {
-                let copy = copy.expect("complete group");
+            for (c, &copy) in copies.iter().enumerate() {
                 taken.insert(copy.ptr as usize);
                 for r in 0..raw::num_results(copy) {
                     rows.insert(raw::result(copy, r).ptr as usize, (raw::result(clone, r), c));
                 }
             }
-            sunk.push((clone, g.copies));
+            sunk.push((clone, copies));
         }
     }
     if sunk.is_empty() {
@@ -148,7 +148,7 @@ fn sink(lp: MlirOperation) -> Result<usize, String> {
     let mut new_scans: Vec<(MlirValue, Vec<MlirValue>)> = Vec::new();
     for (clone, copies) in &sunk {
         for r in 0..raw::num_results(*clone) {
-            let per_iteration: Vec<MlirValue> = copies.iter().map(|c| raw::result(c.expect("complete group"), r)).collect();
+            let per_iteration: Vec<MlirValue> = copies.iter().map(|&c| raw::result(c, r)).collect();
             if per_iteration.iter().any(|&v| raw::users(v).iter().any(|u| !taken.contains(&(u.ptr as usize)))) {
                 new_scans.push((raw::result(*clone, r), per_iteration));
             }
