@@ -122,12 +122,13 @@ fn value_info(v: &ValueInfoProto) -> Result<(Elem, Vec<Dim>), FrontendError> {
     let Some(T::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return Err(bad("is not a tensor"));
     };
-    // int32 and double inputs are read as int64 and float32 (the runtime converts .npz data).
+    // int32, double and half inputs are read as int64 and float32 (the runtime converts .npz
+    // data; a caller passes float32 for a float16 input).
     let elem = match t.elem_type {
-        tensor::dt::FLOAT | tensor::dt::DOUBLE => Elem::F32,
+        e if tensor::is_float(e) => Elem::F32,
         tensor::dt::INT64 | tensor::dt::INT32 => Elem::I64,
         tensor::dt::BOOL => Elem::I1,
-        other => return Err(bad(&format!("element type {other} is not supported (float, double, int64, int32, bool)"))),
+        other => return Err(bad(&format!("element type {other} is not supported (float, double, float16, bfloat16, int64, int32, bool)"))),
     };
     let shape = t.shape.as_ref().ok_or_else(|| bad("has no shape; lt2c needs the rank of every input"))?;
     let dims = shape

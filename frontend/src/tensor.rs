@@ -14,8 +14,16 @@ pub mod dt {
     pub const FLOAT: i32 = 1;
     pub const INT32: i32 = 6;
     pub const INT64: i32 = 7;
+    pub const FLOAT16: i32 = 10;
     pub const BOOL: i32 = 9;
     pub const DOUBLE: i32 = 11;
+    pub const BFLOAT16: i32 = 16;
+}
+
+/// Whether `t` is a float type lt2c computes in float32: float, double, and the half types
+/// (whose values float32 holds exactly; `--dtype bf16|fp16` chooses half-precision matmuls).
+pub fn is_float(t: i32) -> bool {
+    matches!(t, dt::FLOAT | dt::DOUBLE | dt::FLOAT16 | dt::BFLOAT16)
 }
 
 /// Decodes a tensor; `base` is the model's directory for external data.
@@ -57,6 +65,12 @@ pub fn decode(t: &TensorProto, base: Option<&Path>) -> Result<Known, String> {
         } else {
             t.double_data.iter().map(|&x| x as f32).collect()
         })),
+        // Half types: raw little-endian bits, or one value's bits per int32_data entry.
+        dt::FLOAT16 | dt::BFLOAT16 => {
+            let bits: Vec<u16> = if !raw.is_empty() { raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect() } else { t.int32_data.iter().map(|&x| x as u16).collect() };
+            let f = |b: u16| if t.data_type == dt::FLOAT16 { half::f16::from_bits(b).to_f32() } else { half::bf16::from_bits(b).to_f32() };
+            KnownData::F32(Arc::new(bits.into_iter().map(f).collect()))
+        }
         dt::INT64 => KnownData::I64(
             if !raw.is_empty() { raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect::<Vec<i64>>() } else { t.int64_data.clone() }
                 .into_iter()
@@ -70,7 +84,7 @@ pub fn decode(t: &TensorProto, base: Option<&Path>) -> Result<Known, String> {
                 .collect(),
         ),
         dt::BOOL => KnownData::Bool(if !raw.is_empty() { raw.iter().map(|&b| b != 0).collect() } else { t.int32_data.iter().map(|&x| x != 0).collect() }),
-        other => return Err(format!("tensor element type {other} is not supported (float, double, int32, int64, bool are)")),
+        other => return Err(format!("tensor element type {other} is not supported (float, double, float16, bfloat16, int32, int64, bool are)")),
     };
     let len = match &data {
         KnownData::F32(v) => v.len(),

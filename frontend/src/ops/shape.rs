@@ -591,10 +591,12 @@ fn expand(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendEr
 fn cast(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
     let x = imp.req(node, 0)?;
     let to = attrs::required_int(node, "to")? as i32;
-    let same = matches!((to, x.elem()), (tensor::dt::FLOAT, Elem::F32) | (tensor::dt::INT64, Elem::I64) | (tensor::dt::BOOL, Elem::I1));
+    // Floats of any width compute in float32: a cast between them is the identity.
+    let same = matches!((to, x.elem()), (tensor::dt::INT64, Elem::I64) | (tensor::dt::BOOL, Elem::I1)) || (tensor::is_float(to) && x.elem() == Elem::F32);
     if same {
         return Ok(vec![x]);
     }
+    let to = if tensor::is_float(to) { tensor::dt::FLOAT } else { to };
     match (to, x) {
         (tensor::dt::FLOAT, Value::Known(Known { shape, data: KnownData::I64(v), .. })) => {
             let f: Option<Vec<f32>> = v.iter().map(|d| d.as_const().map(|c| c as f32)).collect();
