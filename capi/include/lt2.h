@@ -56,6 +56,9 @@ void lt2_session_free(lt2_session* s);
 /* n_seqs prompts of `len` tokens each (row-major ids[n_seqs * len]); writes each prompt's last
  * logits into logits[n_seqs * vocab]. Replaces the session's sequences. */
 int lt2_session_prefill(lt2_session* s, const int64_t* ids, size_t n_seqs, size_t len, float* logits, char* err, size_t err_len);
+/* Prompts of different lengths: prompt i is the next lens[i] tokens of ids (sum(lens) in all);
+ * writes each one's last logits into logits[n_seqs * vocab]. Replaces the session's sequences. */
+int lt2_session_prefill_ragged(lt2_session* s, const int64_t* ids, const size_t* lens, size_t n_seqs, float* logits, char* err, size_t err_len);
 /* One token per sequence; writes logits[n_seqs * vocab]. */
 int lt2_session_decode(lt2_session* s, const int64_t* next, size_t n_seqs, float* logits, char* err, size_t err_len);
 /* Whether decode steps are replayed as a recorded CUDA graph (0: op by op). */

@@ -203,15 +203,46 @@ pub extern "C" fn lt2_session_prefill(s: *mut Lt2Session, ids: *const i64, n_seq
         }
         // SAFETY: the caller's ids hold n_seqs * len tokens.
         let flat = unsafe { std::slice::from_raw_parts(ids, n_seqs * len) };
-        let prompts: Vec<Vec<i64>> = flat.chunks(len).map(<[i64]>::to_vec).collect();
-        let rows = match &mut s.session {
-            AnySession::Cpu(x) => x.prefill_last(&prompts),
-            AnySession::Cuda(x) => x.prefill_last(&prompts),
-        }
-        .map_err(|e| e.to_string())?;
-        write_rows(&rows, s.vocab, logits)
+        prefill_rows(s, flat.chunks(len).map(<[i64]>::to_vec).collect(), logits)
     })
     .map_or(1, |_| 0)
+}
+
+/// Prefills `n_seqs` prompts of different lengths: prompt i is the next `lens[i]` tokens of
+/// `ids`. Prompts of one length run as one batch, the lengths one after another.
+#[no_mangle]
+pub extern "C" fn lt2_session_prefill_ragged(s: *mut Lt2Session, ids: *const i64, lens: *const usize, n_seqs: usize, logits: *mut f32, err: *mut c_char, err_len: usize) -> c_int {
+    guarded(err, err_len, || {
+        // SAFETY: a live session.
+        let s = unsafe { s.as_mut() }.ok_or("session is NULL")?;
+        if ids.is_null() || lens.is_null() || n_seqs == 0 {
+            return Err("prefill needs at least one prompt".into());
+        }
+        // SAFETY: the caller's lens hold n_seqs lengths, its ids their sum of tokens.
+        let lens = unsafe { std::slice::from_raw_parts(lens, n_seqs) };
+        if let Some(i) = lens.iter().position(|&l| l == 0) {
+            return Err(format!("prompt {i} is empty"));
+        }
+        let total = lens.iter().try_fold(0usize, |a, &l| a.checked_add(l)).ok_or("prompt lengths overflow")?;
+        let flat = unsafe { std::slice::from_raw_parts(ids, total) };
+        let mut prompts = Vec::with_capacity(n_seqs);
+        let mut at = 0;
+        for &l in lens {
+            prompts.push(flat[at..at + l].to_vec());
+            at += l;
+        }
+        prefill_rows(s, prompts, logits)
+    })
+    .map_or(1, |_| 0)
+}
+
+fn prefill_rows(s: &mut Lt2Session, prompts: Vec<Vec<i64>>, logits: *mut f32) -> Result<(), String> {
+    let rows = match &mut s.session {
+        AnySession::Cpu(x) => x.prefill_last(&prompts),
+        AnySession::Cuda(x) => x.prefill_last(&prompts),
+    }
+    .map_err(|e| e.to_string())?;
+    write_rows(&rows, s.vocab, logits)
 }
 
 /// Decodes one token per sequence.

@@ -14,8 +14,8 @@ the .so), else ``target/release`` of this repository::
 
 ``lt2.inference_session`` wraps this in onnxruntime's ``InferenceSession`` shape.
 
-Prompts of one prefill call share a length (sequences of one batch). Errors raise
-``Lt2Error`` with the runtime's message.
+Prompts of one prefill call may differ in length (those of one length run as one batch).
+Errors raise ``Lt2Error`` with the runtime's message.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def _load():
     i64p, f32p = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_float)
     lib.lt2_session_prefill.argtypes = [ctypes.c_void_p, i64p, ctypes.c_size_t, ctypes.c_size_t, f32p, c_err, ctypes.c_size_t]
     lib.lt2_session_decode.argtypes = [ctypes.c_void_p, i64p, ctypes.c_size_t, f32p, c_err, ctypes.c_size_t]
+    lib.lt2_session_prefill_ragged.argtypes = [ctypes.c_void_p, i64p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t, f32p, c_err, ctypes.c_size_t]
     lib.lt2_session_decode_recorded.argtypes = [ctypes.c_void_p]
     lib.lt2_model_signature.argtypes = [ctypes.c_void_p]
     lib.lt2_model_signature.restype = ctypes.c_char_p
@@ -210,12 +211,19 @@ class Session:
         return bool(self._lib.lt2_session_decode_recorded(self._ptr))
 
     def prefill(self, prompts) -> np.ndarray:
-        """Starts one sequence per prompt (all of one length); returns their last logits."""
-        ids = np.ascontiguousarray(np.asarray(prompts, dtype=np.int64))
-        if ids.ndim != 2 or ids.shape[1] == 0:
-            raise Lt2Error(f"prompts must be a list of equally long, non-empty token lists, got shape {ids.shape}")
-        out = np.empty((ids.shape[0], self._model.vocab), np.float32)
-        self._call(self._lib.lt2_session_prefill, ids, ids.shape[0], ids.shape[1], out)
+        """Starts one sequence per prompt (lengths may differ: prompts of one length run as one
+        batch); returns their last logits [len(prompts), vocab]."""
+        prompts = [np.asarray(p, dtype=np.int64).reshape(-1) for p in prompts]
+        if not prompts or any(p.size == 0 for p in prompts):
+            raise Lt2Error("prefill needs at least one prompt, none of them empty")
+        out = np.empty((len(prompts), self._model.vocab), np.float32)
+        if len({p.size for p in prompts}) == 1:
+            ids = np.ascontiguousarray(np.stack(prompts))
+            self._call(self._lib.lt2_session_prefill, ids, ids.shape[0], ids.shape[1], out)
+        else:
+            ids = np.ascontiguousarray(np.concatenate(prompts))
+            lens = (ctypes.c_size_t * len(prompts))(*[p.size for p in prompts])
+            self._call(self._lib.lt2_session_prefill_ragged, ids, lens, len(prompts), out)
         return out
 
     def decode(self, tokens) -> np.ndarray:

@@ -58,6 +58,21 @@ def test_a_batch_decodes_like_its_sequences(model_bin):
         np.testing.assert_allclose(nxt[i], single.decode([t])[0], rtol=1e-5, atol=1e-5)
 
 
+def test_prompts_of_different_lengths_decode_like_their_sequences(model_bin):
+    m = runtime.Model(model_bin, device="cpu")
+    prompts = [[5, 6, 7, 8], [200, 1], [9, 10, 11, 12], [42]]
+    batch = m.session(16)
+    first = batch.prefill(prompts)
+    steps = [batch.decode([3, 4, 5, 6]), batch.decode([7, 8, 9, 10])]
+    for i, p in enumerate(prompts):
+        single = m.session(16)
+        np.testing.assert_allclose(first[i], single.prefill([p])[0], rtol=1e-5, atol=1e-5)
+        for k, step in enumerate(steps):
+            np.testing.assert_allclose(step[i], single.decode([[3, 4, 5, 6], [7, 8, 9, 10]][k][i])[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(runtime.Lt2Error, match="none of them empty"):
+        batch.prefill([[1, 2], []])
+
+
 def test_errors_carry_the_runtimes_message(model_bin, tmp_path):
     with pytest.raises(runtime.Lt2Error, match="expected cpu, cuda or auto"):
         runtime.Model(model_bin, device="tpu")
