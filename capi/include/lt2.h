@@ -64,4 +64,12 @@ int lt2_session_decode(lt2_session* s, const int64_t* next, size_t n_seqs, float
 /* Whether decode steps are replayed as a recorded CUDA graph (0: op by op). */
 int lt2_session_decode_recorded(const lt2_session* s);
 
+/* Token choice as `lt2c generate` makes it: greedy at temperature 0, else sampling with
+ * top_k (0: all) and top_p (1: all) from a generator seeded with `seed` (same seed, same tokens). */
+typedef struct lt2_sampler lt2_sampler;
+lt2_sampler* lt2_sampler_new(float temperature, size_t top_k, float top_p, uint64_t seed);
+/* The chosen token id (-1 on NULL arguments). */
+int64_t lt2_sampler_pick(lt2_sampler* s, const float* logits, size_t vocab);
+void lt2_sampler_free(lt2_sampler* s);
+
 #endif

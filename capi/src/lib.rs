@@ -478,3 +478,38 @@ pub extern "C" fn lt2_session_loop_iterations(s: *const Lt2Session, run: *mut u6
         }
     }
 }
+
+/// A token chooser: greedy at temperature 0, else sampling with top-k / top-p from a seeded
+/// generator (the CLI's `generate --temperature --top-k --top-p --seed`, token for token).
+pub struct Lt2Sampler {
+    sampling: lt2_runtime::sampling::Sampling,
+    rng: lt2_runtime::sampling::Rng,
+}
+
+/// A sampler; `top_k` 0 and `top_p` 1 mean no cut.
+#[no_mangle]
+pub extern "C" fn lt2_sampler_new(temperature: f32, top_k: usize, top_p: f32, seed: u64) -> *mut Lt2Sampler {
+    let sampling = lt2_runtime::sampling::Sampling { temperature, top_k, top_p };
+    Box::into_raw(Box::new(Lt2Sampler { sampling, rng: lt2_runtime::sampling::Rng::new(seed) }))
+}
+
+/// Picks a token from `vocab` logits (-1 when the sampler or logits are NULL or vocab is 0).
+#[no_mangle]
+pub extern "C" fn lt2_sampler_pick(s: *mut Lt2Sampler, logits: *const f32, vocab: usize) -> i64 {
+    // SAFETY: a live sampler (or NULL); the caller's logits hold `vocab` floats.
+    let Some(s) = (unsafe { s.as_mut() }) else { return -1 };
+    if logits.is_null() || vocab == 0 {
+        return -1;
+    }
+    let row = unsafe { std::slice::from_raw_parts(logits, vocab) };
+    catch_unwind(AssertUnwindSafe(|| lt2_runtime::sampling::sample(row, &s.sampling, &mut s.rng) as i64)).unwrap_or(-1)
+}
+
+/// Frees a sampler.
+#[no_mangle]
+pub extern "C" fn lt2_sampler_free(s: *mut Lt2Sampler) {
+    if !s.is_null() {
+        // SAFETY: `s` came from lt2_sampler_new and is freed once.
+        drop(unsafe { Box::from_raw(s) });
+    }
+}

@@ -88,6 +88,11 @@ def _load():
         fn.argtypes = [ctypes.c_void_p] if name == "count" else [ctypes.c_void_p, ctypes.c_size_t]
         fn.restype = res
     lib.lt2_outputs_free.argtypes = [ctypes.c_void_p]
+    lib.lt2_sampler_new.argtypes = [ctypes.c_float, ctypes.c_size_t, ctypes.c_float, ctypes.c_uint64]
+    lib.lt2_sampler_new.restype = ctypes.c_void_p
+    lib.lt2_sampler_pick.argtypes = [ctypes.c_void_p, f32p, ctypes.c_size_t]
+    lib.lt2_sampler_pick.restype = ctypes.c_int64
+    lib.lt2_sampler_free.argtypes = [ctypes.c_void_p]
     _lib = lib
     return lib
 
@@ -166,17 +171,25 @@ class Model:
         probability reaches it)."""
         return Session(self, max_context, exit_threshold)
 
-    def generate(self, prompt, max_new_tokens: int, max_context: int | None = None, exit_threshold: float = 1.0) -> list[int]:
-        """Greedy generation of `max_new_tokens` tokens after `prompt` (one sequence)."""
+    def generate(self, prompt, max_new_tokens: int, max_context: int | None = None, exit_threshold: float = 1.0,
+                 temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> list[int]:
+        """`max_new_tokens` tokens after `prompt` (one sequence): greedy at temperature 0, else
+        sampled with top-k / top-p from a generator seeded with `seed`, as `lt2c generate`
+        samples (the same arguments give the same tokens)."""
         s = self.session(max_context or len(prompt) + max_new_tokens, exit_threshold)
-        logits = s.prefill([list(prompt)])[0]
-        out = []
-        for i in range(max_new_tokens):
-            tok = int(np.argmax(logits))
-            out.append(tok)
-            if i + 1 < max_new_tokens:
-                logits = s.decode([tok])[0]
-        return out
+        sampler = self._lib.lt2_sampler_new(temperature, top_k, top_p, seed)
+        try:
+            logits = s.prefill([list(prompt)])[0]
+            out = []
+            f32p = ctypes.POINTER(ctypes.c_float)
+            for i in range(max_new_tokens):
+                row = np.ascontiguousarray(logits, dtype=np.float32)
+                out.append(int(self._lib.lt2_sampler_pick(sampler, row.ctypes.data_as(f32p), row.size)))
+                if i + 1 < max_new_tokens:
+                    logits = s.decode([out[-1]])[0]
+            return out
+        finally:
+            self._lib.lt2_sampler_free(sampler)
 
     def close(self):
         if getattr(self, "_ptr", None):

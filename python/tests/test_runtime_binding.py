@@ -115,3 +115,19 @@ def test_early_exit_through_the_binding_matches_the_cli(tmp_path):
     assert exact.loop_iterations[1] == 0
     with pytest.raises(runtime.Lt2Error, match=r"outside \(0, 1\]"):
         m.session(exit_threshold=1.5)
+
+
+def test_sampled_generation_matches_the_cli(model_bin):
+    import json
+
+    m = runtime.Model(model_bin, device="cpu")
+    prompt, n = [7, 100, 3, 250, 42], 12
+    for temperature, top_k, top_p, seed in [(0.8, 0, 1.0, 3), (1.3, 20, 0.9, 11)]:
+        cli = json.loads(subprocess.run(
+            [str(LT2C), "generate", str(model_bin), "--prompt-ids", ",".join(map(str, prompt)), "--max-new-tokens", str(n),
+             "--device", "cpu", "--json", "--temperature", str(temperature), "--top-k", str(top_k), "--top-p", str(top_p), "--seed", str(seed)],
+            check=True, capture_output=True, text=True).stdout)
+        got = m.generate(prompt, n, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        assert got == cli["tokens"]
+        # Sampling, not greedy: some token differs from the argmax path.
+        assert got != m.generate(prompt, n)
