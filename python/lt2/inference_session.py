@@ -134,13 +134,19 @@ class InferenceSession:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"] if self._model.device.startswith("cuda") else ["CPUExecutionProvider"]
 
     def run(self, output_names, input_feed, run_options=None) -> list[np.ndarray]:
+        feed = {}
         for name, value in input_feed.items():
             if name not in self._dtypes:
                 raise ValueError(f"invalid input name `{name}`; the model's inputs are {list(self._dtypes)}")
-            got, want = np.asarray(value).dtype, np.dtype(self._dtypes[name])
-            if got != want:
+            a = np.asarray(value)
+            got, want = a.dtype, np.dtype(self._dtypes[name])
+            # A float16 export's inputs arrive as float16; lt2c computes them in float32.
+            if got == np.float16 and want == np.float32:
+                a = a.astype(np.float32)
+            elif got != want:
                 raise TypeError(f"input `{name}` has dtype {got}, the model takes {want}")
-        outs = self._model.run(input_feed)
+            feed[name] = a
+        outs = self._model.run(feed)
         names = output_names or [o.name for o in self._outputs]
         missing = [n for n in names if n not in outs]
         if missing:

@@ -80,3 +80,22 @@ def test_half_exports_compute_as_their_float32_twin(tmp_path, half, model):
         # Rounding the weights moves the outputs, a little.
         e = rel_err(outs[True][name], golden[name])
         assert 0 < e < 5e-2, (name, e)
+
+
+def test_inference_session_takes_float16_inputs(tmp_path):
+    """A float16 export's float inputs arrive as float16 arrays (as onnxruntime wants them)."""
+    from onnx import helper
+
+    from lt2.inference_session import InferenceSession
+
+    w = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float16)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["n", 4])], [numpy_helper.from_array(w, "W")])
+    path = tmp_path / "h.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), path)
+    sess = InferenceSession(str(path), providers=["CPUExecutionProvider"], cache_dir=tmp_path)
+    x = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float16)
+    (y,) = sess.run(None, {"x": x})
+    want = x.astype(np.float32) @ w.astype(np.float32)
+    assert y.dtype == np.float32 and rel_err(y, want) < 1e-6
