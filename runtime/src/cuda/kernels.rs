@@ -166,8 +166,12 @@ pub enum Kernel {
     AttentionCombine,
     Rope,
     IndexerScores,
+    IndexerScoresRows,
     IndexerTopK,
+    IndexerTopKRank,
     SparseAttention,
+    SparseAttentionTiled,
+    SparseCombine,
 }
 
 impl Kernel {
@@ -207,8 +211,12 @@ impl Kernel {
             Kernel::AttentionCombine,
             Kernel::Rope,
             Kernel::IndexerScores,
+            Kernel::IndexerScoresRows,
             Kernel::IndexerTopK,
+            Kernel::IndexerTopKRank,
             Kernel::SparseAttention,
+            Kernel::SparseAttentionTiled,
+            Kernel::SparseCombine,
         ];
         for w in Width::ALL {
             v.extend([Kernel::Where(w), Kernel::Gather(w), Kernel::Copy(w), Kernel::Trilu(w)]);
@@ -230,7 +238,13 @@ impl Kernel {
             Kernel::Gdn | Kernel::GdnChunkPrep | Kernel::GdnChunkState | Kernel::GdnChunkOut => KernelFile::Gdn,
             Kernel::Attention | Kernel::AttentionTiled | Kernel::AttentionMma(_) | Kernel::AttentionSplit | Kernel::AttentionCombine => KernelFile::Attention,
             Kernel::Rope => KernelFile::Rope,
-            Kernel::IndexerScores | Kernel::IndexerTopK | Kernel::SparseAttention => KernelFile::Sparse,
+            Kernel::IndexerScores
+            | Kernel::IndexerScoresRows
+            | Kernel::IndexerTopK
+            | Kernel::IndexerTopKRank
+            | Kernel::SparseAttention
+            | Kernel::SparseAttentionTiled
+            | Kernel::SparseCombine => KernelFile::Sparse,
         }
     }
 
@@ -268,8 +282,12 @@ impl Kernel {
             Kernel::AttentionCombine => ("attention_combine", "f32"),
             Kernel::Rope => ("rope", "f32"),
             Kernel::IndexerScores => ("indexer_scores", "f32"),
+            Kernel::IndexerScoresRows => ("indexer_scores_rows", "f32"),
             Kernel::IndexerTopK => ("indexer_topk", "f32"),
+            Kernel::IndexerTopKRank => ("indexer_topk_rank", "f32"),
             Kernel::SparseAttention => ("sparse_attention", "f32"),
+            Kernel::SparseAttentionTiled => ("sparse_attention_tiled", "f32"),
+            Kernel::SparseCombine => ("sparse_combine", "f32"),
         };
         if variant.is_empty() {
             format!("lt2_{name}")

@@ -408,6 +408,74 @@ fn cases() -> Vec<Case> {
     let idx = i64s(&[1, 1, 2], |i| [0, 9][i]);
     let ins = vec![Some(t(&mut g, &[1, 1, 4])), Some(t(&mut g, &[1, 3, 4])), Some(t(&mut g, &[1, 3, 4])), Some(idx)];
     add("sparse attention out of range", sa(1, 1), ins, none());
+    // The indexer's scores (tiled, or a block per query for a few queries) and top-k: long rows
+    // (radix select where S > top_k), exact ties from small-integer inputs (the scores are
+    // exact, so ties are too), -1 padding (top_k beyond the causal prefix, top_k > S), batches,
+    // rows scored in chunks (a small chunk under test), the rank-counting fallback (top_k
+    // beyond the sort buffer).
+    let small_ints = |g: &mut Lcg, shape: &[usize]| {
+        let x = g.tensor(shape);
+        Tensor::f32(x.shape.clone(), x.as_f32().unwrap().iter().map(|v| (v * 2.4).round()).collect())
+    };
+    let ix = |h: usize, k: u32, score: &str| Op::LightningIndexer(LightningIndexer { num_heads: h as u32, top_k: k, score: score.into() });
+    let ins = vec![Some(t(&mut g, &[2, 3, 4 * 16])), Some(t(&mut g, &[2, 2600, 16])), None];
+    add("indexer long rows S>top_k random", ix(4, 2048, "mean_dot"), ins, none());
+    let ins = vec![Some(small_ints(&mut g, &[2, 3, 2 * 5])), Some(small_ints(&mut g, &[2, 2600, 5])), None];
+    add("indexer long rows S>top_k ties", ix(2, 2048, "mean_dot"), ins, none());
+    let w = Tensor::f32(vec![1, 4, 3], (0..12).map(|i| [0.0, 0.5, 1.0, 1.5][i % 4]).collect());
+    let ins = vec![Some(small_ints(&mut g, &[1, 4, 3 * 4])), Some(small_ints(&mut g, &[1, 2300, 4])), Some(w)];
+    add("indexer long rows relu_weighted ties", ix(3, 2048, "relu_weighted"), ins, none());
+    let ins = vec![Some(t(&mut g, &[1, 2, 4])), Some(t(&mut g, &[1, 3000, 4])), Some(Tensor::f32(vec![1, 2, 1], vec![0.0; 2]))];
+    add("indexer all scores tied (zero weights)", ix(1, 2048, "relu_weighted"), ins, none());
+    let ins = vec![Some(small_ints(&mut g, &[2, 300, 2 * 3])), Some(small_ints(&mut g, &[2, 300, 3])), None];
+    add("indexer prefill 300 top_k 100 ties, chunked rows", ix(2, 100, "mean_dot"), ins, none());
+    let ins = vec![Some(small_ints(&mut g, &[2, 20, 2 * 8])), Some(small_ints(&mut g, &[2, 2600, 8])), None];
+    add("indexer 20 queries over 2600 keys, chunked rows", ix(2, 2048, "mean_dot"), ins, none());
+    let ins = vec![Some(t(&mut g, &[1, 70, 16 * 64])), Some(t(&mut g, &[1, 70, 64])), None];
+    add("indexer H16 D64 prefill top_k 2048 > S", ix(16, 2048, "mean_dot"), ins, none());
+    let ins = vec![Some(t(&mut g, &[2, 1, 16 * 64])), Some(t(&mut g, &[2, 1100, 64])), None];
+    add("indexer H16 D64 decode over 1100 keys", ix(16, 2048, "mean_dot"), ins, none());
+    let ins = vec![Some(t(&mut g, &[2, 40, 3 * 40])), Some(t(&mut g, &[2, 200, 40])), Some(pos(&mut g, &[2, 40, 3]))];
+    add("indexer relu_weighted top_k 1", ix(3, 1, "relu_weighted"), ins, none());
+    let ins = vec![Some(small_ints(&mut g, &[1, 1, 2])), Some(small_ints(&mut g, &[1, 9000, 2])), None];
+    add("indexer top_k 9000 (rank fallback)", ix(1, 9000, "mean_dot"), ins, none());
+    // The tiled sparse attention: LT2's shape (16 heads over one latent of 576, values 512)
+    // in prefill (index lists split over blocks, several chunks a block) and decode (split,
+    // merged), GQA over several 16-head groups, value heads over two launches, odd head dims
+    // (4-byte copies), rows with no valid index, an out-of-range index in a later chunk, and the
+    // untiled fallback (a head dim too wide for shared memory).
+    let causal = |b: usize, tt: usize, s: usize, kk: usize| {
+        i64s(&[b, tt, kk], move |i| {
+            let (ti, e) = ((i / kk) % tt, i % kk);
+            let p = ti + s - tt;
+            if e <= p {
+                (p - e) as i64
+            } else {
+                -1
+            }
+        })
+    };
+    let holes = |shape: &[usize], s: usize| i64s(shape, move |i| if i % 7 == 3 { -1 } else { ((i * 7919 + 13) % s) as i64 });
+    let ins = vec![Some(t(&mut g, &[1, 200, 16 * 576])), Some(t(&mut g, &[1, 200, 576])), Some(t(&mut g, &[1, 200, 512])), Some(causal(1, 200, 200, 256))];
+    add("sparse attention LT2 shape prefill 200", sa(16, 1), ins, none());
+    let ins = vec![Some(t(&mut g, &[2, 1, 16 * 576])), Some(t(&mut g, &[2, 3000, 576])), Some(t(&mut g, &[2, 3000, 512])), Some(causal(2, 1, 1500, 2048))];
+    add("sparse attention LT2 shape decode over 3000 keys", sa(16, 1), ins, none());
+    let ins = vec![Some(t(&mut g, &[2, 140, 4 * 20])), Some(t(&mut g, &[2, 300, 20])), Some(t(&mut g, &[2, 300, 16])), Some(holes(&[2, 140, 256], 300))];
+    add("sparse attention 280 rows of 4 chunks", sa(4, 1), ins, none());
+    let ins = vec![Some(t(&mut g, &[1, 3, 20 * 64])), Some(t(&mut g, &[1, 90, 64])), Some(t(&mut g, &[1, 90, 64])), Some(holes(&[1, 3, 80], 90))];
+    add("sparse attention 20 heads (two head groups)", sa(20, 1), ins, none());
+    let ins = vec![Some(t(&mut g, &[1, 2, 32 * 68])), Some(t(&mut g, &[1, 90, 2 * 68])), Some(t(&mut g, &[1, 90, 2 * 600])), Some(holes(&[1, 2, 70], 90))];
+    add("sparse attention gqa dv600 (two launches)", sa(32, 2), ins, none());
+    let ins = vec![Some(t(&mut g, &[1, 4, 3 * 70])), Some(t(&mut g, &[1, 60, 70])), Some(t(&mut g, &[1, 60, 37])), Some(holes(&[1, 4, 100], 60))];
+    add("sparse attention dk70 dv37 (4-byte copies)", sa(3, 1), ins, none());
+    let idx = i64s(&[1, 6, 50], |i| if (i / 50) % 3 == 0 { -1 } else { ((i * 31) % 40) as i64 });
+    let ins = vec![Some(t(&mut g, &[1, 6, 2 * 8])), Some(t(&mut g, &[1, 40, 2 * 8])), Some(t(&mut g, &[1, 40, 2 * 12])), Some(idx)];
+    add("sparse attention rows with no index", sa(2, 2), ins, none());
+    let idx = i64s(&[1, 2, 100], |i| if i == 170 { 35 } else { (i % 30) as i64 });
+    let ins = vec![Some(t(&mut g, &[1, 2, 2 * 8])), Some(t(&mut g, &[1, 30, 8])), Some(t(&mut g, &[1, 30, 8])), Some(idx)];
+    add("sparse attention out of range in a later chunk", sa(2, 1), ins, none());
+    let ins = vec![Some(t(&mut g, &[1, 2, 3000])), Some(t(&mut g, &[1, 5, 3000])), Some(t(&mut g, &[1, 5, 8])), Some(i64s(&[1, 2, 3], |i| [0, 4, -1, 2, 1, 3][i]))];
+    add("sparse attention dk3000 (untiled fallback)", sa(1, 1), ins, none());
     v
 }
 

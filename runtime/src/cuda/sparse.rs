@@ -1,6 +1,6 @@
 //! Launch wrappers for the lightning indexer and sparse attention. Semantics: `cpu/sparse.rs`.
 
-use cudarc::driver::LaunchConfig;
+use cudarc::driver::{sys, LaunchConfig};
 
 use crate::cpu::sparse::{indexer_dims, sparse_dims, IndexerDims, SparseDims};
 use crate::error::OpError;
@@ -9,30 +9,84 @@ use crate::plan::DType;
 
 use super::attention::DV_PER_LAUNCH;
 use super::kernels::Kernel;
-use super::{device_repr, expect_f32, grid_for, launch, Cuda, CudaBuf};
+use super::{device_repr, expect_f32, launch, Cuda, CudaBuf};
+
+/// The indexer's score scratch holds at most this many floats: longer prefills score and select
+/// their queries in chunks of rows (small under test, so that the parity cases take that path).
+const SCORE_CHUNK_FLOATS: usize = if cfg!(test) { 1 << 16 } else { 1 << 26 };
+/// sparse.cu `IDX_TILE`: the scores kernel's tile is 64 queries x 64 keys.
+const SCORE_TILE: usize = 64;
+/// Chunks of at most this many queries (decode) are scored a block per (64 keys, query).
+const ROWS_MAX_QUERIES: usize = 8;
+/// sparse.cu `TOPK_THREADS`; the most keys the top-k kernel sorts in shared memory (beyond:
+/// `lt2_indexer_topk_rank_f32`).
+const TOPK_THREADS: u32 = 512;
+const TOPK_SORT_MAX: usize = 8192;
+/// sparse.cu `SPA_*`: heads per block, indices per chunk, key dims per tile, floats per tile
+/// buffer, value columns per launch, threads, most splits of the index list.
+const SPA_G: usize = 16;
+const SPA_NK: usize = 64;
+const SPA_DC: usize = 64;
+const SPA_BUF: usize = 8192;
+const SPA_DVC: usize = 512;
+const SPA_THREADS: u32 = 256;
+const SPA_MAX_SPLITS: usize = 256;
+/// Blocks the tiled sparse attention aims for before it splits index lists (two per SM of an H100).
+const SPA_TARGET_BLOCKS: usize = 264;
+
+/// Lets kernel `k` take `smem` bytes of dynamic shared memory (beyond the default 48 KiB).
+fn allow_smem(cu: &Cuda, k: Kernel, smem: usize) -> Result<(), OpError> {
+    if smem <= 48 * 1024 {
+        return Ok(());
+    }
+    cu.func(k)?
+        .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
+        .map_err(|e| OpError::new(format!("{}: raising the shared memory limit to {smem} bytes: {e:?}", k.symbol())))
+}
+
+/// The most dynamic shared memory a block may opt in to on this device.
+fn smem_optin(cu: &Cuda) -> usize {
+    cu.ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN).map_or(48 * 1024, |v| v as usize)
+}
 
 /// lt2::LightningIndexer: int64 [B, T, top_k] positions, highest score first, -1 padded.
+/// Scores (bit for bit the CPU's) then a per-query radix select and sort, over chunks of rows.
 pub(crate) fn lightning_indexer(cu: &Cuda, q: &CudaBuf, k: &CudaBuf, w: Option<&CudaBuf>, heads: usize, top_k: usize, score: &str) -> Result<CudaBuf, OpError> {
     let op = "lightning_indexer";
     expect_f32(op, "q_index", q)?;
     expect_f32(op, "k_index", k)?;
     let IndexerDims { b, t, s, d, weighted } = indexer_dims([&q.shape, &k.shape], w.map(|w| &w.shape[..]), heads, score)?;
-    if let Some(w) = w.filter(|_| weighted) {
+    let w = w.filter(|_| weighted);
+    if let Some(w) = w {
         expect_f32(op, "weights", w)?;
     }
     let out = cu.alloc(vec![b, t, top_k], DType::I64)?;
     if out.numel() == 0 {
         return Ok(out);
     }
-    let scores = cu.alloc(vec![b, t, s], DType::F32)?;
-    let dims = [b as i64, t as i64, s as i64, heads as i64, d as i64];
-    launch!(cu, Kernel::IndexerScores, grid_for(b * t * s, 256), q.ptr(), k.ptr(), w.map_or(0, |w| w.ptr()), scores.ptr(), dims[0], dims[1], dims[2], dims[3], dims[4])?;
-    let cfg = LaunchConfig { grid_dim: ((b * t) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
-    launch!(cu, Kernel::IndexerTopK, cfg, scores.ptr(), out.ptr(), t as i64, s as i64, top_k as i64)?;
+    let rows = (SCORE_CHUNK_FLOATS / (b * s).max(1)).clamp(1, t);
+    let scores = cu.alloc(vec![b, rows, s], DType::F32)?;
+    let sort_n = s.min(top_k).next_power_of_two();
+    let (topk, smem) = if sort_n <= TOPK_SORT_MAX { (Kernel::IndexerTopK, sort_n * 8) } else { (Kernel::IndexerTopKRank, 0) };
+    allow_smem(cu, topk, smem)?;
+    let [bi, ti, si, hi, di, ki] = [b, t, s, heads, d, top_k].map(|x| x as i64);
+    let rows_smem = (SCORE_TILE * (d + 1) + heads * d + heads * SCORE_TILE) * 4;
+    for t0 in (0..t).step_by(rows) {
+        let tc = rows.min(t - t0);
+        let (kernel, cfg) = if tc <= ROWS_MAX_QUERIES && rows_smem <= 48 * 1024 {
+            (Kernel::IndexerScoresRows, LaunchConfig { grid_dim: (s.div_ceil(SCORE_TILE) as u32, tc as u32, b as u32), block_dim: (256, 1, 1), shared_mem_bytes: rows_smem as u32 })
+        } else {
+            (Kernel::IndexerScores, LaunchConfig { grid_dim: (s.div_ceil(SCORE_TILE) as u32, tc.div_ceil(SCORE_TILE) as u32, b as u32), block_dim: (256, 1, 1), shared_mem_bytes: 0 })
+        };
+        launch!(cu, kernel, cfg, q.ptr(), k.ptr(), w.map_or(0, |w| w.ptr()), scores.ptr(), bi, ti, si, hi, di, t0 as i64, tc as i64)?;
+        let threads = if topk == Kernel::IndexerTopK { TOPK_THREADS } else { 128 };
+        let cfg = LaunchConfig { grid_dim: ((b * tc) as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: smem as u32 };
+        launch!(cu, topk, cfg, scores.ptr(), out.ptr(), ti, si, ki, t0 as i64, tc as i64)?;
+    }
     Ok(out)
 }
 
-/// sparse.cu `SparseParams`.
+/// sparse.cu `SparseParams`: the dims, the value columns of one launch, the scale.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct SparseParams {
@@ -49,7 +103,23 @@ struct SparseParams {
     scale: f32,
     pad: i32,
 }
-device_repr!(SparseParams);
+
+/// sparse.cu `SparseTiledParams`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SparseTiledParams {
+    d: SparseParams,
+    /// Index entries per split (a multiple of SPA_NK).
+    kps: i64,
+    splits: i32,
+    /// Blocks per kv head (16 query heads each).
+    hg: i32,
+    /// Dk rounded up to SPA_DC.
+    dkp: i32,
+    /// 16-byte copies.
+    vec: i32,
+}
+device_repr!(SparseParams, SparseTiledParams);
 
 /// lt2::SparseAttention over the positions in `idx` [B, T, K] (-1 skipped).
 pub(crate) fn sparse_attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], idx: &CudaBuf, q_heads: usize, kv_heads: usize, scale: f32) -> Result<CudaBuf, OpError> {
@@ -62,16 +132,60 @@ pub(crate) fn sparse_attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], idx: &CudaBu
     }
     let SparseDims { b, t, s, kk, dk, dv } = sparse_dims([&q.shape, &k.shape, &v.shape, &idx.shape], q_heads, kv_heads)?;
     let scale = if scale == 0.0 { (1.0 / (dk as f64).sqrt()) as f32 } else { scale };
-    let out = cu.alloc(vec![b, t, q_heads * dv], DType::F32)?;
-    let warps = b * t * q_heads;
-    if out.numel() == 0 {
-        return Ok(out);
+    let out_shape = vec![b, t, q_heads * dv];
+    if b * t * q_heads * dv == 0 || kk == 0 {
+        return cu.zeros(out_shape, DType::F32);
     }
-    let mut p = SparseParams { b: b as i64, t: t as i64, s: s as i64, hq: q_heads as i64, hkv: kv_heads as i64, dk: dk as i64, dv: dv as i64, kk: kk as i64, dv0: 0, dvc: 0, scale, pad: 0 };
+    let out = cu.alloc(out_shape, DType::F32)?;
+    let [b, t, s, hq, hkv, dk, dv, kk] = [b, t, s, q_heads, kv_heads, dk, dv, kk].map(|x| x as i64);
+    let p = SparseParams { b, t, s, hq, hkv, dk, dv, kk, dv0: 0, dvc: 0, scale, pad: 0 };
+    let dkp = (dk as usize).div_ceil(SPA_DC) * SPA_DC;
+    let smem = (SPA_G * (dkp + 4) + 2 * SPA_BUF + SPA_NK * SPA_G + 3 * SPA_G) * 4 + SPA_NK * 4;
+    let ins = [q, k, v, idx];
+    if smem <= smem_optin(cu) {
+        sparse_tiled(cu, ins, &out, p, dkp, smem)?;
+    } else {
+        sparse_untiled(cu, ins, &out, p)?;
+    }
+    Ok(out)
+}
+
+/// The tiled kernel (sparse.cu `lt2_sparse_attention_tiled_f32`): a block per query row, kv head
+/// and 16 query heads; where those are too few blocks, the index lists split over blocks and
+/// `lt2_sparse_combine_f32` merges the parts.
+fn sparse_tiled(cu: &Cuda, [q, k, v, idx]: [&CudaBuf; 4], out: &CudaBuf, d: SparseParams, dkp: usize, smem: usize) -> Result<(), OpError> {
+    let [b, t, hq, hkv, kk, dv] = [d.b, d.t, d.hq, d.hkv, d.kk, d.dv].map(|x| x as usize);
+    let hg = (hq / hkv).div_ceil(SPA_G);
+    let rows = b * t * hkv * hg;
+    let chunks = kk.div_ceil(SPA_NK);
+    let want = SPA_TARGET_BLOCKS.div_ceil(rows).clamp(1, chunks.min(SPA_MAX_SPLITS));
+    let kps = chunks.div_ceil(want) * SPA_NK;
+    let splits = kk.div_ceil(kps);
+    let vec = [q, k, v].iter().all(|x| x.ptr() % 16 == 0) && d.dk % 4 == 0 && dv % 4 == 0;
+    let mut p = SparseTiledParams { d, kps: kps as i64, splits: splits as i32, hg: hg as i32, dkp: dkp as i32, vec: vec as i32 };
+    allow_smem(cu, Kernel::SparseAttentionTiled, smem)?;
+    let part = if splits > 1 { Some(cu.alloc(vec![b * t * hq * splits * (SPA_DVC.min(dv) + 2)], DType::F32)?) } else { None };
+    let part_ptr = part.as_ref().map_or(0, |x| x.ptr());
+    let cfg = LaunchConfig { grid_dim: (rows as u32, splits as u32, 1), block_dim: (SPA_THREADS, 1, 1), shared_mem_bytes: smem as u32 };
+    for dv0 in (0..dv).step_by(SPA_DVC) {
+        (p.d.dv0, p.d.dvc) = (dv0 as i64, SPA_DVC.min(dv - dv0) as i64);
+        launch!(cu, Kernel::SparseAttentionTiled, cfg, q.ptr(), k.ptr(), v.ptr(), idx.ptr(), out.ptr(), part_ptr, p, cu.err_ptr())?;
+        if part.is_some() {
+            let cfg = LaunchConfig { grid_dim: ((b * t * hq) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+            launch!(cu, Kernel::SparseCombine, cfg, part_ptr, out.ptr(), splits as i32, p.d.dv, p.d.dv0, p.d.dvc)?;
+        }
+    }
+    Ok(())
+}
+
+/// The untiled kernel (a warp per query row and head), for head dims whose tiles do not fit.
+fn sparse_untiled(cu: &Cuda, [q, k, v, idx]: [&CudaBuf; 4], out: &CudaBuf, mut p: SparseParams) -> Result<(), OpError> {
+    let warps = (p.b * p.t * p.hq) as usize;
     let cfg = LaunchConfig { grid_dim: (warps.div_ceil(8) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    let dv = p.dv as usize;
     for dv0 in (0..dv).step_by(DV_PER_LAUNCH) {
         (p.dv0, p.dvc) = (dv0 as i64, DV_PER_LAUNCH.min(dv - dv0) as i64);
         launch!(cu, Kernel::SparseAttention, cfg, q.ptr(), k.ptr(), v.ptr(), idx.ptr(), out.ptr(), p, cu.err_ptr())?;
     }
-    Ok(out)
+    Ok(())
 }
