@@ -85,7 +85,9 @@ def new_tokens(bin_, n_prompt):
     """GEN_TOKENS, or fewer where the model's RoPE table ends first (the tiny zoo models hold 64
     positions): found by a one-token CPU generate that runs into the table's end."""
     p, _ = sh([lt2c, "generate", bin_, "--prompt-ids", ",".join(["1"] * n_prompt), "--max-new-tokens", str(gen_tokens), "--device", "cpu"])
-    m = re.search(r"cos/sin cache of ([0-9]+) positions", p.stderr)
+    # The standard forms name their RoPE table; the decomposed ones gather from it like any
+    # other table ("index 64 is out of range for an axis of size 64").
+    m = re.search(r"cos/sin cache of ([0-9]+) positions", p.stderr) or re.search(r"out of range for (?:an axis|axis [0-9]+) of size ([0-9]+)", p.stderr)
     return min(gen_tokens, int(m.group(1)) - n_prompt) if m else gen_tokens
 def run(bin_, io, dev, out):
     p, wall = sh([lt2c, "run", bin_, "--inputs", io, "--outputs", out, "--device", dev, "--repeat", "3"])
