@@ -46,6 +46,8 @@ case "${BENCH_PART:-}" in
 esac
 CMD="BENCH_ONLY=\"${BENCH_ONLY:-}\" BENCH_BUDGET_S=$BUDGET bash bench/run.sh"
 [ -n "${BENCH_PART:-}" ] && CMD="BENCH_PART=$BENCH_PART BENCH_BUDGET_S=$BUDGET bash bench/run.sh (BENCH_ONLY=\"$BENCH_ONLY\")"
+# bench/sweep.sh runs the two parts side by side, one GPU each: say which
+[ -n "${CUDA_VISIBLE_DEVICES:-}" ] && CMD="CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES $CMD"
 echo "$CMD" > "$BENCH_OUT/command.txt"
 echo "command: $CMD"
 
