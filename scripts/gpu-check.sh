@@ -237,11 +237,22 @@ if [ "${SANITIZE:-0}" = 1 ]; then
       [ $rc -eq 0 ] || echo "$out" | grep -v '^=========     ' | head -40
       done
     done
+    # DSA's decode steps (indexer and sparse attention over fixed-capacity caches, replayed).
+    m=tests/fixtures/zoo/lt2_gdn_dsa/standard_loop.onnx
+    "$LT2C" "$m" -o "$WORK/san-dsa.bin" 2>/dev/null
+    for tool in memcheck racecheck; do
+      out=$("$san" --tool "$tool" --error-exitcode 9 "$LT2C" generate "$WORK/san-dsa.bin" --prompt-ids 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20 --max-new-tokens 6 --device cuda 2>&1)
+      rc=$?
+      [ $rc -eq 0 ] || status=1
+      echo "$tool lt2_gdn_dsa: exit $rc; $(echo "$out" | grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|decode steps' | tr '\n' ' ')"
+      [ $rc -eq 0 ] || echo "$out" | grep -v '^=========     ' | head -40
+    done
     echo '```'
     if [ -n "${LT2_RUNTIME_TESTS:-}" ]; then
       # The kernels that tiny-model generate runs do not reach (chunked GDN from 64 tokens,
-      # tensor-core attention over long prompts): their parity cases under the sanitizer.
-      f="gdn prefill,(tensor cores),attention tiled,rms_norm,causal_conv,split decode"
+      # tensor-core attention over long prompts, DSA's tiled sparse attention, indexer and top-k):
+      # their parity cases under the sanitizer.
+      f="gdn prefill,(tensor cores),attention tiled,rms_norm,causal_conv,split decode,sparse attention 20 heads,rows with no index,indexer relu_weighted top_k 1,indexer mean_dot,indexer decode 300"
       echo "compute-sanitizer on the CUDA parity cases matching \`$f\`:"
       echo '```'
       for tool in memcheck racecheck; do

@@ -163,14 +163,20 @@ __device__ __forceinline__ u64 topk_key(float f, i64 s) {
     return ((u64)desc << 32) | (u64)(u32)s;
 }
 
-extern "C" __global__ void __launch_bounds__(TOPK_THREADS) lt2_indexer_topk_f32(const float* scores, i64* out, i64 T, i64 S, i64 K, i64 t0, i64 Tc) {
+// Keys query t of T new rows sees: S - T + t + 1 (S keys, the last T new), or over a
+// fixed-capacity cache (S rows, `past` read on the device: a recorded decode step) past + t + 1.
+__device__ __forceinline__ i64 topk_keys(i64 t, i64 T, i64 S, const i64* past) {
+    return past ? min(S, past[0] + t + 1) : t + S - T + 1;
+}
+
+extern "C" __global__ void __launch_bounds__(TOPK_THREADS) lt2_indexer_topk_f32(const float* scores, i64* out, i64 T, i64 S, i64 K, i64 t0, i64 Tc, const i64* past) {
     LT2_DYN_SMEM(u64, tk_buf);
     __shared__ u32 hist[256];
     __shared__ u64 sh_prefix, sh_mask;
     __shared__ u32 sh_need, sh_done, sh_count;
     const int tid = threadIdx.x;
     const i64 row = blockIdx.x, b = row / Tc, t = t0 + row % Tc;
-    const i64 cnt = t + S - T + 1;
+    const i64 cnt = topk_keys(t, T, S, past);
     const float* sc = scores + row * S;
     i64* o = out + (b * T + t) * K;
     const i64 m = min(cnt, K);
@@ -258,9 +264,9 @@ extern "C" __global__ void __launch_bounds__(TOPK_THREADS) lt2_indexer_topk_f32(
 
 // The same by counting each candidate's rank (O(S^2) a query): rows whose min(S, K) keys do not
 // fit the sort buffer.
-extern "C" __global__ void lt2_indexer_topk_rank_f32(const float* scores, i64* out, i64 T, i64 S, i64 K, i64 t0, i64 Tc) {
+extern "C" __global__ void lt2_indexer_topk_rank_f32(const float* scores, i64* out, i64 T, i64 S, i64 K, i64 t0, i64 Tc, const i64* past) {
     const i64 row = blockIdx.x, b = row / Tc, t = t0 + row % Tc;
-    const i64 cnt = t + S - T + 1;
+    const i64 cnt = topk_keys(t, T, S, past);
     const float* sc = scores + row * S;
     i64* o = out + (b * T + t) * K;
     for (i64 r = threadIdx.x; r < K; r += blockDim.x)

@@ -221,7 +221,19 @@ fn run_in_place<B: Backend>(
             };
             Ok(vec![g.attention_cached(a, &req(&ins, 0)?, [&req(&ins, 1)?, &req(&ins, 2)?], [kc, vc], &past)?])
         }
-        Op::LightningIndexer(_) | Op::SparseAttention(_) => Err(OpError::new("sparse attention caches are not of fixed capacity")),
+        Op::LightningIndexer(ix) => {
+            let cache = st.caches.get(&key).and_then(|c| c.first()).ok_or_else(|| OpError::new("no index keys cached by the prefill"))?;
+            let w = ins.get(2).cloned().flatten();
+            Ok(vec![g.indexer_cached(ix, &req(&ins, 0)?, &req(&ins, 1)?, w.as_ref(), cache, &past)?])
+        }
+        Op::SparseAttention(sa) => {
+            let cache = st.caches.get(&key).ok_or_else(|| OpError::new("no K/V cached by the prefill"))?;
+            let (kc, vc) = match (cache.first(), cache.get(1)) {
+                (Some(k), Some(v)) => (k, v),
+                _ => return Err(OpError::new("K/V cache entry is incomplete")),
+            };
+            Ok(vec![g.sparse_attention_cached(sa, &req(&ins, 0)?, [&req(&ins, 1)?, &req(&ins, 2)?], [kc, vc], &req(&ins, 3)?, &past)?])
+        }
         _ => {
             let r: Vec<Option<&B::Buf>> = ins.iter().map(|t| t.as_ref()).collect();
             b.run_op(op, &r, env)

@@ -6,7 +6,8 @@
 //! conv states overwritten in place) and feeds token ids through one device buffer. Backends
 //! that cannot record (the CPU reference) leave `Backend::step_graphs` at None and every step
 //! runs op by op; the session falls back the same way for what a recorded step cannot hold
-//! (early exit, sparse-attention caches, attention masks).
+//! (early exit, attention masks). Sparse attention's index-key and K/V caches are fixed-capacity
+//! too: the indexer's top-k reads the token count on the device.
 
 use std::collections::HashMap;
 
@@ -28,6 +29,12 @@ pub trait StepGraphs<T> {
     /// Causal attention of one decode step over fixed-capacity caches: writes the new k, v rows
     /// at row `past` of the caches, then attends to rows 0 ..= past (see cuda/attention.rs).
     fn attention_cached(&self, a: &plan::Attention, q: &T, new: [&T; 2], cache: [&T; 2], past: &T) -> Result<T, OpError>;
+    /// The lightning indexer of one decode step over a fixed-capacity index-key cache: writes the
+    /// new keys at row `past`, then selects among rows 0 ..= past (see cuda/sparse.rs).
+    fn indexer_cached(&self, ix: &plan::LightningIndexer, q: &T, k_new: &T, w: Option<&T>, cache: &T, past: &T) -> Result<T, OpError>;
+    /// Sparse attention of one decode step over fixed-capacity K/V caches: writes the new rows at
+    /// row `past`, then attends over the positions in `idx`.
+    fn sparse_attention_cached(&self, sa: &plan::SparseAttention, q: &T, new: [&T; 2], cache: [&T; 2], idx: &T, past: &T) -> Result<T, OpError>;
     /// Records what `record` enqueues (nothing runs) into a replayable step. Every buffer the
     /// recording allocates stays reserved for the replays.
     fn capture(&self, record: &mut dyn FnMut() -> Result<(), RuntimeError>) -> Result<Box<dyn Replay>, RuntimeError>;
@@ -40,17 +47,14 @@ pub trait Replay {
 }
 
 /// Why a model's decode steps cannot be recorded, or None when they can (checked once per
-/// session, from the plan): the recorded step has no early exit, no sparse-attention caches
-/// (their top-k sizes follow the cache length) and no attention mask (its shape does).
+/// session, from the plan): the recorded step has no early exit and no attention mask (its
+/// shape follows the cache length).
 pub fn unsupported(m: &plan::Manifest, exit_threshold: f32) -> Option<String> {
     if exit_threshold < 1.0 {
         return Some("early exit decides on the host after every loop".into());
     }
     for s in m.graphs.iter().flat_map(|g| &g.steps).filter(|s| s.cache_slot != 0) {
         match &s.op {
-            Some(plan::Op::LightningIndexer(_)) | Some(plan::Op::SparseAttention(_)) => {
-                return Some("sparse attention's caches (top-k over a growing cache) are not recorded yet".into());
-            }
             Some(plan::Op::Attention(_)) if s.inputs.get(3).is_some_and(|&i| i != plan::ABSENT) => {
                 return Some("an attention mask input grows with the cache".into());
             }

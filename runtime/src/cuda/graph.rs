@@ -19,7 +19,7 @@ use crate::tensor::Tensor;
 
 use super::kernels::Kernel;
 use super::pool::Pool;
-use super::{attention, drv, grid_for, launch, Bytes256, Cuda, CudaBuf, SMALL_UPLOAD};
+use super::{attention, drv, grid_for, launch, sparse, Bytes256, Cuda, CudaBuf, SMALL_UPLOAD};
 
 /// A recorded step and the pool of the buffers it uses.
 struct CudaStep {
@@ -91,6 +91,14 @@ impl StepGraphs<CudaBuf> for Cuda {
 
     fn attention_cached(&self, a: &plan::Attention, q: &CudaBuf, new: [&CudaBuf; 2], cache: [&CudaBuf; 2], past: &CudaBuf) -> Result<CudaBuf, OpError> {
         attention::attention_cached(self, a, q, new, cache, past)
+    }
+
+    fn indexer_cached(&self, ix: &plan::LightningIndexer, q: &CudaBuf, k_new: &CudaBuf, w: Option<&CudaBuf>, cache: &CudaBuf, past: &CudaBuf) -> Result<CudaBuf, OpError> {
+        sparse::lightning_indexer_cached(self, q, k_new, w, cache, past, ix.num_heads as usize, ix.top_k as usize, &ix.score)
+    }
+
+    fn sparse_attention_cached(&self, sa: &plan::SparseAttention, q: &CudaBuf, new: [&CudaBuf; 2], cache: [&CudaBuf; 2], idx: &CudaBuf, past: &CudaBuf) -> Result<CudaBuf, OpError> {
+        sparse::sparse_attention_cached(self, q, new, cache, idx, past, (sa.q_heads as usize, sa.kv_heads as usize, sa.scale))
     }
 
     fn capture(&self, record: &mut dyn FnMut() -> Result<(), RuntimeError>) -> Result<Box<dyn Replay>, RuntimeError> {
@@ -207,6 +215,75 @@ mod tests {
             step.replay().unwrap();
             let e = cu.download(o).err().expect("a full cache must be reported").0;
             assert!(e.contains("fixed-capacity cache of 320 rows"), "{e}");
+        }
+    }
+
+    /// The lightning indexer and sparse attention of decode steps over fixed-capacity caches,
+    /// recorded once and replayed at growing token counts with new inputs each time, against the
+    /// CPU's over the same rows: the same positions selected (top-k of fewer keys than k, then of
+    /// more), attention outputs within 1e-5.
+    #[test]
+    fn recorded_sparse_decode_steps_match_the_cpu() {
+        let cu = match Cuda::new() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("skipped: no usable GPU: {e}");
+                return;
+            }
+        };
+        let mut g = Lcg::new(12);
+        let (b, h, d, hq, hkv, dk, dv, top_k, past0, steps, cap) = (2usize, 4usize, 32usize, 4usize, 2usize, 40usize, 24usize, 24usize, 12usize, 24usize, 48usize);
+        let err = |e: crate::error::OpError| crate::RuntimeError::Session(e.0);
+        let f32z = |shape: Vec<usize>| cu.zeros(shape, plan::DType::F32).unwrap();
+        for score in ["mean_dot", "relu_weighted"] {
+            let ix = plan::LightningIndexer { num_heads: h as u32, top_k: top_k as u32, score: score.into() };
+            let sa = plan::SparseAttention { q_heads: hq as u32, kv_heads: hkv as u32, scale: 0.0 };
+            let ik_all = g.tensor(&[b, past0 + steps, d]);
+            let k_all = g.tensor(&[b, past0 + steps, hkv * dk]);
+            let v_all = g.tensor(&[b, past0 + steps, hkv * dv]);
+            let ikc = cu.with_capacity(&cu.upload(&rows(&ik_all, past0)).unwrap(), cap, 0).unwrap();
+            let kc = cu.with_capacity(&cu.upload(&rows(&k_all, past0)).unwrap(), cap, 0).unwrap();
+            let vc = cu.with_capacity(&cu.upload(&rows(&v_all, past0)).unwrap(), cap, 0).unwrap();
+            let past = cu.upload(&Tensor::i64(vec![1], vec![past0 as i64])).unwrap();
+            let (qi_in, w_in, ik_in) = (f32z(vec![b, 1, h * d]), f32z(vec![b, 1, h]), f32z(vec![b, 1, d]));
+            let (q_in, k_in, v_in) = (f32z(vec![b, 1, hq * dk]), f32z(vec![b, 1, hkv * dk]), f32z(vec![b, 1, hkv * dv]));
+            let weighted = score == "relu_weighted";
+            let mut recorded = None;
+            for s in 0..steps {
+                let n = past0 + s;
+                let last = |t: &Tensor| {
+                    let (l, w) = (t.shape[1], t.shape[2]);
+                    let x = t.as_f32().unwrap();
+                    Tensor::f32(vec![b, 1, w], (0..b).flat_map(|i| x[(i * l + n) * w..(i * l + n + 1) * w].to_vec()).collect())
+                };
+                let (qi, w, q) = (g.tensor(&[b, 1, h * d]), g.tensor(&[b, 1, h]), g.tensor(&[b, 1, hq * dk]));
+                for (dst, t) in [(&qi_in, &qi), (&w_in, &w), (&q_in, &q), (&ik_in, &last(&ik_all)), (&k_in, &last(&k_all)), (&v_in, &last(&v_all))] {
+                    cu.write(dst, t).unwrap();
+                }
+                cu.write(&past, &Tensor::i64(vec![1], vec![n as i64])).unwrap();
+                if recorded.is_none() {
+                    let mut outs = None;
+                    let step = cu
+                        .capture(&mut || {
+                            let idx = cu.indexer_cached(&ix, &qi_in, &ik_in, weighted.then_some(&w_in), &ikc, &past).map_err(err)?;
+                            let o = cu.sparse_attention_cached(&sa, &q_in, [&k_in, &v_in], [&kc, &vc], &idx, &past).map_err(err)?;
+                            outs = Some((idx, o));
+                            Ok(())
+                        })
+                        .unwrap();
+                    recorded = Some((step, outs.unwrap()));
+                }
+                let (step, (idx, o)) = recorded.as_ref().unwrap();
+                step.replay().unwrap();
+                let ik = rows(&ik_all, n + 1);
+                let want_idx = crate::cpu::run_op(&Op::LightningIndexer(ix.clone()), &[Some(&qi), Some(&ik), weighted.then_some(&w)], &HashMap::new()).unwrap().remove(0);
+                let got_idx = cu.download(idx).unwrap();
+                assert_eq!(got_idx.as_i64().unwrap(), want_idx.as_i64().unwrap(), "{score}, step {s} ({n} cached): selected positions");
+                let (kn, vn) = (rows(&k_all, n + 1), rows(&v_all, n + 1));
+                let want = crate::cpu::run_op(&Op::SparseAttention(sa.clone()), &[Some(&q), Some(&kn), Some(&vn), Some(&want_idx)], &HashMap::new()).unwrap().remove(0);
+                let e = rel_err(cu.download(o).unwrap().as_f32().unwrap(), want.as_f32().unwrap());
+                assert!(e < 1e-5, "{score}, step {s} ({n} cached): relative error {e:.2e}");
+            }
         }
     }
 }

@@ -596,7 +596,7 @@ impl Cuda {
                 vec![v, i]
             }
             Op::LightningIndexer(a) => {
-                one(sparse::lightning_indexer(self, req(inputs, 0)?, req(inputs, 1)?, opt(inputs, 2), a.num_heads as usize, a.top_k as usize, &a.score)?)
+                one(sparse::lightning_indexer(self, req(inputs, 0)?, req(inputs, 1)?, opt(inputs, 2), a.num_heads as usize, a.top_k as usize, &a.score, None)?)
             }
             Op::SparseAttention(a) => one(sparse::sparse_attention(
                 self,

@@ -51,7 +51,19 @@ fn smem_optin(cu: &Cuda) -> usize {
 
 /// lt2::LightningIndexer: int64 [B, T, top_k] positions, highest score first, -1 padded.
 /// Scores (bit for bit the CPU's) then a per-query radix select and sort, over chunks of rows.
-pub(crate) fn lightning_indexer(cu: &Cuda, q: &CudaBuf, k: &CudaBuf, w: Option<&CudaBuf>, heads: usize, top_k: usize, score: &str) -> Result<CudaBuf, OpError> {
+/// With `past` (an i64 in device memory), `k` is a fixed-capacity cache whose rows
+/// 0 .. past + T hold keys (a recorded decode step): query t selects among rows 0 ..= past + t.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lightning_indexer(
+    cu: &Cuda,
+    q: &CudaBuf,
+    k: &CudaBuf,
+    w: Option<&CudaBuf>,
+    heads: usize,
+    top_k: usize,
+    score: &str,
+    past: Option<&CudaBuf>,
+) -> Result<CudaBuf, OpError> {
     let op = "lightning_indexer";
     expect_f32(op, "q_index", q)?;
     expect_f32(op, "k_index", k)?;
@@ -81,9 +93,64 @@ pub(crate) fn lightning_indexer(cu: &Cuda, q: &CudaBuf, k: &CudaBuf, w: Option<&
         launch!(cu, kernel, cfg, q.ptr(), k.ptr(), w.map_or(0, |w| w.ptr()), scores.ptr(), bi, ti, si, hi, di, t0 as i64, tc as i64)?;
         let threads = if topk == Kernel::IndexerTopK { TOPK_THREADS } else { 128 };
         let cfg = LaunchConfig { grid_dim: ((b * tc) as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: smem as u32 };
-        launch!(cu, topk, cfg, scores.ptr(), out.ptr(), ti, si, ki, t0 as i64, tc as i64)?;
+        launch!(cu, topk, cfg, scores.ptr(), out.ptr(), ti, si, ki, t0 as i64, tc as i64, past.map_or(0, |p| p.ptr()))?;
     }
     Ok(out)
+}
+
+/// One decode step of the lightning indexer over a fixed-capacity key cache (a step that a CUDA
+/// graph replays): writes the step's keys k_new [B, T, D] at rows past.. of k_cache [B, cap, D],
+/// then selects among rows 0 ..= past + t for query t, `past` read on the device.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lightning_indexer_cached(
+    cu: &Cuda,
+    q: &CudaBuf,
+    k_new: &CudaBuf,
+    w: Option<&CudaBuf>,
+    k_cache: &CudaBuf,
+    past: &CudaBuf,
+    heads: usize,
+    top_k: usize,
+    score: &str,
+) -> Result<CudaBuf, OpError> {
+    check_cached("lightning_indexer (fixed-capacity cache)", &[(k_new, k_cache)], past)?;
+    super::attention::write_rows(cu, k_cache, k_new, past)?;
+    lightning_indexer(cu, q, k_cache, w, heads, top_k, score, Some(past))
+}
+
+/// One decode step of sparse attention over fixed-capacity K/V caches: writes k_new, v_new at
+/// rows past.. of the caches, then attends over the positions in `idx` (all below past + T).
+pub(crate) fn sparse_attention_cached(
+    cu: &Cuda,
+    q: &CudaBuf,
+    [k_new, v_new]: [&CudaBuf; 2],
+    [k_cache, v_cache]: [&CudaBuf; 2],
+    idx: &CudaBuf,
+    past: &CudaBuf,
+    (q_heads, kv_heads, scale): (usize, usize, f32),
+) -> Result<CudaBuf, OpError> {
+    check_cached("sparse_attention (fixed-capacity cache)", &[(k_new, k_cache), (v_new, v_cache)], past)?;
+    for (new, cache) in [(k_new, k_cache), (v_new, v_cache)] {
+        super::attention::write_rows(cu, cache, new, past)?;
+    }
+    sparse_attention(cu, [q, k_cache, v_cache], idx, q_heads, kv_heads, scale)
+}
+
+/// New rows [B, T, w] f32 that fit their cache [B, cap, w]; the token count one int64. Checked
+/// before anything is written (a failure leaves the caches as they were).
+fn check_cached(op: &str, pairs: &[(&CudaBuf, &CudaBuf)], past: &CudaBuf) -> Result<(), OpError> {
+    if past.dtype != DType::I64 || past.numel() != 1 {
+        op_bail!("{op}: the token count must be one int64, got {:?} {:?}", past.dtype, past.shape);
+    }
+    for (new, cache) in pairs {
+        expect_f32(op, "new rows", new)?;
+        expect_f32(op, "cache", cache)?;
+        let (ns, cs) = (&new.shape, &cache.shape);
+        if ns.len() != 3 || cs.len() != 3 || ns[0] != cs[0] || ns[2] != cs[2] || ns[1] > cs[1] {
+            op_bail!("{op}: new rows {ns:?} do not fit cache {cs:?}");
+        }
+    }
+    Ok(())
 }
 
 /// sparse.cu `SparseParams`: the dims, the value columns of one launch, the scale.
