@@ -438,7 +438,11 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
     let mut tokens = Vec::new();
     let mut chosen_logits: Vec<f32> = Vec::new();
     let t1 = std::time::Instant::now();
-    let mut after_first = None;
+    // Each decode step's wall time, and how many steps are warm-up: the first (one-time set-up:
+    // GEMM plans for one-row shapes, fixed-capacity caches) and, where steps are recorded
+    // (CUDA graphs), the second, which records. The steady rate is the mean of the later steps.
+    let mut step_ms = Vec::new();
+    let warmup = if session.decode_recorded() { 2 } else { 1 };
     for i in 0..a.max_new_tokens {
         let tok = sample(&last, &s, &mut rng) as i64;
         tokens.push(tok);
@@ -446,16 +450,14 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
         if i + 1 == a.max_new_tokens {
             break;
         }
+        let t = std::time::Instant::now();
         last = session.decode(&vec![tok; nb])?.remove(0);
-        if i == 0 {
-            after_first = Some(std::time::Instant::now());
-        }
+        step_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let steps = a.max_new_tokens.saturating_sub(1).max(1);
     let decode_ms = t1.elapsed().as_secs_f64() * 1e3 / steps as f64;
-    // The first decode step pays one-time set-up (GEMM plans for one-row shapes); the steady
-    // rate is the mean of the steps after it.
-    let steady_ms = after_first.filter(|_| steps >= 2).map(|t| t.elapsed().as_secs_f64() * 1e3 / (steps - 1) as f64);
+    let steady_ms = (step_ms.len() > warmup).then(|| step_ms[warmup..].iter().sum::<f64>() / (step_ms.len() - warmup) as f64);
+    let warmup_ms: Vec<String> = step_ms.iter().take(warmup).map(|m| format!("{m:.3}")).collect();
     if let Some(p) = &a.logits_out {
         let t = lt2_runtime::tensor::Tensor::f32(vec![tokens.len(), vocab], chosen_logits);
         npz::write_npz(p, &[("logits".into(), t)])?;
@@ -465,7 +467,9 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
         let toks: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
         let per_step = steady_ms.unwrap_or(decode_ms);
         let batch = if nb > 1 { format!(", \"batch\": {nb}, \"decode_tokens_per_s\": {:.3}", nb as f64 * 1e3 / per_step) } else { String::new() };
-        let steady = steady_ms.map(|m| format!(", \"decode_ms_steady\": {m:.3}")).unwrap_or_default();
+        let steady = steady_ms
+            .map(|m| format!(", \"decode_ms_steady\": {m:.3}, \"decode_warmup_ms\": [{}]", warmup_ms.join(", ")))
+            .unwrap_or_default();
         let exit = if a.exit_threshold < 1.0 { format!(", \"loop_iterations_run\": {}, \"loop_iterations_skipped\": {}", loops.run, loops.skipped) } else { String::new() };
         println!(
             "{{\"tokens\": [{}], \"prefill_ms\": {prefill_ms:.3}, \"decode_ms_per_token\": {decode_ms:.3}, \"device\": \"{}\", \"decode_recorded\": {}{steady}{batch}{exit}}}",

@@ -43,8 +43,8 @@ def test_greedy_generate_matches_numpy_oracle(tmp_path):
         check=True, capture_output=True, text=True,
     )
     out = json.loads(r.stdout)
-    assert set(out) == {"tokens", "prefill_ms", "decode_ms_per_token", "decode_ms_steady", "device", "decode_recorded"}
-    assert out["decode_ms_steady"] > 0
+    assert set(out) == {"tokens", "prefill_ms", "decode_ms_per_token", "decode_ms_steady", "decode_warmup_ms", "device", "decode_recorded"}
+    assert out["decode_ms_steady"] > 0 and len(out["decode_warmup_ms"]) == 1  # CPU: the first step only
     assert out["device"] == "cpu"
     assert out["decode_recorded"] is False  # the CPU backend runs steps op by op
     want, want_logits = numpy_greedy(prompt, n)
