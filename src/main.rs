@@ -128,8 +128,12 @@ struct GenerateArgs {
     /// The compiled model.
     model: PathBuf,
     /// Prompt token ids, comma separated (e.g. 1,2,3).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "prompt_file", conflicts_with = "prompt_file")]
     prompt_ids: Vec<i64>,
+    /// A file of prompt token ids, separated by commas or whitespace: for prompts longer than a
+    /// command line holds (about 20K ids).
+    #[arg(long)]
+    prompt_file: Option<PathBuf>,
     /// How many tokens to generate.
     #[arg(long, default_value_t = 16)]
     max_new_tokens: usize,
@@ -404,12 +408,29 @@ fn device_request(d: DeviceArg) -> DeviceRequest {
     }
 }
 
-fn generate(a: GenerateArgs) -> Result<()> {
+fn generate(mut a: GenerateArgs) -> Result<()> {
+    if let Some(p) = &a.prompt_file {
+        a.prompt_ids = read_prompt_file(p)?;
+    }
     let file = ModelFile::open(&a.model)?;
     match open_backend(a.device, &file)? {
         Opened::Cpu(choice) => generate_on(Cpu, file, &choice, &a),
         Opened::Cuda(cu, choice) => generate_on(cu, file, &choice, &a),
     }
+}
+
+/// Token ids from a file, separated by commas or whitespace.
+fn read_prompt_file(p: &std::path::Path) -> Result<Vec<i64>> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading the prompt file {}", p.display()))?;
+    let ids = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse::<i64>().with_context(|| format!("{}: `{t}` is not a token id", p.display())))
+        .collect::<Result<Vec<_>>>()?;
+    if ids.is_empty() {
+        bail!("{}: no token ids", p.display());
+    }
+    Ok(ids)
 }
 
 fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a: &GenerateArgs) -> Result<()> {

@@ -55,6 +55,23 @@ def test_greedy_generate_matches_numpy_oracle(tmp_path):
     assert err < 1e-4, err
 
 
+@pytest.mark.skipif(not LT2C.exists(), reason="target/release/lt2c is not built (cargo build --release)")
+def test_prompt_file_gives_the_tokens_of_prompt_ids(tmp_path):
+    """`--prompt-file` (prompts longer than a command line holds) reads ids separated by commas
+    or whitespace; a bad token is an error naming the file."""
+    model = tmp_path / "m.bin"
+    subprocess.run([str(LT2C), str(FIXTURE), "-o", str(model)], check=True, capture_output=True)
+    prompt = [7, 100, 3, 250, 42, 9]
+    (tmp_path / "ids.txt").write_text("7, 100 3\n250,42\t9\n")
+    gen = [str(LT2C), "generate", str(model), "--max-new-tokens", "6", "--device", "cpu", "--json"]
+    by_file = subprocess.run(gen + ["--prompt-file", str(tmp_path / "ids.txt")], check=True, capture_output=True, text=True)
+    by_ids = subprocess.run(gen + ["--prompt-ids", ",".join(map(str, prompt))], check=True, capture_output=True, text=True)
+    assert json.loads(by_file.stdout)["tokens"] == json.loads(by_ids.stdout)["tokens"] == numpy_greedy(prompt, 6)[0]
+    (tmp_path / "bad.txt").write_text("1,2,x")
+    bad = subprocess.run(gen + ["--prompt-file", str(tmp_path / "bad.txt")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "`x` is not a token id" in bad.stderr and "bad.txt" in bad.stderr
+
+
 @pytest.mark.skipif(not LT2C.exists(), reason="target/release/lt2c is not built")
 def test_generate_past_capacity_is_a_clear_error(tmp_path):
     model = tmp_path / "m.bin"
