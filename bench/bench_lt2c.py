@@ -82,7 +82,8 @@ def main():
     ap.add_argument("--big", default="", help="instead of the tiny models: this zoo model at its 1.3B size")
     ap.add_argument("--runs", default="1024:fp32,1024:bf16,8192:bf16,8192:fp32",
                     help="timed generate runs PROMPT:DTYPE, in priority order (those that do not fit the time are dropped)")
-    ap.add_argument("--batches", default="8,64", help="with --big: generate --batch N rows at --batch-ctx, after the runs ('' for none)")
+    ap.add_argument("--batches", default="8,64", help="with --big: generate --batch N rows at --batch-ctx, or N@CTX at context CTX, "
+                    "after the runs ('' for none)")
     ap.add_argument("--batch-ctx", type=int, default=1024, help="prompt length of the batched rows")
     ap.add_argument("--prep", default="", help="only prepare these models (comma separated; ONNX + compiles of --runs' dtypes and "
                     "fp32, weights drawn on the CPU) into $LT2C_PREP_DIR/<model>, for a later --big step (run.sh part 2 runs it "
@@ -104,7 +105,8 @@ def main():
     if a.big:
         runs = parse_runs(a.runs)
         try:
-            return big(exe, work, a.big, runs, [int(x) for x in a.batches.split(",") if x], a.batch_ctx)
+            batches = [(int(x.split("@")[0]), int(x.split("@")[1]) if "@" in x else a.batch_ctx) for x in a.batches.split(",") if x]
+            return big(exe, work, a.big, runs, batches)
         except Exception as ex:  # noqa: BLE001
             import traceback
 
@@ -359,7 +361,26 @@ def cache_need(exe, mb, cfg, batch, ctx):
     return batch * (fixed + per_tok * ctx)
 
 
-def big(exe, work, name, runs, batches=(8, 64), batch_ctx=1024):
+def prompt_args(work, ids):
+    """`generate` arguments for a prompt: through a file (32K ids overflow a command line)."""
+    p = Path(work) / "prompt.txt"
+    p.write_text(",".join(map(str, ids)))
+    return ["--prompt-file", p]
+
+
+def steady_note(js, steps):
+    """How a generate's decode time was taken: the steps after its warm-up steps (the first, and
+    on CUDA the one recorded as a graph), or all of them (older binaries)."""
+    if "decode_warmup_ms" in js:
+        w = js["decode_warmup_ms"]
+        what = "the first" if len(w) == 1 else "the first and the recorded one"
+        return f"mean of the {steps - len(w)} decode steps after {what} (warm-up: {', '.join(f'{x:.0f}' for x in w)} ms; graph replay: {js.get('decode_recorded')})"
+    if "decode_ms_steady" in js:
+        return f"mean of the {steps - 1} steps after the first"
+    return f"mean of {steps} steps"
+
+
+def big(exe, work, name, runs, batches=((8, 1024), (64, 1024))):
     """The model at its 1.3B size. ``prepare`` (here, or earlier in the background by
     ``--prep``: then its result is used) gives the ONNX and the compiles: fp32 always (for the
     check), and each dtype of ``runs`` (``--dtype bf16`` where the carried binary has it).
@@ -370,11 +391,13 @@ def big(exe, work, name, runs, batches=(8, 64), batch_ctx=1024):
     model whose weight products round their operands the same way (``bench_model.LINEAR_ROUND``;
     see ``TOL_*``). Then the timings of the dtypes of ``runs`` that passed (not of the check-only
     fp32 build), in priority order while the time lasts: B1 ``generate`` at the prompts of
-    ``runs`` up to 2K tokens, ``generate --batch N`` at ``batch_ctx`` for N <= 8, B1 at the longer
-    prompts, the larger batches. B1: 9 new tokens, one untimed process before the first of each
+    ``runs`` up to 2K tokens, ``generate --batch N`` (``batches``: (N, context)) for N <= 8 at up to
+    2K context, B1 at the longer prompts, the rest of the batches. B1: 12 new tokens, one untimed
+    process before the first of each
     dtype and up to 3 timed ones (2 above 2K tokens; more than one only where the later jobs keep
-    about 15 s each), medians of lt2c's own ``prefill_ms`` / ``decode_ms_steady``. Batches: one
-    process, 6 new tokens; skipped with the reason where lt2c's caches (``lt2c inspect``) cannot
+    about 15 s each), medians of lt2c's own ``prefill_ms`` / ``decode_ms_steady`` (the decode steps
+    after the warm-up: the first, and the one recorded as a CUDA graph). Batches: one
+    process, 8 new tokens; skipped with the reason where lt2c's caches (``lt2c inspect``) cannot
     fit the card."""
     import shutil
 
@@ -501,12 +524,13 @@ def big(exe, work, name, runs, batches=(8, 64), batch_ctx=1024):
     walls_at = {}  # (dtype, prompt) -> (seconds of one generate process, seconds of its prefill)
     long_from = 2048
     jobs = [("run", L, dt) for L, dt in runs if L <= long_from and dt in timed_dtypes]
-    jobs += [("batch", nb, dt) for nb in batches if nb <= 8 for dt in timed_dtypes]
+    small = [b for b in batches if b[0] <= 8 and b[1] <= long_from]
+    jobs += [("batch", b, dt) for b in small for dt in timed_dtypes]
     jobs += [("run", L, dt) for L, dt in runs if L > long_from and dt in timed_dtypes]
-    jobs += [("batch", nb, dt) for nb in batches if nb > 8 for dt in timed_dtypes]
+    jobs += [("batch", b, dt) for b in batches if b not in small for dt in timed_dtypes]
     if batches and not batched:
         for dt in timed_dtypes:
-            emit(section="lt2c", model=label, system=f"lt2c {dt}", row="decode", shape=", ".join(f"B{n}" for n in batches), note=NOT_BATCHED)
+            emit(section="lt2c", model=label, system=f"lt2c {dt}", row="decode", shape=", ".join(f"B{n} ctx{c}" for n, c in batches), note=NOT_BATCHED)
         jobs = [j for j in jobs if j[0] == "run"]
 
     def need_s(dt, L):
@@ -526,7 +550,7 @@ def big(exe, work, name, runs, batches=(8, 64), batch_ctx=1024):
                  note=f"dropped: time budget ({left:.0f} s left, about {need:.0f} s needed)")
             return
         ids = g.integers(0, cfg.vocab, L).tolist()
-        gen = [exe, "generate", mbs[dt], "--prompt-ids", ",".join(map(str, ids)), "--max-new-tokens", "9", "--json", "--device", LDEV,
+        gen = [exe, "generate", mbs[dt], *prompt_args(work, ids), "--max-new-tokens", "12", "--json", "--device", LDEV,
                "--max-context", str(L + 16)]
         outs, last_err = [], ""
         timed = 3 if L <= long_from else 2
@@ -551,9 +575,6 @@ def big(exe, work, name, runs, batches=(8, 64), batch_ctx=1024):
                  note=f"no timed generate: {last_err or 'time budget'}")
             return
         pf = common.median([o["prefill_ms"] for o in outs])
-        # steady state: the mean of the 7 decode steps after the first (which pays one-time GEMM
-        # plan set-up); older binaries only report the mean of all 8
-        steady = all("decode_ms_steady" in o for o in outs)
         dc = common.median([o.get("decode_ms_steady", o["decode_ms_per_token"]) for o in outs])
         prec = "fp32 weights and activations" if dt == "fp32" else f"{dt} weight products (operands {dt}, fp32 accumulation, activations, norms, state and caches fp32)"
         warm = "after 1 untimed" if first else "no untimed one: this build ran before"
@@ -564,11 +585,11 @@ def big(exe, work, name, runs, batches=(8, 64), batch_ctx=1024):
         fl, by = floors(cfg, "decode", 1, L)
         emit(section="lt2c", model=label, system=sysname, row="decode (lt2c generate --json)", shape=f"B1 ctx{L}", batch=1, ctx=L,
              ms=dc, tok_s=1e3 / dc, flops=fl, bytes=by,
-             note=f"lt2c's host wall clock, {'mean of the 7 steps after the first' if steady else 'mean of 8 steps'}, median of {len(outs)} processes; {prec}; floor: bf16 weights and caches")
+             note=f"lt2c's host wall clock, {steady_note(outs[-1], 11)}, median of {len(outs)} processes; {prec}; floor: bf16 weights and caches")
 
-    def batch_row(nb, dt):
+    def batch_row(b, dt):
         """`generate --batch N` runs N copies of a prompt as one batch."""
-        L = batch_ctx
+        nb, L = b
         shape = f"B{nb} ctx{L}"
         need_b = cache_need(exe, mbs[dt], cfg, nb, L + 16)
         free = torch.cuda.mem_get_info()[0] if LDEV == "cuda" and torch.cuda.is_available() else 1 << 40
@@ -586,7 +607,7 @@ def big(exe, work, name, runs, batches=(8, 64), batch_ctx=1024):
                  note=f"dropped: time budget ({common.time_left():.0f} s left, about {need:.0f} s needed)")
             return
         ids = g.integers(0, cfg.vocab, L).tolist()
-        r = sh([exe, "generate", mbs[dt], "--prompt-ids", ",".join(map(str, ids)), "--max-new-tokens", "6", "--batch", str(nb), "--json",
+        r = sh([exe, "generate", mbs[dt], *prompt_args(work, ids), "--max-new-tokens", "8", "--batch", str(nb), "--json",
                 "--device", LDEV, "--max-context", str(L + 16)], timeout=max(15, int(common.time_left()) - 5))
         if r.returncode:
             emit(section="lt2c", model=label, system=f"lt2c {dt}", row="decode (lt2c generate --batch)", shape=shape,
@@ -598,7 +619,7 @@ def big(exe, work, name, runs, batches=(8, 64), batch_ctx=1024):
         emit(section="lt2c", model=label, system=f"lt2c {dt}", row="decode (lt2c generate --batch)", shape=shape, batch=nb, ctx=L,
              ms=step, tok_s=nb * 1e3 / step, flops=fl, bytes=by,
              note=f"lt2c's host wall clock, one process, {nb} copies of the prompt as one batch (prefill {js['prefill_ms']:.0f} ms), "
-                  "mean of the 4 decode steps after the first")
+                  f"{steady_note(js, 7)}")
 
     for kind, n, dt in jobs:
         (run_row if kind == "run" else batch_row)(n, dt)

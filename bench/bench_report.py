@@ -6,7 +6,9 @@
 
 With no file: ``$BENCH_OUT/results.jsonl``. Several files (the two device calls of run.sh) merge
 into one table; every row keeps the floor computed in its own call (with that call's measured
-ceilings) and a ``call`` number. A file that is missing is reported and skipped.
+ceilings) and a ``call`` number. A file that is missing is reported and skipped. Kernel rows of
+bench_lt2c_kernels.py (systems "lt2c", "lt2c bf16") fill the kernel table's lt2c column of the
+row with the same family, kernel and shape.
 """
 
 from __future__ import annotations
@@ -129,6 +131,54 @@ def plot(rows, path, title):
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+LT2C_KERNEL_NOTE = (
+    "lt2c column: the same kernel and shape in lt2c (`bench/bench_lt2c_kernels.py`), ms and, in brackets, measured / the row's "
+    "floor: a one-op ONNX model (LinearAttention-27; Attention-23, with past_key/past_value for decode; lt2::LightningIndexer + "
+    "SparseAttention) on seeded random inputs, compiled by the carried lt2c, fp32 in and out (lt2c computes these ops in fp32; "
+    "the floors stay bf16's); \"bf16\": attention prefill built with `--dtype bf16` (q, k, v rounded to bf16 in the op, tensor "
+    "cores). Time: device time of the op(s) from `LT2C_CUDA_PROFILE=1 lt2c run` (CUDA events, each op alone on the device), "
+    "mean of the runs after the first. Timed only after its check against fp64 passed in the same call (Correctness checks); "
+    "— = no lt2c row at that shape; shapes lt2c did not time are under Not measured with the reason. Rows of system lt2c: "
+    "lt2c shapes without a row of another system.")
+
+
+def kernel_key(r):
+    """(family, kernel, shape) of a kernel row: bench_lt2c_kernels' rows name the kernel they
+    stand beside (``kernel``), the others' kernel is their row text before the brackets."""
+    return (r.get("model"), r.get("kernel") or r.get("row", "").split(" (")[0], r.get("shape", ""))
+
+
+def is_lt2c(r):
+    return r.get("system", "").startswith("lt2c")
+
+
+def kernel_rows(ker):
+    """The kernel table's rows and {key: [lt2c rows]} for its lt2c column: lt2c rows (fp32, and
+    "lt2c bf16") whose kernel and shape another system has go into that row's column; the rest
+    stay rows."""
+    keys = {kernel_key(r) for r in ker if not is_lt2c(r)}
+    lt2c_of = {}
+    for r in sorted((r for r in ker if is_lt2c(r) and kernel_key(r) in keys), key=lambda r: r["system"] != "lt2c"):
+        lt2c_of.setdefault(kernel_key(r), []).append(r)
+    return [r for r in ker if not is_lt2c(r) or kernel_key(r) not in keys], lt2c_of
+
+
+def lt2c_cell(r, lt2c_of):
+    """'ms (ratio x)' of each lt2c build of the row's kernel and shape (the bf16 one marked), or
+    why it has none."""
+    if is_lt2c(r):
+        return ""
+    cells = []
+    for lt in lt2c_of.get(kernel_key(r), []):
+        tag = lt["system"][len("lt2c"):].strip()
+        if lt.get("ms"):
+            v = f"{fmt(lt['ms'])} ({fmt(lt.get('ratio'))}x)" if lt.get("ratio") else fmt(lt["ms"])
+        else:
+            v = lt.get("note", "").split(":")[0]
+        cells.append(f"{tag} {v}".strip())
+    return "; ".join(cells) or "—"
 
 
 def pick(rows):
@@ -270,17 +320,24 @@ def main():
     ker = [r for r in rows if r.get("section") == "kernel"]
     out.append("### Kernels (bf16)")
     out.append("")
+    have_lt2c = any(is_lt2c(r) for r in ker)
+    lt_fp32 = [r for r in ker if r.get("system") == "lt2c" and r.get("ms")]
+    ker, lt2c_of = kernel_rows(ker)
     out.append(table(ker, [
         ("kernel", lambda r: r["row"]), ("shape family", lambda r: r["model"]), ("system", lambda r: r["system"]),
         ("shape", lambda r: r.get("shape", "")), ("ms", lambda r: fmt(r.get("ms"))),
         ("floor ms", lambda r: fmt(r.get("floor_ms"))), ("bound", lambda r: r.get("floor_bound", "")),
-        ("measured/floor", lambda r: fmt(r.get("ratio"))), ("lt2c", lambda r: "n/a"), ("call", lambda r: r.get("call", "")),
-        ("note", lambda r: r.get("note", "")),
+        ("measured/floor", lambda r: fmt(r.get("ratio"))),
+        ("lt2c ms (measured/floor)" if have_lt2c else "lt2c", lambda r: lt2c_cell(r, lt2c_of) if have_lt2c else "n/a"),
+        ("call", lambda r: calls_of([r] + lt2c_of.get(kernel_key(r), []))), ("note", lambda r: r.get("note", "")),
     ]))
     out.append("")
-    out.append("lt2c column: n/a — lt2c runs whole models only (no kernel-level entry point to time).")
-    dense = {r["shape"]: r for r in ker if r["row"].startswith("attention prefill") and r.get("ms")}
-    sp = [r for r in ker if r["row"].startswith("DSA prefill: indexer + top-k + sparse") and r.get("ms")]
+    if have_lt2c:
+        out.append(LT2C_KERNEL_NOTE)
+    else:
+        out.append("lt2c column: n/a — lt2c runs whole models only (no kernel-level entry point to time).")
+    dense = {r["shape"]: r for r in ker if r["row"].startswith("attention prefill") and r.get("ms") and not is_lt2c(r)}
+    sp = [r for r in ker if r["row"].startswith("DSA prefill: indexer + top-k + sparse") and r.get("ms") and not is_lt2c(r)]
     if sp:
         out.append("")
         parts = []
@@ -290,6 +347,14 @@ def main():
                          + (f"{fmt(d['ms'])} ms ({fmt(r['ms'] / d['ms'])}x)" if d else "not measured"))
         out.append("Sparse vs dense (LT2's DSA: indexer + top-k + sparse attention, 16 heads over a 576-dim latent, "
                    "top-2048, PyTorch; dense: causal SDPA 16 heads x 128, same length; bf16, B = 1): " + "; ".join(parts) + ".")
+    lt_sp = [r for r in lt_fp32 if r["row"].startswith("DSA prefill: indexer + top-k + sparse")]
+    lt_dense = {r["shape"]: r for r in lt_fp32 if r["row"].startswith("attention prefill")}
+    if lt_sp:
+        parts = [f"{r['shape']}: DSA {fmt(r['ms'])} ms vs dense " + (f"{fmt(lt_dense[r['shape']]['ms'])} ms" if r["shape"] in lt_dense
+                 else "not measured") for r in lt_sp]
+        out.append("")
+        out.append("The same in lt2c (fp32, device time of its LightningIndexer + SparseAttention vs its Attention op): "
+                   + "; ".join(parts) + ".")
     out.append("")
     lt = [r for r in rows if r.get("section") == "lt2c"]
     out.append("### lt2c")

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The benchmark (issue 6) on the GPU machine, repo root. The whole sweep is TWO device calls of
-# at most 540 s each (BENCH_BUDGET_S; under 9.5 min with the start-up), each with its own $OUT:
+# The benchmark (issue 6) on the GPU machine, repo root. The whole sweep is two parts of at most
+# 540 s each (BENCH_BUDGET_S): side by side in ONE device call on a two-GPU host with
+# bench/sweep.sh (the way to run it), or as two device calls, each with its own $OUT:
 #
 #   call 1:  BENCH_PART=1 BENCH_BUDGET_S=540 bash bench/run.sh
-#            = BENCH_ONLY="peaks lt2c-tiny lt2c-big e2e-lt2 kernels-rest"   (lt2c and PyTorch on
-#              LT2 Full+GDN 1.3B in the same run; then the SDPA, DSA and Qwen-style GDN kernel rows)
+#            = BENCH_ONLY="peaks lt2c-tiny lt2c-big e2e-lt2 kernels-rest lt2c-kernels"   (lt2c and
+#              PyTorch on LT2 Full+GDN 1.3B in the same run; then the SDPA, DSA and Qwen-style GDN
+#              kernel rows, and lt2c's kernels alone on every kernel shape)
 #   call 2:  BENCH_PART=2 BENCH_BUDGET_S=540 BENCH_MERGE=out/run1/results.jsonl bash bench/run.sh
 #            = BENCH_ONLY="peaks lt2c-prep kernels-lt2 e2e-ouro lt2c-ouro e2e-dsa lt2c-dsa"   (lt2c
 #              and PyTorch on LT2 GDN+DSA 1.3B and Ouro-1.4B-shaped in the same run; LT2's GDN kernels)
@@ -39,7 +41,7 @@ RESERVE=25  # kept for the report
 export PYTHONUNBUFFERED=1 FLA_CACHE_RESULTS=1
 
 case "${BENCH_PART:-}" in
-  1) BENCH_ONLY="peaks lt2c-tiny lt2c-big e2e-lt2 kernels-rest" ;;
+  1) BENCH_ONLY="peaks lt2c-tiny lt2c-big e2e-lt2 kernels-rest lt2c-kernels" ;;
   2) BENCH_ONLY="peaks lt2c-prep kernels-lt2 e2e-ouro lt2c-ouro e2e-dsa lt2c-dsa" ;;
   "") ;;
   *) echo "BENCH_PART must be 1 or 2"; exit 2 ;;
@@ -142,14 +144,16 @@ BG_DIR=$(mktemp -d /tmp/bench_bg.XXXXXX)  # this run's background steps: their p
 
 # caps: the estimates of an H100 run (see RESULTS.md) plus margin; the budget cuts the last step.
 # Estimates (s, H100, from the step and row times of the earlier sweeps):
-#   call 1: peaks 20, lt2c-tiny 25, lt2c-big 130, e2e-lt2 180, kernels-rest 105        = about 460
+#   call 1: peaks 20, lt2c-tiny 25, lt2c-big 170, e2e-lt2 180, kernels-rest 105,
+#           lt2c-kernels 60-75 (not measured yet)                                   = about 560
 #   call 2: peaks 20, kernels-lt2 100 (lt2c-prep, 120-170, beside it), lt2c-dsa 60-95
 #           (lt2c's DSA prefill at 8K is not measured yet), lt2c-ouro 50, e2e-ouro 80,
 #           e2e-dsa 150 (its 32K eager prompt timed once, no compiled 32K row)      = about 460-500
-PREP_RUNS="1024:bf16,8192:bf16"
+PREP_RUNS="1024:bf16,8192:bf16,32768:bf16"
+BATCHES="8,64,8@8192,64@8192"
 step 25  peaks          python3 bench/bench_peaks.py
 step 60  lt2c-tiny      python3 bench/bench_lt2c.py
-step 200 lt2c-big       python3 bench/bench_lt2c.py --big lt2_full_gdn --runs 1024:fp32,1024:bf16,8192:bf16,8192:fp32
+step 200 lt2c-big       python3 bench/bench_lt2c.py --big lt2_full_gdn --runs 1024:fp32,1024:bf16,8192:bf16,8192:fp32,32768:bf16 --batches "$BATCHES"
 if bg_step 300 lt2c-prep env CUDA_VISIBLE_DEVICES= python3 bench/bench_lt2c.py --prep ouro,lt2_gdn_dsa --runs "$PREP_RUNS"; then
   for m in lt2_gdn_dsa ouro; do mkdir -p "$LT2C_PREP_DIR/$m" && echo "${BG_PIDS##* }" > "$LT2C_PREP_DIR/$m/started"; done
 fi
@@ -159,11 +163,13 @@ step 200 e2e-lt2        python3 bench/bench_e2e.py --model lt2_full_gdn
 # 180 s on an H100 host for both models, Ouro first) is done by then (it was not, at 50 s, in
 # the first run of this order's predecessor).
 step 120 e2e-ouro       python3 bench/bench_e2e.py --model ouro
-step 90  lt2c-ouro      python3 bench/bench_lt2c.py --big ouro --runs "$PREP_RUNS" --batches 8,64
+step 90  lt2c-ouro      python3 bench/bench_lt2c.py --big ouro --runs "$PREP_RUNS" --batches "$BATCHES"
 step 200 e2e-dsa        python3 bench/bench_e2e.py --model lt2_gdn_dsa --long-iters 1 --compile-prefill 1024,8192 \
   --compile-prefill-why "to fit call 2: the DSA selection runs eagerly under torch.compile too; 32K in the sweep of 2026-11-27: compile 11.9 s, eager 12.2 s"
-step 120 lt2c-dsa       python3 bench/bench_lt2c.py --big lt2_gdn_dsa --runs "$PREP_RUNS" --batches 8,64
+step 120 lt2c-dsa       python3 bench/bench_lt2c.py --big lt2_gdn_dsa --runs "$PREP_RUNS" --batches "$BATCHES"
 step 170 kernels-rest   python3 bench/bench_kernels.py --set attn,dsa,gdn_qwen
+# lt2c's kernels alone (one-op ONNX models, device time from LT2C_CUDA_PROFILE), beside the rows above
+step 200 lt2c-kernels   python3 bench/bench_lt2c_kernels.py
 for f in "$BG_DIR"/*.pid; do  # a background step still running now is of no more use: end it (its timeout ends its command)
   [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null && echo "=== ended the background step $(basename "$f" .pid)"
 done

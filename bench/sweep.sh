@@ -24,7 +24,7 @@ fi
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 PARTS=/tmp/bench_parts
 rm -rf "$PARTS" && mkdir -p "$PARTS/part1" "$PARTS/part2"
-BUDGET=${BENCH_BUDGET_S:-530}
+BUDGET=${BENCH_BUDGET_S:-560}
 echo "sweep: $NGPU GPU(s); budget per part ${BUDGET}s"
 if [ "$NGPU" -ge 2 ]; then
   CUDA_VISIBLE_DEVICES=0 OUT="$PARTS/part1" BENCH_PART=1 BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part1.console" 2>&1 &
