@@ -421,6 +421,7 @@ fn generate(mut a: GenerateArgs) -> Result<()> {
 
 /// Token ids from a file, separated by commas or whitespace.
 fn read_prompt_file(p: &std::path::Path) -> Result<Vec<i64>> {
+    use anyhow::Context as _;
     let text = std::fs::read_to_string(p).with_context(|| format!("reading the prompt file {}", p.display()))?;
     let ids = text
         .split(|c: char| c == ',' || c.is_whitespace())
@@ -428,7 +429,7 @@ fn read_prompt_file(p: &std::path::Path) -> Result<Vec<i64>> {
         .map(|t| t.parse::<i64>().with_context(|| format!("{}: `{t}` is not a token id", p.display())))
         .collect::<Result<Vec<_>>>()?;
     if ids.is_empty() {
-        bail!("{}: no token ids", p.display());
+        anyhow::bail!("{}: no token ids", p.display());
     }
     Ok(ids)
 }
