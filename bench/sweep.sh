@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole benchmark (issue 6) in ONE device command: bench/run.sh's two parts side by side,
 # part 1 on GPU 0 and part 2 on GPU 1 of a two-GPU host (the `nvidia-h100-x2` kind), then one
-# report (table + plot) over both. Each part measures its own card's ceilings, so every row's
+# report (table + plot) over both. With three or more GPUs (`nvidia-h100-x4`) part 1's kernel
+# steps (kernels-rest, lt2c-kernels) run as a third part on GPU 2, so none of them is cut by
+# part 1's time budget. Each part measures its own card's ceilings, so every row's
 # floor comes from the GPU that ran it; PyTorch, flash-linear-attention and lt2c rows of a model
 # always run in the same part, on the same GPU.
 #
@@ -23,10 +25,20 @@ if [ ! -x bench/.bin/lt2c ] && [ -f bench/.bin/lt2c.xz ]; then
 fi
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 PARTS=/tmp/bench_parts
-rm -rf "$PARTS" && mkdir -p "$PARTS/part1" "$PARTS/part2"
+rm -rf "$PARTS" && mkdir -p "$PARTS/part1" "$PARTS/part2" "$PARTS/part3"
 BUDGET=${BENCH_BUDGET_S:-560}
 echo "sweep: $NGPU GPU(s); budget per part ${BUDGET}s"
-if [ "$NGPU" -ge 2 ]; then
+if [ "$NGPU" -ge 3 ]; then
+  CUDA_VISIBLE_DEVICES=0 OUT="$PARTS/part1" BENCH_ONLY="peaks lt2c-tiny lt2c-big e2e-lt2" BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part1.console" 2>&1 &
+  P1=$!
+  CUDA_VISIBLE_DEVICES=1 OUT="$PARTS/part2" BENCH_PART=2 BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part2.console" 2>&1 &
+  P2=$!
+  CUDA_VISIBLE_DEVICES=2 OUT="$PARTS/part3" BENCH_ONLY="peaks kernels-rest lt2c-kernels" BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part3.console" 2>&1 &
+  P3=$!
+  wait $P1; echo "part 1 (GPU 0) rc=$? after $(( $(date +%s) - START ))s"
+  wait $P2; echo "part 2 (GPU 1) rc=$? after $(( $(date +%s) - START ))s"
+  wait $P3; echo "part 3 (GPU 2) rc=$? after $(( $(date +%s) - START ))s"
+elif [ "$NGPU" -ge 2 ]; then
   CUDA_VISIBLE_DEVICES=0 OUT="$PARTS/part1" BENCH_PART=1 BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part1.console" 2>&1 &
   P1=$!
   CUDA_VISIBLE_DEVICES=1 OUT="$PARTS/part2" BENCH_PART=2 BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part2.console" 2>&1 &
@@ -38,7 +50,9 @@ else
   OUT="$PARTS/part1" BENCH_PART=1 BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part1.console" 2>&1; echo "part 1 rc=$?"
   OUT="$PARTS/part2" BENCH_PART=2 BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part2.console" 2>&1; echo "part 2 rc=$?"
 fi
-python3 bench/bench_report.py --out "$OUTDIR" "$PARTS/part1/results.jsonl" "$PARTS/part2/results.jsonl" > /dev/null
+RES="$PARTS/part1/results.jsonl $PARTS/part2/results.jsonl"
+[ -s "$PARTS/part3/results.jsonl" ] && RES="$RES $PARTS/part3/results.jsonl"
+python3 bench/bench_report.py --out "$OUTDIR" $RES > /dev/null
 tar -czf "$OUTDIR/parts.tar.gz" -C "$PARTS" .
 echo "=== sweep total $(( $(date +%s) - START ))s"
 cat "$OUTDIR/RESULTS_section.md"
