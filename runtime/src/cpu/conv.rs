@@ -63,28 +63,50 @@ pub(crate) fn causal_conv(
     let p = k - 1;
     let mut y = vec![0f32; nb * l * c];
     let mut st = vec![0f32; nb * c * p];
-    let mut xpad = vec![0f32; p + l];
+    // Row-major over time, all channels of a row at once (contiguous, vectorisable): input row
+    // t - p + j is the state's column t + j for t + j < p, else x's row t + j - p.
+    let mut wt = vec![0f32; k * c]; // taps transposed: [j][ch]
+    for ch in 0..c {
+        for j in 0..k {
+            wt[j * c + ch] = wv[ch * k + j];
+        }
+    }
+    let mut past = vec![0f32; p * c]; // the state as rows: [j][ch]
     for b in 0..nb {
-        for ch in 0..c {
-            match sv {
-                Some(sv) => xpad[..p].copy_from_slice(&sv[(b * c + ch) * p..(b * c + ch + 1) * p]),
-                None => xpad[..p].fill(0.0),
-            }
-            for t in 0..l {
-                xpad[p + t] = xv[(b * l + t) * c + ch];
-            }
-            let taps = &wv[ch * k..(ch + 1) * k];
-            for t in 0..l {
-                let mut acc = 0f32;
-                for (j, &wj) in taps.iter().enumerate() {
-                    acc += wj * xpad[t + j];
+        match sv {
+            Some(sv) => {
+                for ch in 0..c {
+                    for j in 0..p {
+                        past[j * c + ch] = sv[(b * c + ch) * p + j];
+                    }
                 }
-                if let Some(bv) = bv {
-                    acc += bv[ch];
-                }
-                y[(b * l + t) * c + ch] = if apply_silu { silu(acc) } else { acc };
             }
-            st[(b * c + ch) * p..(b * c + ch + 1) * p].copy_from_slice(&xpad[l..l + p]);
+            None => past.fill(0.0),
+        }
+        let xb = &xv[b * l * c..(b + 1) * l * c];
+        let row = |i: usize| -> &[f32] { if i < p { &past[i * c..(i + 1) * c] } else { &xb[(i - p) * c..(i - p + 1) * c] } };
+        for t in 0..l {
+            let yr = &mut y[(b * l + t) * c..(b * l + t + 1) * c];
+            yr.fill(0.0);
+            for j in 0..k {
+                let (xr, wr) = (row(t + j), &wt[j * c..(j + 1) * c]);
+                for ((acc, &xi), &wi) in yr.iter_mut().zip(xr).zip(wr) {
+                    *acc += wi * xi;
+                }
+            }
+            if let Some(bv) = bv {
+                yr.iter_mut().zip(bv).for_each(|(a, &bi)| *a += bi);
+            }
+            if apply_silu {
+                yr.iter_mut().for_each(|a| *a = silu(*a));
+            }
+        }
+        // The new state: the last p input rows (older state rows where l < p), channel-major.
+        for j in 0..p {
+            let r = row(l + j);
+            for ch in 0..c {
+                st[(b * c + ch) * p + j] = r[ch];
+            }
         }
     }
     Ok((Tensor::f32(vec![nb, l, c], y), Tensor::f32(vec![nb, c, p], st)))

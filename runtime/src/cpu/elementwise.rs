@@ -29,6 +29,23 @@ pub(crate) fn silu(x: f32) -> f32 {
     x * sigmoid(x)
 }
 
+/// `f` over every element; long inputs (a prefill's activations) on all cores, in chunks.
+pub(crate) fn par_map(v: &[f32], f: fn(f32) -> f32) -> Vec<f32> {
+    const MIN_PER_THREAD: usize = 1 << 15;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(v.len() / MIN_PER_THREAD);
+    if threads <= 1 {
+        return v.iter().map(|&p| f(p)).collect();
+    }
+    let mut out = vec![0f32; v.len()];
+    let per = v.len().div_ceil(threads);
+    std::thread::scope(|sc| {
+        for (o, x) in out.chunks_mut(per).zip(v.chunks(per)) {
+            sc.spawn(move || o.iter_mut().zip(x).for_each(|(o, &p)| *o = f(p)));
+        }
+    });
+    out
+}
+
 /// `f(a[i], b[j])` over the broadcast of the two shapes, in row-major order of `out`.
 fn zip_broadcast<T: Copy>(a: &[T], sa: &[usize], b: &[T], sb: &[usize], out: &[usize], f: impl Fn(T, T) -> T) -> Vec<T> {
     if sa == sb {
@@ -112,7 +129,7 @@ pub(crate) fn unary(x: &Tensor, kind: UnaryKind) -> Result<Tensor, OpError> {
                 UnaryKind::Sin => f32::sin,
                 UnaryKind::Cos => f32::cos,
             };
-            Data::F32(v.iter().map(|&p| f(p)).collect())
+            Data::F32(par_map(v, f))
         }
         Data::I64(v) => {
             let f: fn(i64) -> i64 = match kind {
@@ -193,6 +210,14 @@ mod tests {
         assert!(binary(&a, &Tensor::f32(vec![1], vec![1.0]), BinaryKind::Add).unwrap_err().0.contains("dtypes"));
         let e = binary(&Tensor::f32(vec![2, 3], vec![1.0; 6]), &Tensor::f32(vec![2], vec![1.0; 2]), BinaryKind::Add);
         assert!(e.unwrap_err().0.contains("broadcast"));
+    }
+
+    #[test]
+    fn par_map_equals_the_serial_map() {
+        let x: Vec<f32> = Lcg::new(12).vec(200_003).iter().map(|v| v * 8.0).collect();
+        let want: Vec<f32> = x.iter().map(|&p| silu(p)).collect();
+        assert_eq!(par_map(&x, silu), want);
+        assert_eq!(par_map(&x[..5], silu), want[..5]);
     }
 
     #[test]

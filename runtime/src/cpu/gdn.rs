@@ -124,11 +124,67 @@ pub(crate) fn linear_attention(
     let scale = if scale == 0.0 { (1.0 / (dk as f64).sqrt()) as f32 } else { scale };
     let group = q_heads / kv_heads;
 
+    let x = HeadInputs { qv, kv, vv, gv, bv, t, dk, dv, q_heads, kv_heads, group, gated, delta, g_per_dim, b_per_head, scale };
+    // One (batch, kv head) recurrence per task, each into its own state slice and output rows
+    // [T, group, V]; long inputs run the tasks on all cores (decode steps stay on one thread).
+    let tasks = nb * kv_heads;
+    let mut outs = vec![0f32; tasks * t * group * dv];
+    let threads = if t * dk * dv * tasks >= 1 << 20 { std::thread::available_parallelism().map_or(1, |n| n.get()).min(tasks) } else { 1 };
+    let per = tasks.div_ceil(threads.max(1));
+    let work = s_all.chunks_mut(per * dk * dv).zip(outs.chunks_mut(per * t * group * dv)).enumerate();
+    if threads <= 1 {
+        for (w, (s, o)) in work {
+            x.run(w * per, s, o);
+        }
+    } else {
+        std::thread::scope(|sc| {
+            for (w, (s, o)) in work {
+                let x = &x;
+                sc.spawn(move || x.run(w * per, s, o));
+            }
+        });
+    }
+    // [B, Hkv, T, group, V] -> [B, T, Hq, V]
     let mut o = vec![0f32; nb * t * q_heads * dv];
-    let mut u = vec![0f32; dv];
     for b in 0..nb {
         for h in 0..kv_heads {
-            let s = &mut s_all[(b * kv_heads + h) * dk * dv..(b * kv_heads + h + 1) * dk * dv];
+            for ti in 0..t {
+                let src = &outs[((b * kv_heads + h) * t + ti) * group * dv..((b * kv_heads + h) * t + ti + 1) * group * dv];
+                o[((b * t + ti) * q_heads + h * group) * dv..((b * t + ti) * q_heads + (h + 1) * group) * dv].copy_from_slice(src);
+            }
+        }
+    }
+    Ok((Tensor::f32(vec![nb, t, q_heads * dv], o), Tensor::f32(vec![nb, kv_heads, dk, dv], s_all)))
+}
+
+/// What every (batch, kv head) recurrence of one call reads (see `linear_attention`).
+struct HeadInputs<'a> {
+    qv: &'a [f32],
+    kv: &'a [f32],
+    vv: &'a [f32],
+    gv: &'a [f32],
+    bv: &'a [f32],
+    t: usize,
+    dk: usize,
+    dv: usize,
+    q_heads: usize,
+    kv_heads: usize,
+    group: usize,
+    gated: bool,
+    delta: bool,
+    g_per_dim: bool,
+    b_per_head: bool,
+    scale: f32,
+}
+
+impl HeadInputs<'_> {
+    /// The recurrences of tasks first.. (task = b * Hkv + h), as many as `states` holds [K, V]
+    /// states; outputs into `outs`, [T, group, V] per task.
+    fn run(&self, first: usize, states: &mut [f32], outs: &mut [f32]) {
+        let HeadInputs { qv, kv, vv, gv, bv, t, dk, dv, q_heads, kv_heads, group, gated, delta, g_per_dim, b_per_head, scale } = *self;
+        let mut u = vec![0f32; dv];
+        for (n, (s, out)) in states.chunks_mut(dk * dv).zip(outs.chunks_mut(t * group * dv)).enumerate() {
+            let (b, h) = ((first + n) / kv_heads, (first + n) % kv_heads);
             for ti in 0..t {
                 let bt = b * t + ti;
                 let kt = &kv[(bt * kv_heads + h) * dk..(bt * kv_heads + h + 1) * dk];
@@ -162,9 +218,10 @@ pub(crate) fn linear_attention(
                         *sij += ki * uj;
                     }
                 }
-                for hq in h * group..(h + 1) * group {
+                for g in 0..group {
+                    let hq = h * group + g;
                     let qt = &qv[(bt * q_heads + hq) * dk..(bt * q_heads + hq + 1) * dk];
-                    let ot = &mut o[(bt * q_heads + hq) * dv..(bt * q_heads + hq + 1) * dv];
+                    let ot = &mut out[(ti * group + g) * dv..(ti * group + g + 1) * dv];
                     for i in 0..dk {
                         let qi = qt[i];
                         for (oj, &sij) in ot.iter_mut().zip(&s[i * dv..(i + 1) * dv]) {
@@ -176,7 +233,6 @@ pub(crate) fn linear_attention(
             }
         }
     }
-    Ok((Tensor::f32(vec![nb, t, q_heads * dv], o), Tensor::f32(vec![nb, kv_heads, dk, dv], s_all)))
 }
 
 #[cfg(test)]
@@ -362,6 +418,37 @@ mod tests {
         let mut o = o1.as_f32().unwrap().to_vec();
         o.extend_from_slice(o2.as_f32().unwrap());
         assert_eq!(&o[..], o_full.as_f32().unwrap());
+    }
+
+    /// A call long enough to run its (batch, head) recurrences on several threads gives exactly
+    /// what single-threaded chunks of 8 tokens give (the same sums in the same order).
+    #[test]
+    fn threaded_run_equals_single_threaded_chunks() {
+        let (nb, t, hq, hkv, dk, dv) = (2, 64, 8, 4, 32, 64);
+        assert!(t * dk * dv * nb * hkv >= 1 << 20, "the full call must take the threaded path");
+        let c = case(72, nb, t, hq, hkv, dk, dv, true, false);
+        let (o_full, s_full) = run(&c, UpdateRule::GatedDelta, hq, hkv, 0.0, true);
+        let cut = |x: &Tensor, t0: usize, t1: usize| {
+            let (l, w) = (x.shape[1], x.shape[2]);
+            let v = x.as_f32().unwrap();
+            Tensor::f32(vec![nb, t1 - t0, w], (0..nb).flat_map(|b| v[(b * l + t0) * w..(b * l + t1) * w].to_vec()).collect())
+        };
+        let mut s = c.s0.clone();
+        let mut o = vec![Vec::new(); nb];
+        for t0 in (0..t).step_by(8) {
+            let (oc, sc) = linear_attention(
+                &cut(&c.q, t0, t0 + 8), &cut(&c.k, t0, t0 + 8), &cut(&c.v, t0, t0 + 8), Some(&s), Some(&cut(&c.g, t0, t0 + 8)), Some(&cut(&c.beta, t0, t0 + 8)),
+                hq, hkv, 0.0, UpdateRule::GatedDelta,
+            )
+            .unwrap();
+            let w = oc.shape[2];
+            for (b, ob) in o.iter_mut().enumerate() {
+                ob.extend_from_slice(&oc.as_f32().unwrap()[b * 8 * w..(b + 1) * 8 * w]);
+            }
+            s = sc;
+        }
+        assert_eq!(s, s_full);
+        assert_eq!(&o.concat()[..], o_full.as_f32().unwrap());
     }
 
     #[test]
