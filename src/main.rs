@@ -124,11 +124,12 @@ enum DeviceArg {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("prompt").required(true).args(["prompt_ids", "prompt_file"])))]
 struct GenerateArgs {
     /// The compiled model.
     model: PathBuf,
     /// Prompt token ids, comma separated (e.g. 1,2,3).
-    #[arg(long, value_delimiter = ',', required_unless_present = "prompt_file", conflicts_with = "prompt_file")]
+    #[arg(long, value_delimiter = ',')]
     prompt_ids: Vec<i64>,
     /// A file of prompt token ids, separated by commas or whitespace: for prompts longer than a
     /// command line holds (about 20K ids).
