@@ -77,3 +77,40 @@ def test_exporter_ops_match_onnxruntime(tmp_path):
         want = run_onnxruntime(path, {"x": x})
         for name, w in zip(["out", "vn"], want):
             assert rel_err(got[name], w) < 1e-5, (name, n, rel_err(got[name], w))
+
+
+def test_erf_and_gelu_match_math_erf(tmp_path):
+    """Erf and Gelu (opset 20, both `approximate` forms), spelled with other ops, against
+    Python's math.erf in float64 over [-6, 6], random values and the branch edge |x| = 0.5."""
+    import math
+
+    x = np.concatenate([np.linspace(-6, 6, 2001), np.random.default_rng(0).standard_normal(1000) * 3,
+                        [0.0, 1e-6, -1e-6, 1e-3, 0.4999, 0.5, 0.5001, -0.5]]).astype(np.float32).reshape(1, -1)
+    nodes = [helper.make_node("Erf", ["x"], ["erf"]), helper.make_node("Gelu", ["x"], ["g"]),
+             helper.make_node("Gelu", ["x"], ["gt"], approximate="tanh")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, x.shape[1]])],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ["erf", "g", "gt"]])
+    path, out = tmp_path / "m.onnx", tmp_path / "m.bin"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 20)], ir_version=10), path)
+    subprocess.run([str(LT2C), str(path), "-o", str(out), "--no-kernels"], check=True, capture_output=True)
+    np.savez(tmp_path / "in.npz", x=x)
+    subprocess.run([str(LT2C), "run", str(out), "--inputs", str(tmp_path / "in.npz"), "--outputs", str(tmp_path / "o.npz"), "--device", "cpu"],
+                   check=True, capture_output=True)
+    got = np.load(tmp_path / "o.npz")
+    xd = x.astype(np.float64)
+    erf = np.vectorize(math.erf)
+    want = {"erf": erf(xd), "g": 0.5 * xd * (1 + erf(xd / math.sqrt(2))),
+            "gt": 0.5 * xd * (1 + np.tanh(math.sqrt(2 / math.pi) * (xd + 0.044715 * xd ** 3)))}
+    for name, w in want.items():
+        err = np.abs(got[name].astype(np.float64) - w)
+        assert err.max() < 1e-6 and rel_err(got[name], w) < 1e-6, (name, err.max(), rel_err(got[name], w))
+        if name == "erf":  # (Gelu's 1 + erf / 1 + tanh cancels for x << 0 in any float32 formula)
+            assert (err / np.maximum(np.abs(w), 1e-3)).max() < 1e-5, name
+    # an approximate value that is not one of the two is an error naming it
+    bad = helper.make_model(helper.make_graph([helper.make_node("Gelu", ["x"], ["y"], approximate="fast")], "b",
+                                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]),
+                            opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+    onnx.save(bad, tmp_path / "bad.onnx")
+    r = subprocess.run([str(LT2C), str(tmp_path / "bad.onnx"), "-o", str(tmp_path / "bad.bin")], capture_output=True, text=True)
+    assert r.returncode != 0 and "approximate = `fast`" in r.stderr, r.stderr

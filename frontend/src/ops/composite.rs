@@ -1,5 +1,6 @@
 //! ONNX ops that lt2c spells with other ONNX ops, as the ONNX spec's function bodies do: Gemm,
-//! Clip, ReduceL2, LayerNormalization, Sum and Mean. Each body is a few nodes imported one by one
+//! Clip, ReduceL2, LayerNormalization, Sum, Mean, Gelu and Erf (a series near 0, a
+//! Chebyshev fit of erfc beyond: within 2e-7 of erf). Each body is a few nodes imported one by one
 //! with their own importers, so constant folding, broadcasting and type checks come with them
 //! (a Gemm over an initializer `B` still becomes `lt2.linear`; LayerNormalization becomes
 //! `lt2.rms_norm` of the centred input, one fused kernel).
@@ -23,6 +24,12 @@ pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
         "LayerNormalization" => layer_norm,
         "Sum" => |i, n| variadic(i, n, false),
         "Mean" => |i, n| variadic(i, n, true),
+        "Erf" => |i, n| {
+            let mut b = Body::new(n);
+            let y = erf(&mut b, i, input(n, 0)?)?;
+            Ok(vec![value(i, n, &y)?])
+        },
+        "Gelu" => gelu,
         _ => return None,
     })
 }
@@ -218,5 +225,79 @@ fn variadic(imp: &mut Importer, node: &NodeProto, mean: bool) -> Result<Vec<Valu
         let n = b.scalar(imp, node.input.len() as f32);
         y = b.op(imp, "Div", &[&y, &n], vec![])?;
     }
+    Ok(vec![value(imp, node, &y)?])
+}
+
+/// `c0 + x (c1 + x (c2 + ...))` of `coeffs` = [c0, c1, ...].
+fn horner(b: &mut Body, imp: &mut Importer, x: &str, coeffs: &[f32]) -> Result<String, FrontendError> {
+    let (last, rest) = coeffs.split_last().ok_or_else(|| node_err(b.node, "internal: empty polynomial"))?;
+    let mut y = b.scalar(imp, *last);
+    for &c in rest.iter().rev() {
+        let m = b.op(imp, "Mul", &[&y, x], vec![])?;
+        let c = b.scalar(imp, c);
+        y = b.op(imp, "Add", &[&m, &c], vec![])?;
+    }
+    Ok(y)
+}
+
+/// erf(x): for |x| < 0.5 the Maclaurin series to x^11 (truncation below 3e-8 relative), else
+/// sign(x) (1 - erfc|x|) with Numerical Recipes' Chebyshev fit of erfc (fractional error below
+/// 1.2e-7). Both branches are computed; Where picks one.
+fn erf(b: &mut Body, imp: &mut Importer, x: &str) -> Result<String, FrontendError> {
+    const TWO_OVER_SQRT_PI: f32 = std::f32::consts::FRAC_2_SQRT_PI;
+    let x2 = b.op(imp, "Mul", &[x, x], vec![])?;
+    // 2/sqrt(pi) x sum_n (-1)^n x^2n / (n! (2n+1))
+    let series: Vec<f32> = [1.0, -1.0 / 3.0, 1.0 / 10.0, -1.0 / 42.0, 1.0 / 216.0, -1.0 / 1320.0].iter().map(|c| c * TWO_OVER_SQRT_PI).collect();
+    let p = horner(b, imp, &x2, &series)?;
+    let small = b.op(imp, "Mul", &[x, &p], vec![])?;
+    // erfc(a) = t exp(-a^2 + poly(t)), t = 1 / (1 + a / 2), a = |x|
+    let a = b.op(imp, "Abs", &[x], vec![])?;
+    let half = b.scalar(imp, 0.5);
+    let one = b.scalar(imp, 1.0);
+    let ah = b.op(imp, "Mul", &[&a, &half], vec![])?;
+    let d = b.op(imp, "Add", &[&ah, &one], vec![])?;
+    let t = b.op(imp, "Reciprocal", &[&d], vec![])?;
+    let fit = [-1.265_512_2, 1.000_023_7, 0.374_091_96, 0.096_784_18, -0.186_288_06, 0.278_868_07, -1.135_203_98, 1.488_515_87, -0.822_152_23, 0.170_872_77];
+    let q = horner(b, imp, &t, &fit)?;
+    let e = b.op(imp, "Sub", &[&q, &x2], vec![])?;
+    let ex = b.op(imp, "Exp", &[&e], vec![])?;
+    let erfc = b.op(imp, "Mul", &[&t, &ex], vec![])?;
+    let mag = b.op(imp, "Sub", &[&one, &erfc], vec![])?;
+    let zero = b.scalar(imp, 0.0);
+    let neg = b.op(imp, "Less", &[x, &zero], vec![])?;
+    let nmag = b.op(imp, "Neg", &[&mag], vec![])?;
+    let large = b.op(imp, "Where", &[&neg, &nmag, &mag], vec![])?;
+    let near = b.op(imp, "Less", &[&a, &half], vec![])?;
+    b.op(imp, "Where", &[&near, &small, &large], vec![])
+}
+
+/// Gelu (opset 20): x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, or with approximate = "tanh"
+/// x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2.
+fn gelu(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let mut b = Body::new(node);
+    let x = input(node, 0)?;
+    let inner = match attrs::string(node, "approximate", "none")?.as_str() {
+        "none" => {
+            let s = b.scalar(imp, std::f32::consts::FRAC_1_SQRT_2);
+            let xs = b.op(imp, "Mul", &[x, &s], vec![])?;
+            erf(&mut b, imp, &xs)?
+        }
+        "tanh" => {
+            let c = b.scalar(imp, 0.044_715);
+            let k = b.scalar(imp, (2.0 / std::f64::consts::PI).sqrt() as f32);
+            let x2 = b.op(imp, "Mul", &[x, x], vec![])?;
+            let x3 = b.op(imp, "Mul", &[&x2, x], vec![])?;
+            let cx3 = b.op(imp, "Mul", &[&x3, &c], vec![])?;
+            let u = b.op(imp, "Add", &[x, &cx3], vec![])?;
+            let ku = b.op(imp, "Mul", &[&u, &k], vec![])?;
+            b.op(imp, "Tanh", &[&ku], vec![])?
+        }
+        other => return Err(node_err(node, format!("approximate = `{other}` is not one of none, tanh"))),
+    };
+    let one = b.scalar(imp, 1.0);
+    let half = b.scalar(imp, 0.5);
+    let s = b.op(imp, "Add", &[&inner, &one], vec![])?;
+    let hx = b.op(imp, "Mul", &[x, &half], vec![])?;
+    let y = b.op(imp, "Mul", &[&hx, &s], vec![])?;
     Ok(vec![value(imp, node, &y)?])
 }
