@@ -494,8 +494,13 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
             .map(|m| format!(", \"decode_ms_steady\": {m:.3}, \"decode_warmup_ms\": [{}]", warmup_ms.join(", ")))
             .unwrap_or_default();
         let exit = if a.exit_threshold < 1.0 { format!(", \"loop_iterations_run\": {}, \"loop_iterations_skipped\": {}", loops.run, loops.skipped) } else { String::new() };
+        let memory = model
+            .backend()
+            .memory_usage()
+            .map(|m| format!(", \"device_memory_peak_bytes\": {}, \"device_memory_mapped_bytes\": {}", m.peak_bytes, m.mapped_bytes))
+            .unwrap_or_default();
         println!(
-            "{{\"tokens\": [{}], \"prefill_ms\": {prefill_ms:.3}, \"decode_ms_per_token\": {decode_ms:.3}, \"device\": \"{}\", \"decode_recorded\": {}{steady}{batch}{exit}}}",
+            "{{\"tokens\": [{}], \"prefill_ms\": {prefill_ms:.3}, \"decode_ms_per_token\": {decode_ms:.3}, \"device\": \"{}\", \"decode_recorded\": {}{steady}{batch}{exit}{memory}}}",
             toks.join(", "),
             choice.backend.name(),
             session.decode_recorded()

@@ -35,4 +35,18 @@ pub trait Backend: Sized {
     fn step_graphs(&self) -> Option<&dyn StepGraphs<Self::Buf>> {
         None
     }
+    /// Device memory of activations and caches so far, where the backend tracks it (CUDA's
+    /// arena); None on the CPU.
+    fn memory_usage(&self) -> Option<MemoryUsage> {
+        None
+    }
+}
+
+/// Device memory of a backend's activations and caches (`Backend::memory_usage`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// The most bytes in use at once.
+    pub peak_bytes: u64,
+    /// Bytes of device memory reserved for them (mapped), in use or free.
+    pub mapped_bytes: u64,
 }

@@ -1,8 +1,9 @@
 //! Decode steps recorded as CUDA graphs (`step_graph.rs` says why and what the session does):
 //! stream capture of everything one step enqueues, then one `cuGraphLaunch` per step. While
-//! recording, buffers come from a pool that the recording owns (`Cuda::alloc_in`), so what the
-//! graph reads and writes is never handed to other work; freed buffers stay in the pools (a
-//! driver free would be recorded).
+//! recording, buffers are arena ranges that a pool owned by the recording keeps (`pool.rs`,
+//! `Cuda::alloc_in`), so what the graph reads and writes is never handed to other work; they go
+//! back to the arena when the recording is dropped. Capture runs in relaxed mode, which lets
+//! the arena map more memory meanwhile (not a stream operation, so nothing is recorded).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -105,14 +106,12 @@ impl StepGraphs<CudaBuf> for Cuda {
         let dev = |reason: String| RuntimeError::Device { device: self.name().into(), reason };
         // A cast shared with earlier work would tie the recording to a buffer it does not own.
         *self.last_cast.borrow_mut() = None;
-        let buffers = Pool::new(usize::MAX);
+        let buffers = Pool::new(self.arena.clone());
         self.stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED).map_err(|e| dev(drv("cuStreamBeginCapture", e)))?;
         *self.recording.borrow_mut() = Some(buffers.clone());
-        self.pool.borrow_mut().hold_all = true;
         let recorded = record();
         *self.last_cast.borrow_mut() = None;
         *self.recording.borrow_mut() = None;
-        self.pool.borrow_mut().hold_all = false;
         let graph = self.stream.end_capture(sys::CUgraphInstantiate_flags(0));
         recorded?;
         let graph = graph.map_err(|e| dev(drv("recording the decode step (cuStreamEndCapture / cuGraphInstantiate)", e)))?;

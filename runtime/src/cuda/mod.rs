@@ -4,10 +4,12 @@
 //! the CPU backend (`cpu/`) as the definition of every op: output shapes and error cases are
 //! computed on the host from the input shapes, the same way the CPU functions do.
 //!
-//! Memory: one stream; buffers are cudarc allocations (`cuMemAllocAsync` from the device's
-//! default memory pool, whose release threshold is raised so freed memory is kept and reused:
-//! a caching allocator provided by the driver), reference counted through `Rc`. Reshape and
-//! Identity share the buffer. One arena for all activations is a later step.
+//! Memory: one stream; activations and caches are ranges of one arena per backend (`arena.rs`:
+//! a virtual address range as large as the device's memory, mapped on demand, with a host-side
+//! best-fit sub-allocator), weights exact-size driver allocations (`cuMemAllocAsync`). Buffers
+//! are reference counted through `Rc` and give their memory back when dropped (`pool.rs`, which
+//! also keeps a recorded decode step's buffers reserved for its replays). Reshape and Identity
+//! share the buffer.
 //!
 //! Small uploads (loop counters, token ids of a decode step) travel as kernel parameters, so they
 //! never synchronise the stream, and int64 scalars are cached. `LT2C_CUDA_PROFILE=1` runs every
@@ -17,6 +19,7 @@
 //! Data errors that the CPU reports eagerly (an index out of range, an int64 division by zero)
 //! are detected on the device, recorded in a small error word and reported at the next download.
 
+mod arena;
 mod attention;
 mod conv;
 mod elementwise;
@@ -57,6 +60,7 @@ pub(crate) fn dtype_size(d: DType) -> usize {
     crate::precision::stored_size(d)
 }
 
+use arena::Arena;
 use pool::{DevMem, Pool};
 
 /// A tensor in device memory: contiguous, row-major.
@@ -107,8 +111,8 @@ pub struct Cuda {
     scalars: RefCell<HashMap<i64, CudaBuf>>,
     /// Per op kind: (calls, milliseconds), when LT2C_CUDA_PROFILE is set.
     profile: Option<RefCell<HashMap<String, (u64, f64)>>>,
-    /// Freed activation buffers kept for reuse (`pool.rs`).
-    pool: Rc<RefCell<Pool>>,
+    /// The memory of activations and caches (`arena.rs`).
+    arena: Rc<Arena>,
     /// The last activation rounded for a bf16/fp16 product: (source, its cast). The projections
     /// of one normalised input (GDN's q, k, v, gates; the FFN's gate and up) run back to back,
     /// so they share one cast kernel instead of one each. Holding the source keeps its memory
@@ -123,9 +127,6 @@ pub struct Cuda {
 
 /// Clock cycles (about 0.2 ms) the profiler holds the stream while it enqueues one op.
 const PROFILE_SPIN_CYCLES: i64 = 400_000;
-
-/// Most bytes of freed activations the pool keeps.
-const POOL_LIMIT: usize = 4 << 30;
 
 /// The kernels' functions and where their modules came from (`prebuilt::describe`).
 struct LoadedKernels {
@@ -189,15 +190,7 @@ impl Cuda {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| dev_err(drv("cuStreamCreate", e)))?;
         let cc = ctx.compute_capability().map_err(|e| dev_err(drv("compute capability", e)))?;
-        // Keep freed memory in the pool instead of returning it to the driver at every sync.
-        // SAFETY: plain driver calls on the current device.
-        unsafe {
-            let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
-            if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS {
-                let mut threshold: u64 = u64::MAX;
-                sys::cuMemPoolSetAttribute(pool, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &mut threshold as *mut u64 as *mut _);
-            }
-        }
+        let arena = Rc::new(Arena::new(stream.clone()).map_err(|e| dev_err(format!("the activation arena: {e}")))?);
         let blas = linalg::Blas::new(&stream).map_err(dev_err)?;
         let err = stream.alloc_zeros::<i64>(4).map_err(|e| dev_err(drv("allocating the error word", e)))?;
         let err_ptr = err.device_ptr(&stream).0;
@@ -214,7 +207,7 @@ impl Cuda {
             description,
             scalars: RefCell::new(HashMap::new()),
             profile,
-            pool: Pool::new(POOL_LIMIT),
+            arena,
             last_cast: RefCell::new(None),
             recording: RefCell::new(None),
             graphs,
@@ -289,55 +282,42 @@ impl Cuda {
         self.alloc_in(shape, dtype, true)
     }
 
-    /// A new buffer; `pooled`: from and back to the pool (activations), else exactly sized
-    /// driver memory (weights).
-    fn alloc_in(&self, shape: Vec<usize>, dtype: DType, pooled: bool) -> Result<CudaBuf, OpError> {
+    /// A new buffer; `in_arena`: an arena range (activations and caches; while a step is
+    /// recorded, one the recording owns), else exactly sized driver memory (weights).
+    fn alloc_in(&self, shape: Vec<usize>, dtype: DType, in_arena: bool) -> Result<CudaBuf, OpError> {
         let bytes = shape.iter().product::<usize>() * dtype_size(dtype);
-        let class = if pooled { Pool::class(bytes) } else { bytes.max(1) };
-        if let Some(rec) = self.recording.borrow().as_ref() {
-            // Recording: the buffer comes from the recording's own pool, the shared one or
-            // cuMemAlloc, and belongs to the recording from now on (cuMemAllocAsync would be
-            // recorded as a graph allocation).
-            let block = rec.borrow_mut().take(class).or_else(|| self.pool.borrow_mut().take(class));
-            let (block, ptr) = match block {
-                Some(b) => {
-                    let ptr = self.block_ptr(&b);
-                    (b, ptr)
-                }
-                None => {
-                    // cuMemAlloc is not captured (the recording runs in relaxed mode).
-                    let mut ptr = 0u64;
-                    // SAFETY: plain allocation into a local.
-                    unsafe { sys::cuMemAlloc_v2(&mut ptr, class) }.result().map_err(|e| OpError::new(drv(&format!("allocating {bytes} bytes while recording"), e)))?;
-                    (pool::Block::Raw(pool::RawMem(ptr)), ptr)
-                }
+        let recording = self.recording.borrow().clone();
+        let mem = if !in_arena {
+            // SAFETY: the weight is uploaded before it is read.
+            let slice = unsafe { self.stream.alloc::<u8>(bytes.max(1)) }.map_err(|e| OpError::new(drv(&format!("allocating {bytes} bytes"), e)))?;
+            let ptr = slice.device_ptr(&self.stream).0;
+            DevMem::driver(slice, ptr)
+        } else if let Some(rec) = recording {
+            // Recording: a range the recording freed, else a new one that belongs to it from now on.
+            let class = Pool::class(bytes);
+            let span = rec.borrow_mut().take(class);
+            let span = match span {
+                Some(s) => s,
+                None => self.arena_alloc(class)?,
             };
-            return Ok(CudaBuf { mem: Rc::new(DevMem::new(block, ptr, class, Some(rec.clone()))), shape, dtype });
-        }
-        let reused = if pooled { self.pool.borrow_mut().take(class) } else { None };
-        if let Some(b) = reused {
-            let ptr = self.block_ptr(&b);
-            return Ok(CudaBuf { mem: Rc::new(DevMem::new(b, ptr, class, Some(self.pool.clone()))), shape, dtype });
-        }
-        // SAFETY: every kernel writes all of its output before it is read.
-        let slice = match unsafe { self.stream.alloc::<u8>(class) } {
-            Ok(s) => s,
-            Err(_) => {
-                // Out of memory, maybe because the pool holds it: give it back and retry.
-                self.pool.borrow_mut().release();
-                unsafe { self.stream.alloc::<u8>(class) }.map_err(|e| OpError::new(drv(&format!("allocating {bytes} bytes"), e)))?
-            }
+            DevMem::recorded(rec, span)
+        } else {
+            DevMem::arena(self.arena.clone(), self.arena_alloc(bytes)?)
         };
-        let ptr = slice.device_ptr(&self.stream).0;
-        Ok(CudaBuf { mem: Rc::new(DevMem::new(pool::Block::Stream(slice), ptr, class, pooled.then(|| self.pool.clone()))), shape, dtype })
+        Ok(CudaBuf { mem: Rc::new(mem), shape, dtype })
     }
 
-    /// The device address of pooled memory.
-    fn block_ptr(&self, b: &pool::Block) -> u64 {
-        match b {
-            pool::Block::Stream(s) => s.device_ptr(&self.stream).0,
-            pool::Block::Raw(r) => r.0,
-        }
+    /// An arena range; when the device has no more memory, drops the cached cast (the only
+    /// buffer kept for reuse alone) and tries once more.
+    fn arena_alloc(&self, bytes: usize) -> Result<arena::Span, OpError> {
+        self.arena.alloc(bytes).or_else(|e| {
+            let cached = self.last_cast.borrow_mut().take();
+            if cached.is_none() {
+                return Err(e);
+            }
+            drop(cached);
+            self.arena.alloc(bytes)
+        })
     }
 
     /// A new zero-filled buffer.
@@ -391,8 +371,8 @@ impl Cuda {
         }
     }
 
-    fn upload_bytes(&self, bytes: &[u8], shape: Vec<usize>, dtype: DType, pooled: bool) -> Result<CudaBuf, OpError> {
-        let b = self.alloc_in(shape, dtype, pooled)?;
+    fn upload_bytes(&self, bytes: &[u8], shape: Vec<usize>, dtype: DType, in_arena: bool) -> Result<CudaBuf, OpError> {
+        let b = self.alloc_in(shape, dtype, in_arena)?;
         if !bytes.is_empty() {
             // SAFETY: the allocation holds at least `bytes.len()` bytes; pageable host memory is
             // staged by the driver before the call returns.
@@ -537,6 +517,10 @@ impl Backend for Cuda {
     }
     fn step_graphs(&self) -> Option<&dyn crate::step_graph::StepGraphs<CudaBuf>> {
         self.graphs.then_some(self as _)
+    }
+    fn memory_usage(&self) -> Option<crate::backend::MemoryUsage> {
+        let u = self.arena.usage();
+        Some(crate::backend::MemoryUsage { peak_bytes: u.peak as u64, mapped_bytes: u.mapped as u64 })
     }
 }
 

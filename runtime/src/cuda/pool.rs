@@ -1,81 +1,83 @@
-//! A caching allocator for activations: buffers freed by the executor go back to a free list
-//! keyed by a size class and are handed out again, so a decode step's thousands of outputs cost
-//! no driver call (cuMemAllocAsync / cuMemFreeAsync are a few microseconds each, and decode is
-//! bound by per-op host time). Reuse is safe without events because all work runs on one stream:
-//! a buffer's last reader was enqueued before its next writer. Size classes round up by at most
-//! 1/8 (small sizes to 256 bytes) so the one-row-longer KV caches of successive decode steps land
-//! in the same class; at most `limit` bytes are held, the rest goes back to the driver.
+//! Who owns a buffer's device memory, and where it goes when the buffer is dropped: weights hold
+//! exact-size driver memory; activations and caches hold a range of the backend's arena
+//! (`arena.rs`) and give it back at once; buffers allocated while a decode step is recorded
+//! belong to the recording's `Pool`, whose free lists keep every range it was given, so what the
+//! recorded step reads and writes is never handed to other work while the recording can be
+//! replayed. Dropping the recording (and its last buffer) returns all of them to the arena.
+//!
+//! A recording's free lists are keyed by a size class that rounds up by at most 1/8 (small
+//! sizes to 256 bytes), so the buffers freed and allocated within one step find each other.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use cudarc::driver::{sys, CudaSlice};
+use cudarc::driver::CudaSlice;
 
-/// Device memory of one buffer: stream-ordered (`cuMemAllocAsync`, freed in stream order), or
-/// allocated while a decode step is recorded (`cuMemAlloc`, which a recording does not capture;
-/// freed with `cuMemFree`, which waits for the device).
-pub(crate) enum Block {
-    Stream(CudaSlice<u8>),
-    Raw(RawMem),
+use super::arena::{Arena, Span};
+
+/// Where a buffer's memory comes from and goes back to.
+enum Owner {
+    /// Exact-size stream-ordered driver memory (`cuMemAllocAsync`): weights. Held only to be
+    /// freed (`cuMemFreeAsync`) on drop.
+    Driver { _slice: CudaSlice<u8> },
+    /// A range of the arena, returned to it on drop.
+    Arena(Rc<Arena>, Span),
+    /// A range that a recording owns, returned to its free lists on drop.
+    Recorded(Rc<RefCell<Pool>>, Span),
 }
 
-/// Memory from `cuMemAlloc`.
-pub(crate) struct RawMem(pub(crate) u64);
-
-impl Drop for RawMem {
-    fn drop(&mut self) {
-        // SAFETY: the address came from cuMemAlloc and nothing holds it any more.
-        unsafe {
-            sys::cuMemFree_v2(self.0);
-        }
-    }
-}
-
-/// The free lists of one CUDA backend.
-pub(crate) struct Pool {
-    free: HashMap<usize, Vec<Block>>,
-    held: usize,
-    limit: usize,
-    /// Keep every returned buffer whatever the limit: set while a decode step is recorded
-    /// (freeing to the driver then would be recorded too).
-    pub(crate) hold_all: bool,
-}
-
-/// Device memory owned by one buffer; pooled memory returns to its pool when dropped.
+/// Device memory owned by one buffer.
 pub(crate) struct DevMem {
-    slice: Option<Block>,
+    /// The device address of the first byte.
     pub(crate) ptr: u64,
-    /// Size class, and the pool to return to (None: weights and other exact-size memory).
-    class: usize,
-    pool: Option<Rc<RefCell<Pool>>>,
+    owner: Owner,
 }
 
 impl DevMem {
-    pub(crate) fn new(slice: Block, ptr: u64, class: usize, pool: Option<Rc<RefCell<Pool>>>) -> DevMem {
-        DevMem { slice: Some(slice), ptr, class, pool }
+    /// Exact-size driver memory at `ptr`.
+    pub(crate) fn driver(slice: CudaSlice<u8>, ptr: u64) -> DevMem {
+        DevMem { ptr, owner: Owner::Driver { _slice: slice } }
+    }
+
+    /// A range of the arena.
+    pub(crate) fn arena(arena: Rc<Arena>, span: Span) -> DevMem {
+        DevMem { ptr: arena.ptr(span), owner: Owner::Arena(arena, span) }
+    }
+
+    /// A range of the arena that belongs to a recording (`pool`).
+    pub(crate) fn recorded(pool: Rc<RefCell<Pool>>, span: Span) -> DevMem {
+        let ptr = pool.borrow().arena.ptr(span);
+        DevMem { ptr, owner: Owner::Recorded(pool, span) }
     }
 }
 
 impl Drop for DevMem {
     fn drop(&mut self) {
-        if let (Some(pool), Some(s)) = (&self.pool, self.slice.take()) {
-            let mut p = pool.borrow_mut();
-            if p.hold_all || p.held + self.class <= p.limit {
-                p.held += self.class;
-                p.free.entry(self.class).or_default().push(s);
-            }
+        match &self.owner {
+            Owner::Driver { .. } => {}
+            Owner::Arena(arena, span) => arena.free(*span),
+            Owner::Recorded(pool, span) => pool.borrow_mut().free.entry(span.len).or_default().push(*span),
         }
     }
 }
 
+/// The arena ranges of one recorded decode step: free lists that keep every range it was given
+/// until the recording and all its buffers are dropped.
+pub(crate) struct Pool {
+    arena: Rc<Arena>,
+    free: HashMap<usize, Vec<Span>>,
+}
+
 impl Pool {
-    pub(crate) fn new(limit: usize) -> Rc<RefCell<Pool>> {
-        Rc::new(RefCell::new(Pool { free: HashMap::new(), held: 0, limit, hold_all: false }))
+    /// An empty pool whose ranges come from and go back to `arena`.
+    pub(crate) fn new(arena: Rc<Arena>) -> Rc<RefCell<Pool>> {
+        Rc::new(RefCell::new(Pool { arena, free: HashMap::new() }))
     }
 
     /// The size class of a request: 256-byte steps up to 4 KiB, then steps of 1/8 of the
-    /// largest power of two below it.
+    /// largest power of two below it. Every class is a multiple of 256 bytes, so an arena range
+    /// of a class is exactly that long.
     pub(crate) fn class(bytes: usize) -> usize {
         let bytes = bytes.max(1);
         if bytes <= 4096 {
@@ -85,17 +87,17 @@ impl Pool {
         bytes.next_multiple_of(step)
     }
 
-    /// Returns every held buffer to the driver.
-    pub(crate) fn release(&mut self) {
-        self.free.clear();
-        self.held = 0;
+    /// A free range of this class, if the recording holds one.
+    pub(crate) fn take(&mut self, class: usize) -> Option<Span> {
+        self.free.get_mut(&class)?.pop()
     }
+}
 
-    /// A free buffer of this class, if one is held.
-    pub(crate) fn take(&mut self, class: usize) -> Option<Block> {
-        let s = self.free.get_mut(&class)?.pop()?;
-        self.held -= class;
-        Some(s)
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for s in self.free.drain().flat_map(|(_, v)| v) {
+            self.arena.free(s);
+        }
     }
 }
 
@@ -111,7 +113,7 @@ mod tests {
         assert_eq!(Pool::class(4097), 4608);
         for b in [5000usize, 65_537, 8 << 20, (8 << 20) + 8192, 123_456_789] {
             let c = Pool::class(b);
-            assert!(c >= b && (c - b) * 8 <= b, "{b} -> {c}");
+            assert!(c >= b && (c - b) * 8 <= b && c.is_multiple_of(256), "{b} -> {c}");
         }
         // A KV cache one row longer (8 KiB per row) stays in the class most of the time.
         let same = (1000..2000usize).filter(|r| Pool::class(r * 8192) == Pool::class((r + 1) * 8192)).count();
