@@ -412,20 +412,32 @@ lt2_attention_tiled_f32(const float* q, const float* k, const float* v, float* o
 
 // ---- Prefill with bf16 / fp16 operands (`--dtype`): tensor cores (mma.sync m16n8k16) ----
 // FlashAttention-2's order: a block of 8 warps owns ATT_MQ = 128 queries of one (batch, head),
-// 16 per warp, and walks key tiles of ATT_MK = 64 through shared memory (k as [key][D], v
-// transposed as [col][key], both in the operand type). Each warp keeps its q fragments, its
-// 16 x 64 scores and its 16 x dvc output in registers (the mma accumulator layout: thread
-// (g = lane / 4, t = lane % 4) holds rows g and g + 8, columns 2t, 2t + 1 of each 8-wide tile),
-// so the row max / sum of the online softmax are shuffles over the 4 threads of a row, and the
-// probabilities feed the second product straight from registers (rounded to the operand type,
-// as FlashAttention does; the sums stay fp32). Requires D % 16 == 0, D <= ATT_MD, dvc % 16 == 0,
+// 16 per warp, and walks key tiles of ATT_MK = 64. k and v arrive already rounded to the
+// operand type (the wrapper casts them once, same layout as the fp32 tensors); each tile goes
+// global -> shared with cp.async into one of two stages, so the next tile loads while this one
+// is computed, and the mma B fragments come from shared memory with ldmatrix (k rows as they
+// are; v through ldmatrix.trans). Each warp keeps its q fragments, its 16 x 64 scores and its
+// 16 x dvc output in registers (the mma accumulator layout: thread (g = lane / 4, t = lane % 4)
+// holds rows g and g + 8, columns 2t, 2t + 1 of each 8-wide tile), so the row max / sum of the
+// online softmax are shuffles over the 4 threads of a row, and the probabilities feed the second
+// product straight from registers (rounded to the operand type, as FlashAttention does; the
+// sums stay fp32). Blocks start with the last queries (the most keys under a causal mask), so
+// the short blocks fill the tail. Requires D % 16 == 0, D <= ATT_MD, dvc % 16 == 0,
 // dvc <= ATT_MDV, no mask: the wrapper checks.
 #define ATT_MQ 128
 #define ATT_MT 256  // threads: ATT_MQ / 16 warps
 #define ATT_MK 64
 #define ATT_MD 128
 #define ATT_MDV 128
-#define ATT_KP 8  // row padding (elements) of the shared k and v^T tiles: conflict-free reads
+#define ATT_KP 8  // row padding (elements) of the shared k and v tiles: conflict-free ldmatrix
+
+// 2^x in one MUFU instruction (ex2.approx, flush-to-zero: relative error about 2^-22, and
+// 2^-inf = 0 for hidden keys); the probabilities are rounded to 8 or 11 bits right after.
+__device__ __forceinline__ float att_ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
 
 template <int F16>
 __device__ __forceinline__ u32 att_pack(float lo, float hi) {
@@ -435,30 +447,47 @@ __device__ __forceinline__ u32 att_pack(float lo, float hi) {
     return r;
 }
 
+// c += a b on the tensor cores. Not volatile: the compiler may interleave independent products
+// (the 8 key groups of a k step), which hides the mma latency with two warps per scheduler.
 template <int F16>
 __device__ __forceinline__ void att_mma(float* c, const u32* a, u32 b0, u32 b1) {
     if (F16)
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
     else
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+__device__ __forceinline__ u32 att_smem_addr(const void* p) {
+    return (u32)__cvta_generic_to_shared(p);
+}
+
+// 16 bytes global -> shared, bypassing L1; `full` false writes zeros (rows past the keys).
+__device__ __forceinline__ void att_cp16(void* dst, const void* src, bool full) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(att_smem_addr(dst)), "l"(src), "r"(full ? 16 : 0));
+}
+
+__device__ __forceinline__ void att_ldsm4(u32* r, const unsigned short* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(att_smem_addr(p)));
+}
+
+__device__ __forceinline__ void att_ldsm4_t(u32* r, const unsigned short* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(att_smem_addr(p)));
+}
+
 template <int F16>
-__device__ __forceinline__ void attention_mma(const float* q, const float* k, const float* v, float* out, const AttnParams& p) {
+__device__ __forceinline__ void attention_mma(const float* q, const unsigned short* k, const unsigned short* v, float* out, const AttnParams& p) {
     extern __shared__ __align__(16) unsigned short smh[];
     const int D = p.D, DV = p.DV, DC = p.dvc;
-    const int KS = D + ATT_KP, VS = ATT_MK + ATT_KP;
-    unsigned short* ks = smh;                  // [ATT_MK][KS]
-    unsigned short* vt = smh + ATT_MK * KS;    // [DC][VS]
+    const int KS = D + ATT_KP, VS = DC + ATT_KP;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
     const int h = blockIdx.y, b = blockIdx.z, hk = h / (p.HQ / p.HKV);
-    const i64 i0 = (i64)blockIdx.x * ATT_MQ;
+    const i64 i0 = (i64)(gridDim.x - 1 - blockIdx.x) * ATT_MQ;
     const i64 rows_end = min(i0 + ATT_MQ, (i64)p.LQ);
     const int nks = D / 16, nvt = DC / 8;
-    const int kc2 = (threadIdx.x % (D / 2)) * 2, kr0 = threadIdx.x / (D / 2), krs = ATT_MT / (D / 2);
-    const i64 krow = (i64)krs * p.HKV * D;  // k elements between the rows one thread loads
 
     i64 blo, bhi, tmp;
     attn_range(p, i0, &blo, &tmp);
@@ -467,6 +496,17 @@ __device__ __forceinline__ void attention_mma(const float* q, const float* k, co
     i64 lo0 = 0, n0 = 0, lo1 = 0, n1 = 0;
     if (r0 < p.LQ) attn_range(p, r0, &lo0, &n0);
     if (r1 < p.LQ) attn_range(p, r1, &lo1, &n1);
+    // Keys this warp's rows see: some of them (wlo .. wend) and all of them (full_lo ..
+    // full_end; the visible ranges of later rows start and end no earlier: causal and windowed
+    // masks, no mask input here). Warp-uniform.
+    i64 wlo = 1, wend = 0, full_lo = 1, full_end = 0;
+    {
+        const i64 w0 = i0 + warp * 16, w1 = min(w0 + 15, (i64)p.LQ - 1);
+        if (w0 < p.LQ) {
+            attn_range(p, w0, &wlo, &full_end);
+            attn_range(p, w1, &full_lo, &wend);
+        }
+    }
 
     // q fragments (A operand, row-major 16 x 16 per k step), straight from global memory.
     u32 qa[ATT_MD / 16][4];
@@ -479,9 +519,9 @@ __device__ __forceinline__ void attention_mma(const float* q, const float* k, co
             const int col = ks_ * 16 + t * 2 + (r >= 2 ? 8 : 0);
             float x0 = 0.0f, x1 = 0.0f;
             if (row < p.LQ) {
-                const float* qr = q + ((b * (i64)p.LQ + row) * p.HQ + h) * D;
-                x0 = qr[col];
-                x1 = qr[col + 1];
+                const float2 x = *reinterpret_cast<const float2*>(q + ((b * (i64)p.LQ + row) * p.HQ + h) * D + col);
+                x0 = x.x;
+                x1 = x.y;
             }
             qa[ks_][r] = att_pack<F16>(x0, x1);
         }
@@ -494,71 +534,86 @@ __device__ __forceinline__ void attention_mma(const float* q, const float* k, co
     float m0 = -LT2_INF, m1 = -LT2_INF, l0 = 0.0f, l1 = 0.0f;
     const float sl2 = p.scale * 1.4426950408889634f;  // scores in log2 units: exp2f below
 
-    // The next tile's k and v wait in registers while the current one is computed (one block
-    // per SM: the global loads' latency is hidden behind the products, not paid per tile).
-    // k: thread x keeps column pair kc2 and loads rows kr0, kr0 + krs, ... (at most 16: D / 2
-    // divides ATT_MT since D % 16 == 0 and D <= 128). v^T: warp w loads key pairs 4w .. 4w + 3,
-    // lane l column l % 8 + 8 i of pair l / 8 (32-byte global reads; one 32-bit shared store
-    // per pair, conflict-free).
-    const int kn = ATT_MK / krs, vr = (warp * 4 + lane / 8) * 2;
-    float2 kreg[16];
-    float vreg[16][2];
-    auto fetch = [&](i64 jt) {
-        const float* kp = k + ((b * (i64)p.LK + jt + kr0) * p.HKV + hk) * D + kc2;
-#pragma unroll
-        for (int x = 0; x < 16; ++x) {
-            kreg[x] = make_float2(0.0f, 0.0f);
-            if (x < kn && jt + kr0 + x * krs < bhi) kreg[x] = *reinterpret_cast<const float2*>(kp + x * krow);
+    // Tile jt into stage st: k rows jt .. jt + 63 (D / 8 16-byte chunks each) and their value
+    // columns dv0 .. dv0 + dvc (dvc / 8 chunks); rows from bhi on are zeros.
+    const int kchunks = D / 8, vchunks = DC / 8;
+    auto load = [&](i64 jt, int st) {
+        unsigned short* ks = smh + st * ATT_MK * KS;
+        unsigned short* vs = smh + 2 * ATT_MK * KS + st * ATT_MK * VS;
+        for (int c = threadIdx.x; c < ATT_MK * kchunks; c += ATT_MT) {
+            const int r = c / kchunks, x = c % kchunks;
+            const i64 j = jt + r;
+            const bool in = j < bhi;
+            att_cp16(ks + r * KS + x * 8, k + ((b * (i64)p.LK + (in ? j : 0)) * p.HKV + hk) * D + x * 8, in);
         }
-        const float* vp = v + ((b * (i64)p.LK + jt + vr) * p.HKV + hk) * DV + p.dv0 + lane % 8;
-        const bool in0 = jt + vr < bhi, in1 = jt + vr + 1 < bhi;
-#pragma unroll
-        for (int x = 0; x < 16; ++x) {
-            const bool col = lane % 8 + 8 * x < DC;
-            vreg[x][0] = (col && in0) ? vp[8 * x] : 0.0f;
-            vreg[x][1] = (col && in1) ? vp[8 * x + (i64)p.HKV * DV] : 0.0f;
+        for (int c = threadIdx.x; c < ATT_MK * vchunks; c += ATT_MT) {
+            const int r = c / vchunks, x = c % vchunks;
+            const i64 j = jt + r;
+            const bool in = j < bhi;
+            att_cp16(vs + r * VS + x * 8, v + ((b * (i64)p.LK + (in ? j : 0)) * p.HKV + hk) * DV + p.dv0 + x * 8, in);
         }
+        asm volatile("cp.async.commit_group;\n" ::);
     };
-    if (blo < bhi) fetch(blo);
+    if (blo < bhi) load(blo, 0);
 
-    for (i64 j0 = blo; j0 < bhi; j0 += ATT_MK) {
-        __syncthreads();  // the previous tile's readers are done
-#pragma unroll
-        for (int x = 0; x < 16; ++x)
-            if (x < kn) *reinterpret_cast<u32*>(ks + (kr0 + x * krs) * KS + kc2) = att_pack<F16>(kreg[x].x, kreg[x].y);
-#pragma unroll
-        for (int x = 0; x < 16; ++x) {
-            const int c = lane % 8 + 8 * x;
-            if (c < DC) *reinterpret_cast<u32*>(vt + c * VS + vr) = att_pack<F16>(vreg[x][0], vreg[x][1]);
-        }
-        __syncthreads();
-        if (j0 + ATT_MK < bhi) fetch(j0 + ATT_MK);
-        if (i0 + warp * 16 >= p.LQ) continue;  // warp-uniform: this warp has no rows
+    int st = 0;
+    for (i64 j0 = blo; j0 < bhi; j0 += ATT_MK, st ^= 1) {
+        asm volatile("cp.async.wait_group 0;\n" ::);
+        __syncthreads();  // this tile has landed for every thread; the other stage is free
+        if (j0 + ATT_MK < bhi) load(j0 + ATT_MK, st ^ 1);
+        // warp-uniform: no row of this warp sees a key of the tile
+        if (i0 + warp * 16 >= p.LQ || j0 >= wend || j0 + ATT_MK <= wlo) continue;
+        const unsigned short* ks = smh + st * ATT_MK * KS;
+        const unsigned short* vs = smh + 2 * ATT_MK * KS + st * ATT_MK * VS;
 
         float s[ATT_MK / 8][4];
 #pragma unroll
-        for (int n = 0; n < ATT_MK / 8; ++n) {
+        for (int n = 0; n < ATT_MK / 8; ++n)
 #pragma unroll
             for (int c = 0; c < 4; ++c) s[n][c] = 0.0f;
+        // ldmatrix x4: lanes 8m .. 8m + 7 address rows n*8 .. n*8 + 7 at columns 16 ks + 8m:
+        // fragments (b0, b1) of k steps ks and ks + 1; the 8 key groups' products interleave.
 #pragma unroll
-            for (int ks_ = 0; ks_ < ATT_MD / 16; ++ks_) {
-                if (ks_ >= nks) break;
-                const unsigned short* kr = ks + (n * 8 + g) * KS + ks_ * 16 + t * 2;
-                att_mma<F16>(s[n], qa[ks_], *reinterpret_cast<const u32*>(kr), *reinterpret_cast<const u32*>(kr + 8));
+        for (int ks_ = 0; ks_ < ATT_MD / 16; ks_ += 2) {
+            if (ks_ >= nks) break;
+            if (ks_ + 1 < nks) {
+                u32 bf[ATT_MK / 8][4];
+#pragma unroll
+                for (int n = 0; n < ATT_MK / 8; ++n) att_ldsm4(bf[n], ks + (n * 8 + (lane & 7)) * KS + ks_ * 16 + (lane >> 3) * 8);
+#pragma unroll
+                for (int n = 0; n < ATT_MK / 8; ++n) att_mma<F16>(s[n], qa[ks_], bf[n][0], bf[n][1]);
+#pragma unroll
+                for (int n = 0; n < ATT_MK / 8; ++n) att_mma<F16>(s[n], qa[ks_ + 1], bf[n][2], bf[n][3]);
+            } else {
+#pragma unroll
+                for (int n = 0; n < ATT_MK / 8; ++n) {
+                    const unsigned short* kr = ks + (n * 8 + g) * KS + ks_ * 16 + t * 2;
+                    att_mma<F16>(s[n], qa[ks_], *reinterpret_cast<const u32*>(kr), *reinterpret_cast<const u32*>(kr + 8));
+                }
             }
         }
         // Visibility, running max and probabilities of rows r0 (s[n][0..1]) and r1 (s[n][2..3]).
         float mx0 = -LT2_INF, mx1 = -LT2_INF;
+        if (j0 >= full_lo && j0 + ATT_MK <= full_end) {  // warp-uniform: no key of the tile hidden
 #pragma unroll
-        for (int n = 0; n < ATT_MK / 8; ++n) {
+            for (int n = 0; n < ATT_MK / 8; ++n) {
 #pragma unroll
-            for (int c = 0; c < 4; ++c) {
-                const i64 j = j0 + n * 8 + t * 2 + (c % 2);
-                const bool vis = c < 2 ? (j >= lo0 && j < n0) : (j >= lo1 && j < n1);
-                s[n][c] = vis ? s[n][c] * sl2 : -LT2_INF;
+                for (int c = 0; c < 4; ++c) s[n][c] *= sl2;
+                mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
+                mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
             }
-            mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
-            mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
+        } else {
+#pragma unroll
+            for (int n = 0; n < ATT_MK / 8; ++n) {
+#pragma unroll
+                for (int c = 0; c < 4; ++c) {
+                    const i64 j = j0 + n * 8 + t * 2 + (c % 2);
+                    const bool vis = c < 2 ? (j >= lo0 && j < n0) : (j >= lo1 && j < n1);
+                    s[n][c] = vis ? s[n][c] * sl2 : -LT2_INF;
+                }
+                mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
+                mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
+            }
         }
 #pragma unroll
         for (int o_ = 1; o_ <= 2; o_ <<= 1) {
@@ -566,7 +621,7 @@ __device__ __forceinline__ void attention_mma(const float* q, const float* k, co
             mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, o_));
         }
         const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-        const float c0 = mn0 == -LT2_INF ? 1.0f : exp2f(m0 - mn0), c1 = mn1 == -LT2_INF ? 1.0f : exp2f(m1 - mn1);
+        const float c0 = mn0 == -LT2_INF ? 1.0f : att_ex2(m0 - mn0), c1 = mn1 == -LT2_INF ? 1.0f : att_ex2(m1 - mn1);
         const float b0 = mn0 == -LT2_INF ? 0.0f : mn0, b1 = mn1 == -LT2_INF ? 0.0f : mn1;
         m0 = mn0;
         m1 = mn1;
@@ -574,10 +629,10 @@ __device__ __forceinline__ void attention_mma(const float* q, const float* k, co
         l1 *= c1;
 #pragma unroll
         for (int n = 0; n < ATT_MK / 8; ++n) {
-            s[n][0] = exp2f(s[n][0] - b0);  // hidden keys: exp2(-inf) = 0
-            s[n][1] = exp2f(s[n][1] - b0);
-            s[n][2] = exp2f(s[n][2] - b1);
-            s[n][3] = exp2f(s[n][3] - b1);
+            s[n][0] = att_ex2(s[n][0] - b0);  // hidden keys: exp2(-inf) = 0
+            s[n][1] = att_ex2(s[n][1] - b0);
+            s[n][2] = att_ex2(s[n][2] - b1);
+            s[n][3] = att_ex2(s[n][3] - b1);
             l0 += s[n][0] + s[n][1];
             l1 += s[n][2] + s[n][3];
         }
@@ -588,7 +643,9 @@ __device__ __forceinline__ void attention_mma(const float* q, const float* k, co
             o[n][2] *= c1;
             o[n][3] *= c1;
         }
-        // o += p v: the probabilities of keys 16 kk .. 16 kk + 15 are the A fragment.
+        // o += p v: the probabilities of keys 16 kk .. 16 kk + 15 are the A fragment; ldmatrix
+        // x4 trans: lanes 8m .. 8m + 7 address v rows 16 kk + 8 (m % 2) + 0..7 at columns
+        // 8 (n + m / 2): fragments (b0, b1) of value column tiles n and n + 1.
 #pragma unroll
         for (int kk = 0; kk < ATT_MK / 16; ++kk) {
             u32 pa[4];
@@ -597,10 +654,12 @@ __device__ __forceinline__ void attention_mma(const float* q, const float* k, co
             pa[2] = att_pack<F16>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
             pa[3] = att_pack<F16>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
-            for (int n = 0; n < ATT_MDV / 8; ++n) {
+            for (int n = 0; n < ATT_MDV / 8; n += 2) {
                 if (n >= nvt) break;
-                const unsigned short* vr = vt + (n * 8 + g) * VS + kk * 16 + t * 2;
-                att_mma<F16>(o[n], pa, *reinterpret_cast<const u32*>(vr), *reinterpret_cast<const u32*>(vr + 8));
+                u32 bf[4];
+                att_ldsm4_t(bf, vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * VS + (n + (lane >> 4)) * 8);
+                att_mma<F16>(o[n], pa, bf[0], bf[1]);
+                att_mma<F16>(o[n + 1], pa, bf[2], bf[3]);
             }
         }
     }
@@ -625,9 +684,9 @@ __device__ __forceinline__ void attention_mma(const float* q, const float* k, co
     }
 }
 
-extern "C" __global__ void __launch_bounds__(ATT_MT) lt2_attention_mma_bf16(const float* q, const float* k, const float* v, float* out, AttnParams p) {
+extern "C" __global__ void __launch_bounds__(ATT_MT) lt2_attention_mma_bf16(const float* q, const unsigned short* k, const unsigned short* v, float* out, AttnParams p) {
     attention_mma<0>(q, k, v, out, p);
 }
-extern "C" __global__ void __launch_bounds__(ATT_MT) lt2_attention_mma_f16(const float* q, const float* k, const float* v, float* out, AttnParams p) {
+extern "C" __global__ void __launch_bounds__(ATT_MT) lt2_attention_mma_f16(const float* q, const unsigned short* k, const unsigned short* v, float* out, AttnParams p) {
     attention_mma<1>(q, k, v, out, p);
 }

@@ -102,9 +102,12 @@ pub(crate) fn attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], mask: Option<&CudaB
     let grid = |queries_per_block: usize| (lq.div_ceil(queries_per_block) as u32, q_heads as u32, nb as u32);
     if p.rnd != 0 && mask.is_none() && lq >= TILED_MIN_QUERIES && d % 16 == 0 && d <= MMA_MAX_D && dv % 16 == 0 {
         // Many queries, bf16/fp16 operands: tensor cores, 128 queries per block of 8 warps,
-        // scores and output in registers (attention.cu `lt2_attention_mma_*`).
-        let smem = |dvc: usize| (MMA_BK * (d + MMA_PAD) + dvc * (MMA_BK + MMA_PAD)) * 2;
-        launch_per_value_columns(cu, Kernel::AttentionMma(p.rnd == 2), [q, k, v], &out, p, dv, MMA_DV_PER_LAUNCH, grid(MMA_BQ), (MMA_THREADS, 1, 1), smem)?;
+        // scores and output in registers, k and v cast once to the operand type and streamed
+        // through two shared-memory stages (attention.cu `lt2_attention_mma_*`).
+        let to = if p.rnd == 2 { DType::F16 } else { DType::Bf16 };
+        let (kh, vh) = (super::select::cast(cu, k, to)?, super::select::cast(cu, v, to)?);
+        let smem = |dvc: usize| MMA_STAGES * MMA_BK * (d + MMA_PAD + dvc + MMA_PAD) * 2;
+        launch_per_value_columns(cu, Kernel::AttentionMma(p.rnd == 2), [q, &kh, &vh], &out, p, dv, MMA_DV_PER_LAUNCH, grid(MMA_BQ), (MMA_THREADS, 1, 1), smem)?;
     } else if lq >= TILED_MIN_QUERIES && d <= TILED_MAX_D {
         // Many queries: 64 per block of 256 threads, 4 x 4 scores and 4 x 8 output values per
         // thread in registers (attention.cu `lt2_attention_tiled_f32`).
@@ -157,6 +160,8 @@ const MMA_BQ: usize = 128;
 const MMA_THREADS: u32 = 256;
 const MMA_BK: usize = 64;
 const MMA_PAD: usize = 8;
+/// Shared-memory stages of k and v tiles in the tensor-core kernel (one loads while one is read).
+const MMA_STAGES: usize = 2;
 
 /// Fewest keys a split of the decode kernel takes; warps of a split block (attention.cu
 /// ATT_SPLIT_WARPS); blocks the decode kernel aims for (a few per SM of an H100).

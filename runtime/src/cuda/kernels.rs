@@ -136,6 +136,8 @@ pub enum Kernel {
     Compare(Ty),
     Where(Width),
     Cast,
+    /// f32 to bf16 / fp16, four elements per thread (the operands of reduced-precision products).
+    CastHalf4,
     Reduce(Ty),
     Softmax,
     RmsNorm,
@@ -186,6 +188,7 @@ impl Kernel {
             Kernel::Compare(Ty::I64),
             Kernel::Compare(Ty::Bool),
             Kernel::Cast,
+            Kernel::CastHalf4,
             Kernel::Reduce(Ty::F32),
             Kernel::Reduce(Ty::I64),
             Kernel::Softmax,
@@ -227,7 +230,7 @@ impl Kernel {
     /// The file that defines the kernel.
     pub fn file(self) -> KernelFile {
         match self {
-            Kernel::Binary(_) | Kernel::Unary(_) | Kernel::Compare(_) | Kernel::Where(_) | Kernel::Cast => KernelFile::Elementwise,
+            Kernel::Binary(_) | Kernel::Unary(_) | Kernel::Compare(_) | Kernel::Where(_) | Kernel::Cast | Kernel::CastHalf4 => KernelFile::Elementwise,
             Kernel::Reduce(_) => KernelFile::Reduce,
             Kernel::Softmax => KernelFile::Softmax,
             Kernel::RmsNorm | Kernel::RmsNormRows => KernelFile::RmsNorm,
@@ -256,6 +259,7 @@ impl Kernel {
             Kernel::Compare(t) => ("compare", t.suffix()),
             Kernel::Where(w) => ("where", w.suffix()),
             Kernel::Cast => ("cast", ""),
+            Kernel::CastHalf4 => ("cast_half4", ""),
             Kernel::Reduce(t) => ("reduce", t.suffix()),
             Kernel::Softmax => ("softmax", "f32"),
             Kernel::RmsNorm => ("rms_norm", "f32"),

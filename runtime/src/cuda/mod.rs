@@ -228,7 +228,7 @@ impl Cuda {
         let mut funcs = HashMap::new();
         for k in Kernel::all() {
             let f = modules[&k.file()].load_function(&k.symbol()).map_err(|e| dev_err(drv(&format!("kernel {} in {} ({origin})", k.symbol(), k.file().file_name()), e)))?;
-            if matches!(k, Kernel::Gdn | Kernel::GdnChunkPrep | Kernel::GdnChunkState | Kernel::GdnChunkOut | Kernel::Attention | Kernel::AttentionTiled) {
+            if matches!(k, Kernel::Gdn | Kernel::GdnChunkPrep | Kernel::GdnChunkState | Kernel::GdnChunkOut | Kernel::Attention | Kernel::AttentionTiled | Kernel::AttentionMma(_)) {
                 f.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem_optin)
                     .map_err(|e| dev_err(drv("raising the shared memory limit", e)))?;
             }

@@ -344,7 +344,7 @@ fn cases() -> Vec<Case> {
     // (decode, masks, head dims not a multiple of 16) on the fp32 kernels with rounded loads.
     for (dt, name) in [(DType::Bf16, "bf16"), (DType::F16, "fp16")] {
         let att_dt = |hq: u32, hkv: u32, causal: bool, wl: i64| Op::Attention(Attention { q_heads: hq, kv_heads: hkv, scale: 0.0, causal, window_left: wl, window_right: -1, top_left: false, operand_dtype: dt as i32 });
-        for (lq, lk, hq, hkv, d, dv, causal, wl) in [(200, 200, 4, 2, 128, 128, true, -1), (70, 130, 2, 1, 64, 192, true, 50), (33, 33, 2, 2, 16, 16, false, -1)] {
+        for (lq, lk, hq, hkv, d, dv, causal, wl) in [(200, 200, 4, 2, 128, 128, true, -1), (70, 130, 2, 1, 64, 192, true, 50), (33, 33, 2, 2, 16, 16, false, -1), (300, 317, 2, 2, 48, 96, true, -1), (129, 129, 1, 1, 112, 32, false, -1), (260, 260, 2, 1, 128, 128, true, 70)] {
             let ins = vec![Some(t(&mut g, &[2, lq, hq as usize * d])), Some(t(&mut g, &[2, lk, hkv as usize * d])), Some(t(&mut g, &[2, lk, hkv as usize * dv]))];
             add(&format!("attention {name} {lq}x{lk} h{hq}/{hkv} d{d} dv{dv} (tensor cores)"), att_dt(hq, hkv, causal, wl), ins, none());
         }

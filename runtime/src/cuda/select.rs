@@ -94,7 +94,9 @@ pub(crate) fn cast(cu: &Cuda, x: &CudaBuf, to: DType) -> Result<CudaBuf, OpError
     }
     let out = cu.alloc(x.shape.clone(), to)?;
     let n = x.numel();
-    if n > 0 {
+    if x.dtype == DType::F32 && matches!(to, DType::Bf16 | DType::F16) && n % 4 == 0 && n > 0 {
+        launch!(cu, Kernel::CastHalf4, grid_for(n / 4, 256), x.ptr(), out.ptr(), (to == DType::F16) as i32, (n / 4) as i64)?;
+    } else if n > 0 {
         launch!(cu, Kernel::Cast, grid_for(n, 256), x.ptr(), out.ptr(), x.dtype as i32, to as i32, n as i64)?;
     }
     Ok(out)
@@ -137,4 +139,45 @@ pub(crate) fn top_k(cu: &Cuda, x: &CudaBuf, axis: i64, largest: bool, k: &str, e
         launch!(cu, Kernel::TopK, cfg, x.ptr(), vals.ptr(), idxs.ptr(), outer as i64, n as i64, inner as i64, k, largest as i32)?;
     }
     Ok((vals, idxs))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::Backend;
+    use crate::plan::DType;
+    use crate::precision::round_in_place;
+    use crate::tensor::Tensor;
+
+    use super::super::Cuda;
+
+    /// The device's f32 -> bf16 / fp16 casts (four at a time, and the one-element kernel for
+    /// lengths 4 does not divide) round exactly as the CPU does, ties and extremes included.
+    #[test]
+    fn half_casts_round_as_the_cpu() {
+        let cu = match Cuda::new() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("skipped: no usable GPU: {e}");
+                return;
+            }
+        };
+        let mut x: Vec<f32> = vec![1.0 + 2f32.powi(-9), 1.0 + 3.0 * 2f32.powi(-9), -0.0, 65504.0, 1e-8, -3.0e38, f32::INFINITY];
+        let mut s = 7u32;
+        while x.len() < 4099 {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            x.push(f32::from_bits(s & 0x7f7f_ffff | (s & 1) << 31));
+        }
+        for n in [4096usize, 4099] {
+            for d in [DType::Bf16, DType::F16] {
+                let xs = x[..n].to_vec();
+                let buf = cu.upload(&Tensor::f32(vec![n], xs.clone())).unwrap();
+                let got = cu.download(&super::cast(&cu, &buf, d).unwrap()).unwrap();
+                let mut want = xs;
+                round_in_place(d, &mut want);
+                let got = got.as_f32().unwrap();
+                let bad = got.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits() && !(a.is_nan() && b.is_nan())).count();
+                assert_eq!(bad, 0, "{d:?}, {n} elements: {bad} differ");
+            }
+        }
+    }
 }
