@@ -56,9 +56,12 @@ echo "command: $CMD"
 # fla-core holds fla.ops (the kernels); the flash-linear-attention wheel (fla.layers/models) is
 # carried but not installed: its import pulls in transformers (about 20 s per process), and the
 # benchmark calls the ops as fla's GatedDeltaNet layer does (see bench_model.py).
+# Each run installs into a folder of its own: sweep.sh's parts start together, and pip
+# installs racing into one folder failed (part 2 of the seventh-session sweep ran without fla).
 if ls .whl/fla_core-*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/fla_core-*.whl \
-    && export PYTHONPATH=/tmp/site
+  SITE=$(mktemp -d /tmp/bench_site.XXXXXX)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/fla_core-*.whl \
+    && export PYTHONPATH="$SITE"
 fi
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD/python"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv || true
@@ -169,7 +172,8 @@ step 200 e2e-dsa        python3 bench/bench_e2e.py --model lt2_gdn_dsa --long-it
 step 120 lt2c-dsa       python3 bench/bench_lt2c.py --big lt2_gdn_dsa --runs "$PREP_RUNS" --batches "$BATCHES"
 step 170 kernels-rest   python3 bench/bench_kernels.py --set attn,dsa,gdn_qwen
 # lt2c's kernels alone (one-op ONNX models, device time from LT2C_CUDA_PROFILE), beside the rows above
-step 200 lt2c-kernels   python3 bench/bench_lt2c_kernels.py
+# (sweep.sh gives this step a GPU of its own on a 4-GPU host, and then a larger cap)
+step "${BENCH_LT2C_KERNELS_CAP:-200}" lt2c-kernels   python3 bench/bench_lt2c_kernels.py
 for f in "$BG_DIR"/*.pid; do  # a background step still running now is of no more use: end it (its timeout ends its command)
   [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null && echo "=== ended the background step $(basename "$f" .pid)"
 done

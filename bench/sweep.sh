@@ -33,7 +33,7 @@ if [ "$NGPU" -ge 3 ]; then
   P1=$!
   CUDA_VISIBLE_DEVICES=1 OUT="$PARTS/part2" BENCH_PART=2 BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part2.console" 2>&1 &
   P2=$!
-  CUDA_VISIBLE_DEVICES=2 OUT="$PARTS/part3" BENCH_ONLY="peaks kernels-rest lt2c-kernels" BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part3.console" 2>&1 &
+  CUDA_VISIBLE_DEVICES=2 OUT="$PARTS/part3" BENCH_ONLY="peaks kernels-rest lt2c-kernels" BENCH_LT2C_KERNELS_CAP=$((BUDGET - 200)) BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part3.console" 2>&1 &
   P3=$!
   wait $P1; echo "part 1 (GPU 0) rc=$? after $(( $(date +%s) - START ))s"
   wait $P2; echo "part 2 (GPU 1) rc=$? after $(( $(date +%s) - START ))s"
