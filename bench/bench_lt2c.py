@@ -346,7 +346,8 @@ def wait_prepared(name):
 
 def cache_need(exe, mb, cfg, batch, ctx):
     """Bytes of lt2c's decode caches for ``batch`` sequences of ``ctx`` tokens: from ``lt2c
-    inspect`` (the plan's own numbers), else counted from the config (fp32 caches)."""
+    inspect`` (the plan's own numbers: K/V of a bf16 build in bf16), else counted from the config
+    (fp32 caches)."""
     r = sh([exe, "inspect", mb], timeout=30)
     import re
 
@@ -596,7 +597,7 @@ def big(exe, work, name, runs, batches=((8, 1024), (64, 1024))):
         wbytes = mbs[dt].stat().st_size
         if need_b > free - wbytes - 6 * 2**30:
             emit(section="lt2c", model=label, system=f"lt2c {dt}", row="decode (lt2c generate --batch)", shape=shape,
-                 note=f"does not fit: lt2c's caches need {need_b / 2**30:.1f} GiB (fp32), {free / 2**30:.1f} GiB free "
+                 note=f"does not fit: lt2c's caches need {need_b / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free "
                       f"for them, the {wbytes / 2**30:.1f} GiB of weights and the activations")
             return
         # one process: its fixed part + the prefill of nb prompts (batched: about a third of nb single ones)

@@ -151,8 +151,25 @@ extern "C" __global__ void lt2_attention_f32(const float* q, const float* k, con
 // come from device memory (lk_dev) and one launch configuration serves every cache length.
 #define ATT_SPLIT_WARPS 4
 
+// k and v as stored: fp32 (rounded on load as `rnd` says), or a K/V cache kept in the operand
+// type of a `--dtype bf16|fp16` model (`kv_bf16` / `kv_f16`: already rounded, read exactly).
+struct kv_bf16 {
+    unsigned short x;
+};
+struct kv_f16 {
+    unsigned short x;
+};
+__device__ __forceinline__ float att_ldkv(const float* x, i64 i, int rnd) { return att_ld(x, i, rnd); }
+__device__ __forceinline__ float att_ldkv(const kv_bf16* x, i64 i, int) { return __uint_as_float((u32)x[i].x << 16); }
+__device__ __forceinline__ float att_ldkv(const kv_f16* x, i64 i, int) {
+    float v;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(v) : "h"(x[i].x));
+    return v;
+}
+
 // Dynamic shared memory: accumulators [ATT_SPLIT_WARPS][DV], then q [D].
-extern "C" __global__ void lt2_attention_split_f32(const float* q, const float* k, const float* v, float* part, AttnParams p0, int splits) {
+template <typename KV>
+__device__ __forceinline__ void attention_split(const float* q, const KV* k, const KV* v, float* part, const AttnParams& p0, int splits) {
     AttnParams p = p0;
     if (p.lk_dev) p.LK = (int)(*(const i64*)p.lk_dev + p.LQ);
     if (p.kv_rows && p.LK > p.kv_rows) p.LK = (int)p.kv_rows;  // a full cache (write_rows reports it)
@@ -175,19 +192,19 @@ extern "C" __global__ void lt2_attention_split_f32(const float* q, const float* 
     for (int c = 0; c < ATT_MAX_DV_PER_LANE; ++c) acc[c] = 0.0f;
     float m = -LT2_INF, l = 0.0f;
     for (i64 j = j_begin + w; j < j_end; j += ATT_SPLIT_WARPS) {
-        const float* kr = k + ((b * kv_rows + j) * p.HKV + hk) * D;
+        const KV* kr = k + ((b * kv_rows + j) * p.HKV + hk) * D;
         float dot = 0.0f;
-        for (int x = lane; x < D; x += 32) dot += qs[x] * att_ld(kr, x, p.rnd);
+        for (int x = lane; x < D; x += 32) dot += qs[x] * att_ldkv(kr, x, p.rnd);
         const float sc = p.scale * lt2_warp_sum(dot);
         const float mnew = fmaxf(m, sc);
         const float corr = expf(m - mnew);  // m = -inf at first: 0
         const float pj = expf(sc - mnew);
         l = l * corr + pj;
-        const float* vr = v + ((b * kv_rows + j) * p.HKV + hk) * DV;
+        const KV* vr = v + ((b * kv_rows + j) * p.HKV + hk) * DV;
 #pragma unroll
         for (int c = 0; c < ATT_MAX_DV_PER_LANE; ++c) {
             int d = lane + 32 * c;
-            if (d < DV) acc[c] = acc[c] * corr + pj * att_ld(vr, d, p.rnd);
+            if (d < DV) acc[c] = acc[c] * corr + pj * att_ldkv(vr, d, p.rnd);
         }
         m = mnew;
     }
@@ -220,7 +237,17 @@ extern "C" __global__ void lt2_attention_split_f32(const float* q, const float* 
     }
 }
 
-// Merges the splits of lt2_attention_split_f32: out[b][h] = sum_s e^(m_s - M) acc_s / sum_s
+extern "C" __global__ void lt2_attention_split_f32(const float* q, const float* k, const float* v, float* part, AttnParams p, int splits) {
+    attention_split(q, k, v, part, p, splits);
+}
+extern "C" __global__ void lt2_attention_split_bf16kv(const float* q, const kv_bf16* k, const kv_bf16* v, float* part, AttnParams p, int splits) {
+    attention_split(q, k, v, part, p, splits);
+}
+extern "C" __global__ void lt2_attention_split_f16kv(const float* q, const kv_f16* k, const kv_f16* v, float* part, AttnParams p, int splits) {
+    attention_split(q, k, v, part, p, splits);
+}
+
+// Merges the splits of lt2_attention_split_*: out[b][h] = sum_s e^(m_s - M) acc_s / sum_s
 // e^(m_s - M) l_s (zeros when no split saw a key). Grid (HQ, B).
 extern "C" __global__ void lt2_attention_combine_f32(const float* part, float* out, int splits, int DV) {
     const int h = blockIdx.x, b = blockIdx.y, HQ = gridDim.x;

@@ -152,10 +152,11 @@ extern "C" __global__ void lt2_compare_bool(const u8* a, const u8* b, u8* out, i
     }
 LT2_WHERE(lt2_where_w1, u8)
 LT2_WHERE(lt2_where_w4, u32)
+LT2_WHERE(lt2_where_w2, unsigned short)
 LT2_WHERE(lt2_where_w8, u64)
 
-// ---- Cast between f32 (0), i64 (1) and bool (2), as plan::DType; and f32 to bf16 (3) or
-// fp16 (4), rounding to nearest even (the operands of reduced-precision matrix products) ----
+// ---- Cast between f32 (0), i64 (1) and bool (2), as plan::DType; f32 to bf16 (3) or fp16 (4),
+// rounding to nearest even (the operands of reduced-precision matrix products), and back ----
 // f32 -> i64 truncates toward zero, saturates, and maps NaN to 0 (like Rust `as`).
 
 extern "C" __global__ void lt2_cast(const void* x, void* out, int from, int to, i64 n) {
@@ -173,6 +174,12 @@ extern "C" __global__ void lt2_cast(const void* x, void* out, int from, int to, 
                 ((unsigned short*)out)[i] = h;
             }
             else ((u8*)out)[i] = v != 0.0f;
+        } else if (from == 3 || from == 4) {  // bf16 / fp16 -> f32 (exact)
+            const unsigned short h = ((const unsigned short*)x)[i];
+            float v;
+            if (from == 3) v = __uint_as_float((u32)h << 16);
+            else asm("cvt.f32.f16 %0, %1;" : "=f"(v) : "h"(h));
+            ((float*)out)[i] = v;
         } else if (from == 1) {
             i64 v = ((const i64*)x)[i];
             if (to == 0) ((float*)out)[i] = (float)v;

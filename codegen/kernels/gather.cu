@@ -21,4 +21,5 @@
     }
 LT2_GATHER(lt2_gather_w1, u8)
 LT2_GATHER(lt2_gather_w4, u32)
+LT2_GATHER(lt2_gather_w2, unsigned short)
 LT2_GATHER(lt2_gather_w8, u64)

@@ -25,6 +25,7 @@ extern "C" __global__ void lt2_range_past_i64(i64* out, i64 start, i64 delta, i6
     }
 LT2_TRILU(lt2_trilu_w1, u8)
 LT2_TRILU(lt2_trilu_w4, u32)
+LT2_TRILU(lt2_trilu_w2, unsigned short)
 LT2_TRILU(lt2_trilu_w8, u64)
 
 // Whether element (va, a) comes before (vb, b) in TopK order: larger (or smaller) first, ties

@@ -29,6 +29,7 @@ struct CopyParams {
     }
 LT2_COPY(lt2_copy_w1, u8)
 LT2_COPY(lt2_copy_w4, u32)
+LT2_COPY(lt2_copy_w2, unsigned short)
 LT2_COPY(lt2_copy_w8, u64)
 
 // Small host-to-device uploads without a host synchronisation: the bytes travel as a kernel

@@ -146,7 +146,7 @@ fn static_dims(ty: &str) -> Vec<Option<i64>> {
     TensorType::parse(ty).map(|t| t.dims).unwrap_or_default()
 }
 
-/// (cache slot needed, fixed bytes, bytes per token) for a stateful op.
+/// (fixed bytes, bytes per token) of the cache of a stateful op, as the GPU keeps it.
 fn cache_cost(kind: Lt2Op, o: &OperationRef) -> Option<(u64, u64)> {
     let prod = |d: &[Option<i64>]| -> u64 { d.iter().map(|x| x.unwrap_or(0).max(0) as u64).product() };
     let res = |i: usize| o.result(i).ok().map(|r| static_dims(&r.r#type().to_string())).unwrap_or_default();
@@ -154,7 +154,13 @@ fn cache_cost(kind: Lt2Op, o: &OperationRef) -> Option<(u64, u64)> {
     let last = |d: Vec<Option<i64>>| d.last().copied().flatten().unwrap_or(0).max(0) as u64;
     match kind {
         Lt2Op::CausalConv | Lt2Op::Gdn => Some((4 * prod(res(1).get(1..).unwrap_or(&[])), 0)),
-        Lt2Op::Attention => Some((0, 4 * (last(opnd(1)) + last(opnd(2))))),
+        Lt2Op::Attention => {
+            // A bf16 / fp16 attention keeps its K/V cache in that type on the GPU (rows of whole
+            // 16-byte chunks: runtime `Backend::to_kv_cache`); the CPU keeps fp32.
+            let half = matches!(attr_str(o, "operand_type").ok().as_deref(), Some("bf16" | "f16"));
+            let bytes = |w: u64| if half && w % 8 == 0 { 2 * w } else { 4 * w };
+            Some((0, bytes(last(opnd(1))) + bytes(last(opnd(2)))))
+        }
         Lt2Op::LightningIndexer => Some((0, 4 * last(opnd(1)))),
         Lt2Op::SparseAttention => Some((0, 4 * (last(opnd(1)) + last(opnd(2))))),
         _ => None,

@@ -40,6 +40,12 @@ pub trait Backend: Sized {
     fn memory_usage(&self) -> Option<MemoryUsage> {
         None
     }
+    /// New K/V rows of attention `a` in the form its cache keeps them. A backend may keep the
+    /// caches of a bf16 / fp16 attention in that type (its kernels round k and v to it anyway:
+    /// only the bytes change); the default keeps fp32, as the CPU does.
+    fn to_kv_cache(&self, t: &Self::Buf, _a: &crate::plan::Attention) -> Result<Self::Buf, OpError> {
+        Ok(t.clone())
+    }
 }
 
 /// Device memory of a backend's activations and caches (`Backend::memory_usage`).

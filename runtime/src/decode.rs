@@ -138,8 +138,8 @@ pub fn run_stateful<B: Backend>(
             let shared = st.share_kv_across_loops && !iters.is_empty();
             let key = if shared { (step.cache_slot, vec![]) } else { key };
             let cache = st.caches.get(&key).cloned().unwrap_or_default();
-            let k = concat_seq(b, cache.first(), &req(&ins, 1)?, env)?;
-            let v = concat_seq(b, cache.get(1), &req(&ins, 2)?, env)?;
+            let k = concat_seq(b, cache.first(), &b.to_kv_cache(&req(&ins, 1)?, a)?, env)?;
+            let v = concat_seq(b, cache.get(1), &b.to_kv_cache(&req(&ins, 2)?, a)?, env)?;
             let outs = run(op, &[ins[0].clone(), Some(k.clone()), Some(v.clone())])?;
             let last_iteration = iters.iter().all(|&(i, n)| i == n - 1);
             if !shared || last_iteration {

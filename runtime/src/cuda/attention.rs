@@ -8,7 +8,7 @@ use crate::error::OpError;
 use crate::op_bail;
 use crate::plan::{self, DType};
 
-use super::kernels::Kernel;
+use super::kernels::{KvElem, Kernel};
 use super::{device_repr, expect_f32, launch, Cuda, CudaBuf};
 
 /// Keys per shared-memory tile and the value columns one launch handles (attention.cu ATT_TILE,
@@ -51,9 +51,11 @@ device_repr!(AttnParams);
 pub(crate) fn attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], mask: Option<&CudaBuf>, a: &plan::Attention) -> Result<CudaBuf, OpError> {
     let op = "attention";
     let (q_heads, kv_heads) = (a.q_heads as usize, a.kv_heads as usize);
-    for (what, t) in [("q", q), ("k", k), ("v", v)] {
-        expect_f32(op, what, t)?;
-    }
+    expect_f32(op, "q", q)?;
+    expect_kv(op, k)?;
+    expect_kv(op, v)?;
+    // Caches of different forms (a head width that stays fp32 beside one kept in 16 bits): fp32.
+    let (k, v) = if k.dtype == v.dtype { (k, v) } else { (&widen(cu, k)?, &widen(cu, v)?) };
     let AttnDims { nb, lq, lk, d, dv } = attention_dims([&q.shape, &k.shape, &v.shape], q_heads, kv_heads)?;
     let (mut mask_ptr, mut mask_bool, mut ms) = (0u64, 0i32, [0i64; 4]);
     if let Some(m) = mask {
@@ -96,6 +98,7 @@ pub(crate) fn attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], mask: Option<&CudaB
         kv_rows: 0,
     };
     if lq == 1 && mask.is_none() && dv <= DV_PER_LAUNCH && lk >= 2 * SPLIT_MIN_KEYS {
+        // k and v as stored: the split kernel reads fp32 and 16-bit caches alike.
         let splits = lk.div_ceil(SPLIT_MIN_KEYS).min(SPLIT_TARGET_BLOCKS.div_ceil(nb * q_heads)).max(1);
         return decode_split(cu, [q, k, v], out, p, splits);
     }
@@ -105,10 +108,15 @@ pub(crate) fn attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], mask: Option<&CudaB
         // scores and output in registers, k and v cast once to the operand type and streamed
         // through two shared-memory stages (attention.cu `lt2_attention_mma_*`).
         let to = if p.rnd == 2 { DType::F16 } else { DType::Bf16 };
-        let (kh, vh) = (super::select::cast(cu, k, to)?, super::select::cast(cu, v, to)?);
+        let half = |t: &CudaBuf| if t.dtype == to { Ok(t.clone()) } else { super::select::cast(cu, &widen(cu, t)?, to) };
+        let (kh, vh) = (half(k)?, half(v)?);
         let smem = |dvc: usize| MMA_STAGES * MMA_BK * (d + MMA_PAD + dvc + MMA_PAD) * 2;
         launch_per_value_columns(cu, Kernel::AttentionMma(p.rnd == 2), [q, &kh, &vh], &out, p, dv, MMA_DV_PER_LAUNCH, grid(MMA_BQ), (MMA_THREADS, 1, 1), smem)?;
-    } else if lq >= TILED_MIN_QUERIES && d <= TILED_MAX_D {
+        return Ok(out);
+    }
+    // The fp32 kernels read fp32 k and v: a 16-bit cache widens (exactly) first.
+    let (k, v) = (&widen(cu, k)?, &widen(cu, v)?);
+    if lq >= TILED_MIN_QUERIES && d <= TILED_MAX_D {
         // Many queries: 64 per block of 256 threads, 4 x 4 scores and 4 x 8 output values per
         // thread in registers (attention.cu `lt2_attention_tiled_f32`).
         let smem = |_| (d * TILED_TS + d.max(TILED_BQ) * TILED_TS + TILED_BQ * TILED_DV_PER_LAUNCH) * 4;
@@ -118,6 +126,30 @@ pub(crate) fn attention(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], mask: Option<&CudaB
         launch_per_value_columns(cu, Kernel::Attention, [q, k, v], &out, p, dv, DV_PER_LAUNCH, grid(rows), (32, rows as u32, 1), smem)?;
     }
     Ok(out)
+}
+
+/// k or v of attention: fp32, or a K/V cache kept in 16 bits (`Backend::to_kv_cache`).
+fn expect_kv(op: &str, t: &CudaBuf) -> Result<(), OpError> {
+    if !matches!(t.dtype, DType::F32 | DType::Bf16 | DType::F16) {
+        op_bail!("{op}: k and v must be f32, bf16 or fp16, got {:?}", t.dtype);
+    }
+    Ok(())
+}
+
+/// A bf16 / fp16 buffer as fp32 (exact); fp32 as it is.
+fn widen(cu: &Cuda, t: &CudaBuf) -> Result<CudaBuf, OpError> {
+    if t.dtype == DType::F32 { Ok(t.clone()) } else { super::select::cast(cu, t, DType::F32) }
+}
+
+/// The form in which a K/V cache of `a` is kept: the operand type of a `--dtype bf16|fp16`
+/// attention (its kernels round k and v to it as they load, so nothing changes but the bytes:
+/// half the memory and half the traffic of every decode step), else fp32.
+pub(crate) fn kv_cache_dtype(a: &plan::Attention) -> DType {
+    match operand_rounding(a) {
+        1 => DType::Bf16,
+        2 => DType::F16,
+        _ => DType::F32,
+    }
 }
 
 /// Launches an attention kernel once per `per_launch` value columns (`dv0`, `dvc`): value heads
@@ -186,7 +218,8 @@ fn decode_split(cu: &Cuda, [q, k, v]: [&CudaBuf; 3], out: CudaBuf, mut p: AttnPa
     (p.dv0, p.dvc) = (0, dv as i32);
     let smem = (SPLIT_WARPS * dv + d) * 4;
     let cfg = LaunchConfig { grid_dim: (splits as u32, q_heads as u32, nb as u32), block_dim: (32, SPLIT_WARPS as u32, 1), shared_mem_bytes: smem as u32 };
-    launch!(cu, Kernel::AttentionSplit, cfg, q.ptr(), k.ptr(), v.ptr(), part.ptr(), p, splits as i32)?;
+    let elem = KvElem::of(k.dtype).ok_or_else(|| OpError::new(format!("attention: k of {:?}", k.dtype)))?;
+    launch!(cu, Kernel::AttentionSplit(elem), cfg, q.ptr(), k.ptr(), v.ptr(), part.ptr(), p, splits as i32)?;
     let cfg = LaunchConfig { grid_dim: (q_heads as u32, nb as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
     launch!(cu, Kernel::AttentionCombine, cfg, part.ptr(), out.ptr(), splits as i32, dv as i32)?;
     Ok(out)
@@ -207,9 +240,11 @@ pub(crate) fn attention_cached(
     past: &CudaBuf,
 ) -> Result<CudaBuf, OpError> {
     let op = "attention (fixed-capacity cache)";
-    for (what, t) in [("q", q), ("k", k_new), ("v", v_new), ("k cache", k_cache), ("v cache", v_cache)] {
+    for (what, t) in [("q", q), ("k", k_new), ("v", v_new)] {
         expect_f32(op, what, t)?;
     }
+    expect_kv(op, k_cache)?;
+    expect_kv(op, v_cache)?;
     if past.dtype != DType::I64 || past.numel() != 1 {
         op_bail!("{op}: the token count must be one int64, got {:?} {:?}", past.dtype, past.shape);
     }
@@ -228,7 +263,7 @@ pub(crate) fn attention_cached(
         op_bail!("{op}: value heads of {dv} exceed the decode kernel's {DV_PER_LAUNCH}");
     }
     for (new, cache) in [(k_new, k_cache), (v_new, v_cache)] {
-        write_rows(cu, cache, new, past)?;
+        write_rows(cu, cache, &super::select::cast(cu, new, cache.dtype)?, past)?;
     }
     let out = cu.alloc(vec![nb, lq, a.q_heads as usize * dv], DType::F32)?;
     if out.numel() == 0 {
@@ -258,6 +293,9 @@ pub(crate) fn attention_cached(
     };
     // Splits for the capacity; at shorter lengths each split takes fewer keys.
     let splits = cap.div_ceil(SPLIT_MIN_KEYS).min(SPLIT_TARGET_BLOCKS.div_ceil(nb * a.q_heads as usize)).max(1);
+    if k_cache.dtype != v_cache.dtype {
+        return decode_split(cu, [q, &widen(cu, k_cache)?, &widen(cu, v_cache)?], out, p, splits);
+    }
     decode_split(cu, [q, k_cache, v_cache], out, p, splits)
 }
 

@@ -158,13 +158,16 @@ mod tests {
         let (b, hq, hkv, d, dv, past0, steps) = (2usize, 4usize, 2usize, 32usize, 48usize, 150usize, 16usize);
         let caps = [160usize, 320];
         let err = |e: crate::error::OpError| crate::RuntimeError::Session(e.0);
-        for window_left in [-1i64, 40] {
-            let a = plan::Attention { q_heads: hq as u32, kv_heads: hkv as u32, scale: 0.0, causal: true, window_left, window_right: -1, top_left: false, ..Default::default() };
+        // fp32 caches, and bf16 ones (a `--dtype bf16` attention keeps its K/V cache in bf16).
+        for (window_left, operand) in [(-1i64, plan::DType::F32), (40, plan::DType::F32), (-1, plan::DType::Bf16), (40, plan::DType::Bf16)] {
+            let a = plan::Attention { q_heads: hq as u32, kv_heads: hkv as u32, scale: 0.0, causal: true, window_left, window_right: -1, top_left: false, operand_dtype: operand as i32 };
             // Every key the steps will see: the prefill's past0 rows, then one per step.
             let k_all = g.tensor(&[b, past0 + steps, hkv * d]);
             let v_all = g.tensor(&[b, past0 + steps, hkv * dv]);
-            let mut kc = cu.with_capacity(&cu.upload(&rows(&k_all, past0)).unwrap(), caps[0], 0).unwrap();
-            let mut vc = cu.with_capacity(&cu.upload(&rows(&v_all, past0)).unwrap(), caps[0], 0).unwrap();
+            let cached = |t: &Tensor| cu.to_kv_cache(&cu.upload(t).unwrap(), &a).unwrap();
+            let mut kc = cu.with_capacity(&cached(&rows(&k_all, past0)), caps[0], 0).unwrap();
+            let mut vc = cu.with_capacity(&cached(&rows(&v_all, past0)), caps[0], 0).unwrap();
+            assert_eq!(kc.dtype, operand, "the cache's form");
             let past = cu.upload(&Tensor::i64(vec![1], vec![past0 as i64])).unwrap();
             let (q_in, k_in, v_in) = (cu.zeros(vec![b, 1, hq * d], plan::DType::F32).unwrap(), cu.zeros(vec![b, 1, hkv * d], plan::DType::F32).unwrap(), cu.zeros(vec![b, 1, hkv * dv], plan::DType::F32).unwrap());
             let range = plan::Range { start: 3, delta: 1, size: "1".into(), positional: true };
@@ -205,7 +208,7 @@ mod tests {
                 let got = cu.download(o).unwrap();
                 let want = crate::cpu::run_op(&Op::Attention(a.clone()), &[Some(&q), Some(&kn), Some(&vn)], &HashMap::new()).unwrap().remove(0);
                 let e = rel_err(got.as_f32().unwrap(), want.as_f32().unwrap());
-                assert!(e < 1e-5, "window {window_left}, step {s} ({n} cached, capacity {}): relative error {e:.2e}", kc.shape()[1]);
+                assert!(e < 1e-5, "{operand:?} window {window_left}, step {s} ({n} cached, capacity {}): relative error {e:.2e}", kc.shape()[1]);
                 assert_eq!(cu.download(p).unwrap().as_i64().unwrap(), &[3 + n as i64], "positions at step {s}");
             }
             // A full cache is an error at the next download, not a write out of bounds.

@@ -84,19 +84,49 @@ impl KernelFile {
     }
 }
 
-/// Element widths of the dtype-agnostic kernels (copies, gathers, selects): bool, f32, i64.
+/// How an attention kernel finds k and v in memory: fp32, or a K/V cache kept in bf16 / fp16.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KvElem {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl KvElem {
+    /// The form of a buffer of this dtype, if attention reads it as k / v.
+    pub fn of(d: crate::plan::DType) -> Option<KvElem> {
+        match d {
+            crate::plan::DType::F32 => Some(KvElem::F32),
+            crate::plan::DType::Bf16 => Some(KvElem::Bf16),
+            crate::plan::DType::F16 => Some(KvElem::F16),
+            _ => None,
+        }
+    }
+    fn suffix(self) -> &'static str {
+        match self {
+            KvElem::F32 => "f32",
+            KvElem::Bf16 => "bf16kv",
+            KvElem::F16 => "f16kv",
+        }
+    }
+}
+
+/// Element widths of the dtype-agnostic kernels (copies, gathers, selects): bool, bf16 / fp16,
+/// f32, i64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Width {
     W1,
+    W2,
     W4,
     W8,
 }
 
 impl Width {
-    pub const ALL: [Width; 3] = [Width::W1, Width::W4, Width::W8];
+    pub const ALL: [Width; 4] = [Width::W1, Width::W2, Width::W4, Width::W8];
     pub fn of_bytes(n: usize) -> Width {
         match n {
             1 => Width::W1,
+            2 => Width::W2,
             4 => Width::W4,
             _ => Width::W8,
         }
@@ -104,6 +134,7 @@ impl Width {
     fn suffix(self) -> &'static str {
         match self {
             Width::W1 => "w1",
+            Width::W2 => "w2",
             Width::W4 => "w4",
             Width::W8 => "w8",
         }
@@ -164,7 +195,9 @@ pub enum Kernel {
     AttentionTiled,
     /// Tensor-core prefill attention over bf16 (false) or fp16 (true) operands.
     AttentionMma(bool),
-    AttentionSplit,
+    /// One query over a long cache, split over keys; k and v as stored (fp32, or a K/V cache kept in
+    /// bf16 / fp16).
+    AttentionSplit(KvElem),
     AttentionCombine,
     Rope,
     IndexerScores,
@@ -210,7 +243,9 @@ impl Kernel {
             Kernel::AttentionTiled,
             Kernel::AttentionMma(false),
             Kernel::AttentionMma(true),
-            Kernel::AttentionSplit,
+            Kernel::AttentionSplit(KvElem::F32),
+            Kernel::AttentionSplit(KvElem::Bf16),
+            Kernel::AttentionSplit(KvElem::F16),
             Kernel::AttentionCombine,
             Kernel::Rope,
             Kernel::IndexerScores,
@@ -239,7 +274,7 @@ impl Kernel {
             Kernel::Range | Kernel::RangePast | Kernel::Trilu(_) | Kernel::TopK => KernelFile::Index,
             Kernel::CausalConv | Kernel::CausalConvState => KernelFile::CausalConv,
             Kernel::Gdn | Kernel::GdnChunkPrep | Kernel::GdnChunkState | Kernel::GdnChunkOut => KernelFile::Gdn,
-            Kernel::Attention | Kernel::AttentionTiled | Kernel::AttentionMma(_) | Kernel::AttentionSplit | Kernel::AttentionCombine => KernelFile::Attention,
+            Kernel::Attention | Kernel::AttentionTiled | Kernel::AttentionMma(_) | Kernel::AttentionSplit(_) | Kernel::AttentionCombine => KernelFile::Attention,
             Kernel::Rope => KernelFile::Rope,
             Kernel::IndexerScores
             | Kernel::IndexerScoresRows
@@ -282,7 +317,7 @@ impl Kernel {
             Kernel::Attention => ("attention", "f32"),
             Kernel::AttentionTiled => ("attention_tiled", "f32"),
             Kernel::AttentionMma(f16) => ("attention_mma", if f16 { "f16" } else { "bf16" }),
-            Kernel::AttentionSplit => ("attention_split", "f32"),
+            Kernel::AttentionSplit(e) => ("attention_split", e.suffix()),
             Kernel::AttentionCombine => ("attention_combine", "f32"),
             Kernel::Rope => ("rope", "f32"),
             Kernel::IndexerScores => ("indexer_scores", "f32"),

@@ -522,6 +522,13 @@ impl Backend for Cuda {
         let u = self.arena.usage();
         Some(crate::backend::MemoryUsage { peak_bytes: u.peak as u64, mapped_bytes: u.mapped as u64 })
     }
+    fn to_kv_cache(&self, t: &CudaBuf, a: &crate::plan::Attention) -> Result<CudaBuf, OpError> {
+        // Rows of whole 16-byte chunks only (every real head size): the cache kernels copy words.
+        if t.dtype != DType::F32 || t.shape.last().is_none_or(|w| w % 8 != 0) {
+            return Ok(t.clone());
+        }
+        select::cast(self, t, attention::kv_cache_dtype(a))
+    }
 }
 
 impl Cuda {

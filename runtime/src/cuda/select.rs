@@ -151,7 +151,8 @@ mod tests {
     use super::super::Cuda;
 
     /// The device's f32 -> bf16 / fp16 casts (four at a time, and the one-element kernel for
-    /// lengths 4 does not divide) round exactly as the CPU does, ties and extremes included.
+    /// lengths 4 does not divide) round exactly as the CPU does, ties and extremes included, and
+    /// widen back exactly.
     #[test]
     fn half_casts_round_as_the_cpu() {
         let cu = match Cuda::new() {
@@ -171,7 +172,11 @@ mod tests {
             for d in [DType::Bf16, DType::F16] {
                 let xs = x[..n].to_vec();
                 let buf = cu.upload(&Tensor::f32(vec![n], xs.clone())).unwrap();
-                let got = cu.download(&super::cast(&cu, &buf, d).unwrap()).unwrap();
+                let half = super::cast(&cu, &buf, d).unwrap();
+                // Back to f32 (a 16-bit K/V cache read by an fp32 kernel): exact.
+                let wide = cu.download(&super::cast(&cu, &half, DType::F32).unwrap()).unwrap();
+                let got = cu.download(&half).unwrap();
+                assert_eq!(wide.as_f32().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>(), got.as_f32().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{d:?} widened");
                 let mut want = xs;
                 round_in_place(d, &mut want);
                 let got = got.as_f32().unwrap();
