@@ -139,10 +139,10 @@ if [ -n "${BENCH_ONLY:-}" ] && [ -z "${LT2C_TINY_OK:-}" ] && [[ " $BENCH_ONLY " 
 fi
 export LT2C_NOTE="$LT2C_STATUS"
 echo "$LT2C_STATUS" > "$BENCH_OUT/lt2c_status.txt"
-# where lt2c-prep leaves the compiled models (GiBs; not under $OUT, which travels back); a
-# machine kept warm from an earlier call may still hold old ones
-export LT2C_PREP_DIR=/tmp/lt2c_prep
-rm -rf "$LT2C_PREP_DIR"
+# where lt2c-prep leaves the compiled models (GiBs; not under $OUT, which travels back), removed
+# at the end. One folder per run: sweep.sh's parts share the host, and a part that ended first removed the
+# models another part had prepared (the GDN+DSA lt2c rows of the sweep at ef27289 were lost so).
+export LT2C_PREP_DIR=$(mktemp -d /tmp/lt2c_prep.XXXXXX)
 BG_DIR=$(mktemp -d /tmp/bench_bg.XXXXXX)  # this run's background steps: their pid files
 
 # caps: the estimates of an H100 run (see RESULTS.md) plus margin; the budget cuts the last step.
