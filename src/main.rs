@@ -96,8 +96,10 @@ struct PassArgs {
     pass_timing: bool,
     /// Precision of matrix-product weights and operands (accumulation, activations between ops,
     /// norms and recurrent state stay fp32). bf16/fp16 halve weight memory and use tensor cores.
-    #[arg(long, value_enum, default_value = "fp32")]
-    dtype: DtypeArg,
+    /// Default: the ONNX weights' own half type when most of its float initializers are fp16 or
+    /// bf16 (a `.half()` or bf16 export), else fp32.
+    #[arg(long, value_enum)]
+    dtype: Option<DtypeArg>,
 }
 
 #[cfg(feature = "compiler")]
@@ -222,7 +224,7 @@ fn pipeline_opts(p: &PassArgs) -> lt2_passes::PipelineOptions {
         print_after: p.print_ir_after.clone(),
         opt_bisect_limit: p.opt_bisect_limit,
         no_opt: p.no_opt,
-        matmul_weights: match p.dtype {
+        matmul_weights: match p.dtype.unwrap_or_default() {
             DtypeArg::Fp32 => None,
             DtypeArg::Bf16 => Some(lt2_ir::Elem::Bf16),
             DtypeArg::Fp16 => Some(lt2_ir::Elem::F16),
@@ -244,7 +246,7 @@ fn run_passes(module: &mut melior::ir::Module, p: &PassArgs) -> Result<()> {
 }
 
 #[cfg(feature = "compiler")]
-fn compile(a: CompileArgs) -> Result<()> {
+fn compile(mut a: CompileArgs) -> Result<()> {
     let Some(input) = a.input else {
         bail!("no model given: `lt2c MODEL.onnx -o MODEL.bin` (see `lt2c --help`)");
     };
@@ -257,6 +259,17 @@ fn compile(a: CompileArgs) -> Result<()> {
     let imported = lt2_frontend::import_file(&input).with_context(|| format!("importing {}", input.display()))?;
     for w in &imported.warnings {
         eprintln!("warning: {w}");
+    }
+    if a.passes.dtype.is_none() {
+        a.passes.dtype = match imported.half_weights {
+            Some(lt2_frontend::HalfType::F16) => Some(DtypeArg::Fp16),
+            Some(lt2_frontend::HalfType::Bf16) => Some(DtypeArg::Bf16),
+            None => None,
+        };
+        if let Some(d) = a.passes.dtype {
+            let name = if matches!(d, DtypeArg::Fp16) { "fp16" } else { "bf16" };
+            eprintln!("the ONNX weights are {name}: matrix products in {name} (--dtype {name}); pass --dtype fp32 for fp32 products");
+        }
     }
     let t_import = t0.elapsed();
     let context = lt2_ir::new_context()?;

@@ -31,6 +31,38 @@ pub struct Imported {
     pub mlir: String,
     pub weights: WeightStore,
     pub warnings: Vec<String>,
+    /// The half type that holds most of the model's float initializer elements (an export of a
+    /// `.half()` or bf16 model), if one does: the precision its author chose for the weights.
+    pub half_weights: Option<HalfType>,
+}
+
+/// A 16-bit float type of ONNX initializers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HalfType {
+    F16,
+    Bf16,
+}
+
+/// The half type holding more than half of the float initializer elements, if any.
+fn half_weights(g: &tract_onnx::pb::GraphProto) -> Option<HalfType> {
+    let (mut all, mut f16, mut bf16) = (0u64, 0u64, 0u64);
+    for t in &g.initializer {
+        let n: u64 = t.dims.iter().map(|&d| d.max(0) as u64).product();
+        match t.data_type {
+            tensor::dt::FLOAT16 => f16 += n,
+            tensor::dt::BFLOAT16 => bf16 += n,
+            d if tensor::is_float(d) => {}
+            _ => continue,
+        }
+        all += n;
+    }
+    if 2 * f16 > all {
+        Some(HalfType::F16)
+    } else if 2 * bf16 > all {
+        Some(HalfType::Bf16)
+    } else {
+        None
+    }
 }
 
 /// Ops introduced after opset 18 that real exports carry while stamped with an older opset.
@@ -111,7 +143,7 @@ pub fn import_model(model: &ModelProto, base_dir: Option<&Path>) -> Result<Impor
     }
     warnings.extend(imp.warnings.drain(..));
     let mlir = imp.b.finish(&outs).map_err(FrontendError::Graph)?;
-    Ok(Imported { mlir, weights: imp.weights, warnings })
+    Ok(Imported { mlir, weights: imp.weights, warnings, half_weights: half_weights(g) })
 }
 
 /// Element type and symbolic dims of a graph input; unnamed dynamic dims get a name from the input.

@@ -11,8 +11,8 @@ use npyz::WriterBuilder;
 use crate::error::RuntimeError;
 use crate::tensor::{Data, Tensor};
 
-/// Reads every array of an .npz file. Supports float32/float64 (read as f32), int64/int32
-/// (read as i64) and bool arrays in C order.
+/// Reads every array of an .npz file. Supports float32/float64/float16 (read as f32, float16
+/// exactly: the inputs of an fp16 export), int64/int32 (read as i64) and bool arrays in C order.
 pub fn read_npz(path: &Path) -> Result<HashMap<String, Tensor>, RuntimeError> {
     let p = path.display().to_string();
     let mut ar = NpzArchive::open(path).map_err(|e| RuntimeError::Io { path: p.clone(), err: e })?;
@@ -33,10 +33,11 @@ fn read_archive<R: Read + Seek>(ar: &mut NpzArchive<R>, p: &str) -> Result<HashM
         let data = match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
             "f4" => Data::F32(arr.into_vec::<f32>().map_err(|e| bad(e.to_string()))?),
             "f8" => Data::F32(arr.into_vec::<f64>().map_err(|e| bad(e.to_string()))?.into_iter().map(|x| x as f32).collect()),
+            "f2" => Data::F32(arr.into_vec::<half::f16>().map_err(|e| bad(e.to_string()))?.into_iter().map(f32::from).collect()),
             "i8" => Data::I64(arr.into_vec::<i64>().map_err(|e| bad(e.to_string()))?),
             "i4" => Data::I64(arr.into_vec::<i32>().map_err(|e| bad(e.to_string()))?.into_iter().map(i64::from).collect()),
             "b1" => Data::Bool(arr.into_vec::<bool>().map_err(|e| bad(e.to_string()))?),
-            other => return Err(bad(format!("dtype `{other}` is not supported (use float32, int64 or bool)"))),
+            other => return Err(bad(format!("dtype `{other}` is not supported (use float32, float16, int64 or bool)"))),
         };
         out.insert(name, Tensor { shape, data });
     }
