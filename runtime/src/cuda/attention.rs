@@ -1,4 +1,5 @@
-//! Launch wrapper for scaled dot-product attention (flash-style, fp32). Semantics:
+//! Launch wrappers for scaled dot-product attention (flash-style: fp32 kernels, and tensor-core
+//! prefill for bf16 / fp16 operands; k and v fp32 or a K/V cache kept in 16 bits). Semantics:
 //! `cpu/attention.rs`, including the optional mask input.
 
 use cudarc::driver::LaunchConfig;

@@ -1,7 +1,8 @@
 //! The CUDA backend: every plan op on an NVIDIA GPU through cudarc (driver API, cuBLASLt) and
 //! the kernels of `codegen/kernels/*.cu`, loaded with the model: the cubin or PTX that model.bin
-//! carries for the device (`prebuilt.rs`), else compiled with NVRTC at load. fp32 only, with
-//! the CPU backend (`cpu/`) as the definition of every op: output shapes and error cases are
+//! carries for the device (`prebuilt.rs`), else compiled with NVRTC at load. Activations are
+//! fp32 (bf16 / fp16 only as the operands of `--dtype` products and attention, and as K/V
+//! caches of such attention), with the CPU backend (`cpu/`) as the definition of every op: output shapes and error cases are
 //! computed on the host from the input shapes, the same way the CPU functions do.
 //!
 //! Memory: one stream; activations and caches are ranges of one arena per backend (`arena.rs`:
