@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The whole benchmark (issue 6) in ONE device command: bench/run.sh's two parts side by side,
-# part 1 on GPU 0 and part 2 on GPU 1 of a two-GPU host (the `nvidia-h100-x2` kind), then one
-# report (table + plot) over both. With three or more GPUs (`nvidia-h100-x4`) part 1's kernel
-# steps (kernels-rest, lt2c-kernels) run as a third part on GPU 2, so none of them is cut by
-# part 1's time budget. Each part measures its own card's ceilings, so every row's
-# floor comes from the GPU that ran it; PyTorch, flash-linear-attention and lt2c rows of a model
-# always run in the same part, on the same GPU.
+# The whole benchmark (issue 6) in ONE device command: bench/run.sh's steps in parts side by
+# side, one part per GPU, then one report (table + plot) over all. Two GPUs (`nvidia-h100-x2`):
+# run.sh's two parts. Three: part 1's kernel steps (kernels-rest, lt2c-kernels) move to a third
+# part. Four (`nvidia-h100-x4`): also the GDN+DSA model's steps (e2e-dsa, lt2c-dsa) get a part of
+# their own, so no part needs more than its time budget. Each part measures its own card's
+# ceilings, so every row's floor comes from the GPU that ran it; PyTorch, flash-linear-attention
+# and lt2c rows of a model always run in the same part, on the same GPU.
 #
 #   bash bench/sweep.sh          # on the GPU machine, repo root; carry .whl and bench/.bin
 #
@@ -25,33 +25,39 @@ if [ ! -x bench/.bin/lt2c ] && [ -f bench/.bin/lt2c.xz ]; then
 fi
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 PARTS=/tmp/bench_parts
-rm -rf "$PARTS" && mkdir -p "$PARTS/part1" "$PARTS/part2" "$PARTS/part3"
+rm -rf "$PARTS" && mkdir -p "$PARTS"
 BUDGET=${BENCH_BUDGET_S:-560}
-echo "sweep: $NGPU GPU(s); budget per part ${BUDGET}s"
-if [ "$NGPU" -ge 3 ]; then
-  CUDA_VISIBLE_DEVICES=0 OUT="$PARTS/part1" BENCH_ONLY="peaks lt2c-tiny lt2c-big e2e-lt2" BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part1.console" 2>&1 &
-  P1=$!
-  CUDA_VISIBLE_DEVICES=1 OUT="$PARTS/part2" BENCH_PART=2 BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part2.console" 2>&1 &
-  P2=$!
-  CUDA_VISIBLE_DEVICES=2 OUT="$PARTS/part3" BENCH_ONLY="peaks kernels-rest lt2c-kernels" BENCH_LT2C_KERNELS_CAP=$((BUDGET - 200)) BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part3.console" 2>&1 &
-  P3=$!
-  wait $P1; echo "part 1 (GPU 0) rc=$? after $(( $(date +%s) - START ))s"
-  wait $P2; echo "part 2 (GPU 1) rc=$? after $(( $(date +%s) - START ))s"
-  wait $P3; echo "part 3 (GPU 2) rc=$? after $(( $(date +%s) - START ))s"
-elif [ "$NGPU" -ge 2 ]; then
-  CUDA_VISIBLE_DEVICES=0 OUT="$PARTS/part1" BENCH_PART=1 BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part1.console" 2>&1 &
-  P1=$!
-  CUDA_VISIBLE_DEVICES=1 OUT="$PARTS/part2" BENCH_PART=2 BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part2.console" 2>&1 &
-  P2=$!
-  wait $P1; echo "part 1 (GPU 0) rc=$? after $(( $(date +%s) - START ))s"
-  wait $P2; echo "part 2 (GPU 1) rc=$? after $(( $(date +%s) - START ))s"
+# The steps of each part, one part per GPU. Four GPUs: part 2's GDN+DSA steps get a GPU of their
+# own (part 2 ran 506 of its 560 s with them); three: the kernel steps do; two: run.sh's parts.
+KERNELS="peaks kernels-rest lt2c-kernels"
+if [ "$NGPU" -ge 4 ]; then
+  LISTS=("peaks lt2c-tiny lt2c-big e2e-lt2" "peaks lt2c-prep kernels-lt2 e2e-ouro lt2c-ouro" "$KERNELS" "peaks lt2c-tiny e2e-dsa lt2c-dsa")
+elif [ "$NGPU" -ge 3 ]; then
+  LISTS=("peaks lt2c-tiny lt2c-big e2e-lt2" "peaks lt2c-prep kernels-lt2 e2e-ouro lt2c-ouro e2e-dsa lt2c-dsa" "$KERNELS")
 else
-  echo "sweep: one GPU: the parts run one after the other"
-  OUT="$PARTS/part1" BENCH_PART=1 BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part1.console" 2>&1; echo "part 1 rc=$?"
-  OUT="$PARTS/part2" BENCH_PART=2 BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part2.console" 2>&1; echo "part 2 rc=$?"
+  LISTS=("peaks lt2c-tiny lt2c-big e2e-lt2 kernels-rest lt2c-kernels" "peaks lt2c-prep kernels-lt2 e2e-ouro lt2c-ouro e2e-dsa lt2c-dsa")
 fi
-RES="$PARTS/part1/results.jsonl $PARTS/part2/results.jsonl"
-[ -s "$PARTS/part3/results.jsonl" ] && RES="$RES $PARTS/part3/results.jsonl"
+echo "sweep: $NGPU GPU(s); ${#LISTS[@]} parts; budget per part ${BUDGET}s"
+PIDS=()
+for i in "${!LISTS[@]}"; do
+  n=$((i + 1)) only="${LISTS[$i]}"
+  mkdir -p "$PARTS/part$n"
+  # A part of its own for the kernel steps: lt2c-kernels gets what kernels-rest leaves.
+  cap=""; [ "$only" = "$KERNELS" ] && cap=$((BUDGET - 200))
+  if [ "$NGPU" -ge 2 ]; then
+    CUDA_VISIBLE_DEVICES=$i OUT="$PARTS/part$n" BENCH_ONLY="$only" BENCH_LT2C_KERNELS_CAP=${cap:-200} BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part$n.console" 2>&1 &
+    PIDS+=($!)
+  else
+    echo "sweep: one GPU: part $n after the others"
+    OUT="$PARTS/part$n" BENCH_ONLY="$only" BENCH_BUDGET_S=$BUDGET bash bench/run.sh > "$PARTS/part$n.console" 2>&1
+    echo "part $n rc=$?"
+  fi
+done
+for i in "${!PIDS[@]}"; do
+  wait "${PIDS[$i]}"; echo "part $((i + 1)) (GPU $i) rc=$? after $(( $(date +%s) - START ))s"
+done
+RES=""
+for f in "$PARTS"/part*/results.jsonl; do [ -s "$f" ] && RES="$RES $f"; done
 python3 bench/bench_report.py --out "$OUTDIR" $RES > /dev/null
 tar -czf "$OUTDIR/parts.tar.gz" -C "$PARTS" .
 echo "=== sweep total $(( $(date +%s) - START ))s"
