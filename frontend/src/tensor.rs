@@ -12,6 +12,7 @@ use lt2_runtime::dim::Dim;
 /// ONNX TensorProto.DataType codes lt2c reads.
 pub mod dt {
     pub const FLOAT: i32 = 1;
+    pub const UINT8: i32 = 2;
     pub const INT32: i32 = 6;
     pub const INT64: i32 = 7;
     pub const FLOAT16: i32 = 10;
@@ -83,8 +84,11 @@ pub fn decode(t: &TensorProto, base: Option<&Path>) -> Result<Known, String> {
                 .map(Dim::Const)
                 .collect(),
         ),
+        // Bytes (MatMulNBits' packed weights and zero points): their values 0..255, which
+        // float32 holds exactly; no op computes on uint8 at run time.
+        dt::UINT8 => KnownData::F32(Arc::new(if !raw.is_empty() { raw.iter().map(|&b| b as f32).collect() } else { t.int32_data.iter().map(|&x| x as u8 as f32).collect() })),
         dt::BOOL => KnownData::Bool(if !raw.is_empty() { raw.iter().map(|&b| b != 0).collect() } else { t.int32_data.iter().map(|&x| x != 0).collect() }),
-        other => return Err(format!("tensor element type {other} is not supported (float, double, float16, bfloat16, int32, int64, bool are)")),
+        other => return Err(format!("tensor element type {other} is not supported (float, double, float16, bfloat16, int32, int64, uint8, bool are)")),
     };
     let len = match &data {
         KnownData::F32(v) => v.len(),

@@ -6,6 +6,7 @@ mod control;
 mod gdn;
 mod math;
 mod ms;
+mod nbits;
 mod nn;
 mod select;
 mod shape;

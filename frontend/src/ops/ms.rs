@@ -1,7 +1,9 @@
 //! ONNX Runtime's `com.microsoft` ops that LLM exports use: GatedDeltaNet, CausalConvWithState,
-//! GatedRMSNorm, GroupQueryAttention, RotaryEmbedding, SimplifiedLayerNormalization and
-//! SkipSimplifiedLayerNormalization (semantics: onnxruntime's ContribOperators.md). Each is
-//! expressed with the same lt2 ops as its standard-domain counterpart.
+//! GatedRMSNorm, GroupQueryAttention, RotaryEmbedding, SimplifiedLayerNormalization,
+//! SkipSimplifiedLayerNormalization and MatMulNBits (semantics: onnxruntime's
+//! ContribOperators.md). Each is expressed with the same lt2 ops as its standard-domain
+//! counterpart; MatMulNBits' block-quantized weight is dequantized at compile time
+//! (`nbits.rs`) into an `lt2.linear` weight.
 
 use tract_onnx::pb::NodeProto;
 
@@ -26,6 +28,7 @@ pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
         "GroupQueryAttention" => group_query_attention,
         "RotaryEmbedding" => rotary,
         "SkipSimplifiedLayerNormalization" => skip_rms_norm,
+        "MatMulNBits" => matmul_nbits,
         _ => return None,
     })
 }
@@ -308,4 +311,50 @@ fn skip_rms_norm(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fro
     let y = imp.b.rms_norm(&sum.val, &gamma.val, eps, sum.shape.len() as i64 - 1, sum.val.ty.clone(), &loc);
     let y = Value::Rt(Rt { val: y, shape: sum.shape.clone() });
     Ok(vec![y.clone(), y.clone(), y, Value::Rt(sum)])
+}
+
+/// MatMulNBits: Y = A B^T (+ bias), B [N, K] block-quantized (`bits` per value, `block_size`
+/// values per scale); dequantized here into a float weight of `lt2.linear` (`--dtype bf16`
+/// stores it in bf16, else fp32: more bytes than the packed form, the same products).
+fn matmul_nbits(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let loc = Importer::loc(node);
+    let (k, n) = (attrs::int(node, "K", 0), attrs::int(node, "N", 0));
+    let (bits, block) = (attrs::int(node, "bits", 4), attrs::int(node, "block_size", 0));
+    let known = |imp: &Importer, i: usize, what: &str| -> Result<Option<Vec<f32>>, FrontendError> {
+        match imp.input(node, i)? {
+            None => Ok(None),
+            Some(Value::Known(kn)) if kn.elem() == Elem::F32 => Ok(Some(kn.data_f32())),
+            Some(Value::Known(_)) => Err(node_err(node, format!("{what} must be a float or uint8 initializer"))),
+            Some(_) => Err(node_err(node, format!("{what} must be an initializer (known at compile time)"))),
+        }
+    };
+    if imp.input(node, 4)?.is_some() {
+        return Err(node_err(node, "g_idx (act-order quantization) is not supported yet"));
+    }
+    if attrs::int(node, "weight_prepacked", 0) != 0 {
+        return Err(node_err(node, "a prepacked B (weight_prepacked = 1) is not supported"));
+    }
+    let packed = known(imp, 1, "B")?.ok_or_else(|| node_err(node, "B is required"))?;
+    let scales = known(imp, 2, "scales")?.ok_or_else(|| node_err(node, "scales is required"))?;
+    let zp = known(imp, 3, "zero_points")?;
+    // uint8 zero points are packed `bits` each; float ones are one per scale.
+    let zp_packed = zp.is_some() && matches!(imp.input(node, 3)?, Some(Value::Known(ref z)) if z.numel() != scales.len());
+    let q = super::nbits::Quantized { k, n, bits, block, packed: &packed, scales: &scales, zero_points: zp.as_deref(), zero_points_packed: zp_packed };
+    let w = super::nbits::dequantize(&q).map_err(|e| node_err(node, e))?;
+    let a = imp.rt(node, 0)?;
+    if a.shape.last().and_then(Dim::as_const).is_some_and(|x| x != k) {
+        return Err(node_err(node, format!("A's last dim is not K = {k}: {:?}", a.shape)));
+    }
+    let mut wk = Known::f32(vec![n as usize, k as usize], w);
+    wk.source = node.input.get(1).map(|s| format!("{s}.dequantized"));
+    let wv = imp.materialize(node, Value::Known(wk))?;
+    let bias = match known(imp, 5, "bias")? {
+        Some(b) if b.len() == n as usize => Some(imp.materialize(node, Value::Known(Known::f32(vec![n as usize], b)))?),
+        Some(b) => return Err(node_err(node, format!("bias has {} values for N = {n}", b.len()))),
+        None => None,
+    };
+    let mut shape = a.shape.clone();
+    *shape.last_mut().ok_or_else(|| node_err(node, "A must have rank >= 1"))? = Dim::Const(n);
+    let val = imp.b.linear(&a.val, &wv.val, bias.as_ref().map(|b| &b.val), true, tensor_type(&shape, Elem::F32), &loc);
+    Ok(vec![Value::Rt(Rt { val, shape })])
 }
