@@ -345,6 +345,10 @@ fn matmul_nbits(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fron
     if a.shape.last().and_then(Dim::as_const).is_some_and(|x| x != k) {
         return Err(node_err(node, format!("A's last dim is not K = {k}: {:?}", a.shape)));
     }
+    const NOTE: &str = "MatMulNBits weights are dequantized at compile time: model.bin holds them in fp32 (bf16 with --dtype bf16), not in their packed bits";
+    if !imp.warnings.iter().any(|w| w == NOTE) {
+        imp.warnings.push(NOTE.to_string());
+    }
     let mut wk = Known::f32(vec![n as usize, k as usize], w);
     wk.source = node.input.get(1).map(|s| format!("{s}.dequantized"));
     let wv = imp.materialize(node, Value::Known(wk))?;
