@@ -9,10 +9,11 @@ with the expected one.
 
 Outcome of a test:
   * passed       every output has the expected shape and matches: float ‖out−ref‖/‖ref‖ < 1e-5
-                 (absolute ‖out−ref‖ < 1e-5 when ref is all zeros; NaN/±inf positions must
-                 agree), ints and bools exactly;
-  * unsupported  an input/output uses a dtype lt2c does not take (float16, bfloat16, strings,
-                 uint8, sequences, ...), or lt2c refused the model with an error that says so
+                 (float16 2e-3, bfloat16 1e-2: lt2c computes half tests in float32, the
+                 reference in the half type; absolute ‖out−ref‖ < 1e-5 when ref is all zeros;
+                 NaN/±inf positions must agree), ints and bools exactly;
+  * unsupported  an input/output uses a dtype lt2c does not take (strings, uint8, sequences,
+                 ...), or lt2c refused the model with an error that says so
                  ("not supported", "unsupported");
   * failed       anything else: wrong numbers or shapes, a missing output, a panic, a crash,
                  a timeout (30 s per test), any other error.
@@ -68,12 +69,16 @@ DEFAULT_LT2C = REPO / "target" / "release" / "lt2c"
 
 REL_TOL = 1e-5
 ABS_TOL = 1e-5  # used when the reference is all zeros
+# Half-precision tests: lt2c computes them in float32 (half inputs read exactly), the reference
+# in the half type, so their distance is the reference's own rounding: about 2^-11 (float16)
+# and 2^-8 (bfloat16) per element, compounded through the op.
+HALF_REL_TOL = {"float16": 2e-3, "bfloat16": 1e-2}
 DEFAULT_TIMEOUT = 30.0
 
 PASSED, FAILED, UNSUPPORTED = "passed", "failed", "unsupported"
 
 # lt2c reads float32/float64 as f32, int64/int32 as i64, and bool.
-_SUPPORTED_NP_KINDS = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64),
+_SUPPORTED_NP_KINDS = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), np.dtype(np.int64),
                        np.dtype(np.int32), np.dtype(np.bool_)}
 _UNSUPPORTED_RE = re.compile(r"not supported|unsupported", re.IGNORECASE)
 _PANIC_RE = re.compile(r"panicked at|RUST_BACKTRACE|stack overflow", re.IGNORECASE)
@@ -230,6 +235,7 @@ def _to_array(v):
 
     if isinstance(v, onnx.TensorProto):
         if v.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE,
+                               onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
                                onnx.TensorProto.INT64, onnx.TensorProto.INT32,
                                onnx.TensorProto.BOOL):
             return None
@@ -239,6 +245,8 @@ def _to_array(v):
             v = np.asarray(v)
         else:
             return None  # sequences, optionals, maps
+    if v.dtype.name == "bfloat16":
+        return v  # (ml_dtypes) fed as float32, compared in float64
     if v.dtype not in _SUPPORTED_NP_KINDS:
         return None
     return v
@@ -251,8 +259,8 @@ def _value_info_dtype_ok(vi) -> tuple[bool, str]:
     if t.WhichOneof("value") != "tensor_type":
         return False, f"{vi.name}: {t.WhichOneof('value')} type"
     et = t.tensor_type.elem_type
-    ok = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.INT64,
-          onnx.TensorProto.INT32, onnx.TensorProto.BOOL}
+    ok = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+          onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.BOOL}
     if et not in ok:
         return False, f"{vi.name}: {onnx.TensorProto.DataType.Name(et)}"
     return True, ""
@@ -286,7 +294,8 @@ def compare(got: np.ndarray, want: np.ndarray) -> tuple[bool, str, float]:
     want = np.asarray(want)
     if got.shape != want.shape:
         return False, f"shape {list(got.shape)} != expected {list(want.shape)}", float("nan")
-    if want.dtype.kind in "f":
+    half_tol = HALF_REL_TOL.get(want.dtype.name)
+    if want.dtype.kind in "f" or half_tol:
         g = got.astype(np.float64)
         w = want.astype(np.float64)
         wn, gn = np.isnan(w), np.isnan(g)
@@ -302,7 +311,8 @@ def compare(got: np.ndarray, want: np.ndarray) -> tuple[bool, str, float]:
             ok = d < ABS_TOL
             return ok, ("" if ok else f"abs err {d:.3g} (ref all zeros)"), float(d)
         e = float(d / r)
-        return e < REL_TOL, ("" if e < REL_TOL else f"rel err {e:.3g}"), e
+        tol = half_tol or REL_TOL
+        return e < tol, ("" if e < tol else f"rel err {e:.3g}"), e
     if want.dtype.kind == "b":
         if got.dtype.kind != "b" and not np.isin(got, (0, 1)).all():
             return False, f"dtype {got.dtype} for a bool output", float("nan")
@@ -344,7 +354,8 @@ def _run_lt2c(model, feed: dict, want: dict, lt2c: Path, deadline: float, timeou
     with tempfile.TemporaryDirectory(prefix="lt2conf_") as td:
         td = Path(td)
         onnx.save(model, str(td / "model.onnx"))
-        _write_npz(td / "in.npz", feed)
+        # bfloat16 (no .npy type) as the float32 values it holds exactly; float16 as it is
+        _write_npz(td / "in.npz", {k: v.astype(np.float32) if v.dtype.name == "bfloat16" else v for k, v in feed.items()})
         steps = [
             ("compile", [str(lt2c), str(td / "model.onnx"), "-o", str(td / "model.bin")]),
             ("run", [str(lt2c), "run", str(td / "model.bin"), "--inputs", str(td / "in.npz"),

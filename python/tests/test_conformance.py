@@ -28,6 +28,10 @@ def test_compare_rules():
     assert not conf.compare(np.array([1, 3], np.int64), np.array([1, 2], np.int64))[0]
     assert conf.compare(np.array([True, False]), np.array([True, False]))[0]
     assert conf.compare(np.zeros((0, 3), np.float32), np.zeros((0, 3)))[0]
+    # half references: lt2c's float32 result within the half type's own rounding
+    h = np.linspace(1, 2, 50).astype(np.float16)
+    assert conf.compare(h.astype(np.float32) * 1.001, h)[0]
+    assert not conf.compare(h.astype(np.float32) * 1.004, h)[0]
 
 
 def test_claimed_ops_match_importer():
