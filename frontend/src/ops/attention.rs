@@ -2,7 +2,6 @@
 
 use tract_onnx::pb::NodeProto;
 
-use lt2_ir::builder::Val;
 use lt2_ir::Elem;
 use lt2_runtime::dim::Dim;
 
@@ -25,6 +24,9 @@ fn last_const(node: &NodeProto, r: &Rt, what: &str) -> Result<i64, FrontendError
 }
 
 fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    if super::attention_parts::needed(imp, node)? {
+        return super::attention_parts::attention(imp, node);
+    }
     let nonpad = imp.opt_rt(node, 6)?;
     if imp.output_used(node, 3) {
         return Err(node_err(node, "the qk_matmul_output output is not supported yet"));
@@ -108,7 +110,7 @@ fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
         if past.0.is_some() {
             return Err(node_err(node, "nonpad_kv_seqlen together with past_key / past_value (the spec rules it out)"));
         }
-        mask = Some(nonpad_mask(imp, node, &np, &q, &k, causal, window, mask, &loc)?);
+        mask = Some(super::attention_parts::nonpad_bias(imp, node, &np, &q.shape[1], &k.shape[1], causal, window, mask, &loc)?);
         (causal, window) = (false, (-1, -1));
     }
     let shape = vec![q.shape[0].clone(), q.shape[1].clone(), Dim::Const(hq * (vd / hkv))];
@@ -124,75 +126,6 @@ fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
     outs.extend(present);
     outs.push(unread);
     Ok(outs)
-}
-
-/// The mask of an external (static) cache, `nonpad_kv_seqlen` [B] valid keys per batch: key j
-/// is visible to query i of batch b iff j < nonpad[b] and, with `causal` or windows, its
-/// position measured from the query's at nonpad[b] - Lq + i (per batch: the op's own alignment
-/// cannot express it) passes them; combined with `mask` (bool: and; float: -inf where hidden).
-/// Returns bool or float [B, 1, Lq, Lk] for the attention op with no causal flag or windows.
-#[allow(clippy::too_many_arguments)]
-fn nonpad_mask(imp: &mut Importer, node: &NodeProto, np: &Rt, q: &Rt, k: &Rt, causal: bool, (wl, wr): (i64, i64), mask: Option<Rt>, loc: &str) -> Result<Rt, FrontendError> {
-    use lt2_ir::builder::BinaryOp;
-    if np.shape.len() != 1 || np.elem() != Elem::I64 {
-        return Err(node_err(node, format!("nonpad_kv_seqlen must be an int64 vector [batch], got {:?}", np.shape)));
-    }
-    let (b, lq, lk) = (np.shape[0].clone(), q.shape[1].clone(), k.shape[1].clone());
-    let one = Dim::Const(1);
-    let i64t = |s: &[Dim]| tensor_type(s, Elem::I64);
-    let booln = |s: &[Dim]| tensor_type(s, Elem::I1);
-    let range = |imp: &mut Importer, n: &Dim, shape: Vec<Dim>| {
-        let r = imp.b.range(0, 1, &n.to_string(), i64t(std::slice::from_ref(n)), loc);
-        imp.b.reshape(&r, &Importer::dim_strings(&shape), i64t(&shape), loc)
-    };
-    let j = range(imp, &lk, vec![one.clone(), one.clone(), one.clone(), lk.clone()]);
-    let i = range(imp, &lq, vec![one.clone(), one.clone(), lq.clone(), one.clone()]);
-    let b_shape = vec![b.clone(), one.clone(), one.clone(), one.clone()];
-    let n = imp.b.reshape(&np.val, &Importer::dim_strings(&b_shape), i64t(&b_shape), loc);
-    let pad_shape = vec![b.clone(), one.clone(), one.clone(), lk.clone()];
-    let mut keep = imp.b.compare("lt", &j, Some(&n), booln(&pad_shape), loc);
-    let mut shape = pad_shape;
-    if causal || wl >= 0 || wr >= 0 {
-        // The query's position: nonpad[b] - Lq + i, [B, 1, Lq, 1].
-        let lq_c = lq.as_const().ok_or_else(|| node_err(node, "nonpad_kv_seqlen with a causal mask or windows needs a static query length"))?;
-        let c = |imp: &mut Importer, v: i64| imp.materialize(node, Value::Known(crate::value::Known::i64(vec![], vec![Dim::Const(v)]))).map(|r| r.val);
-        let lq_v = c(imp, lq_c)?;
-        let start = imp.b.binary(BinaryOp::Sub, &n, &lq_v, i64t(&b_shape), loc);
-        let pos_shape = vec![b.clone(), one.clone(), lq.clone(), one.clone()];
-        let pos = imp.b.binary(BinaryOp::Add, &start, &i, i64t(&pos_shape), loc);
-        shape = vec![b.clone(), one.clone(), lq.clone(), lk.clone()];
-        let and = |imp: &mut Importer, keep: Val, cond: Val| imp.b.compare("and", &keep, Some(&cond), booln(&shape), loc);
-        if causal {
-            let c1 = imp.b.compare("le", &j, Some(&pos), booln(&shape), loc);
-            keep = and(imp, keep, c1);
-        }
-        if wl >= 0 {
-            let w = c(imp, wl)?;
-            let lo = imp.b.binary(BinaryOp::Sub, &pos, &w, i64t(&pos_shape), loc);
-            let c1 = imp.b.compare("ge", &j, Some(&lo), booln(&shape), loc);
-            keep = and(imp, keep, c1);
-        }
-        if wr >= 0 {
-            let w = c(imp, wr)?;
-            let hi = imp.b.binary(BinaryOp::Add, &pos, &w, i64t(&pos_shape), loc);
-            let c1 = imp.b.compare("le", &j, Some(&hi), booln(&shape), loc);
-            keep = and(imp, keep, c1);
-        }
-    }
-    let Some(m) = mask else {
-        return Ok(Rt { val: keep, shape });
-    };
-    if m.shape.last() != Some(&lk) {
-        return Err(node_err(node, "an attn_mask shorter than the keys together with nonpad_kv_seqlen is not supported yet"));
-    }
-    let both = crate::value::broadcast(&m.shape, &shape).ok_or_else(|| node_err(node, "attn_mask does not broadcast over [batch, 1, queries, keys]"))?;
-    let val = if m.elem() == Elem::I1 {
-        imp.b.compare("and", &m.val, Some(&keep), booln(&both), loc)
-    } else {
-        let hidden = imp.materialize(node, Value::Known(crate::value::Known::f32(vec![], vec![f32::NEG_INFINITY])))?;
-        imp.b.select(&keep, &m.val, &hidden.val, tensor_type(&both, Elem::F32), loc)
-    };
-    Ok(Rt { val, shape: both })
 }
 
 /// [B, S, H*D] -> [B, H, S, D].

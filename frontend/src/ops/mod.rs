@@ -1,6 +1,7 @@
 //! Op importers grouped by family; each file registers its (domain, op_type) pairs here.
 
 mod attention;
+mod attention_parts;
 mod composite;
 mod control;
 mod gdn;
