@@ -19,21 +19,27 @@ use crate::import::Importer;
 use crate::value::{broadcast, tensor_type, Known, Rt, Value};
 
 /// Whether `node` needs the decomposed form.
-pub(super) fn needed(imp: &mut Importer, node: &NodeProto) -> Result<bool, FrontendError> {
+pub(super) fn needed(imp: &Importer, node: &NodeProto) -> Result<bool, FrontendError> {
     if attrs::float(node, "softcap", 0.0) != 0.0 || imp.output_used(node, 3) {
         return Ok(true);
     }
-    let (q, k, past) = (imp.rt(node, 0)?, imp.rt(node, 1)?, imp.opt_rt(node, 4)?);
-    let axis = if q.shape.len() == 4 { 2 } else { 1 };
-    if past.is_some() && q.shape.get(axis) != k.shape.get(axis) {
+    // Shapes only: nothing is materialised (a constant mask would be stored twice).
+    let shape = |imp: &Importer, i: usize| imp.input(node, i).map(|v| v.map(|v| v.shape()));
+    let (Some(q), Some(k)) = (shape(imp, 0)?, shape(imp, 1)?) else {
+        return Ok(false);
+    };
+    let past = shape(imp, 4)?;
+    let axis = if q.len() == 4 { 2 } else { 1 };
+    if past.is_some() && q.get(axis) != k.get(axis) {
         return Ok(true);
     }
     // A mask shorter than the keys (padded with hidden keys).
-    let keys = match &past {
-        Some(p) => Dim::add(p.shape[2].clone(), k.shape[axis].clone()),
-        None => k.shape[axis].clone(),
+    let Some(kl) = k.get(axis).cloned() else { return Ok(false) };
+    let keys = match past.as_ref().and_then(|p| p.get(2)) {
+        Some(p) => Dim::add(p.clone(), kl),
+        None => kl,
     };
-    Ok(imp.opt_rt(node, 3)?.is_some_and(|m| m.shape.last() != Some(&keys)))
+    Ok(shape(imp, 3)?.is_some_and(|m| m.last() != Some(&keys)))
 }
 
 fn f32c(imp: &mut Importer, node: &NodeProto, v: f32) -> Result<Val, FrontendError> {
