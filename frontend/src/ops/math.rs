@@ -221,17 +221,31 @@ fn matmul(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendEr
             return Ok(vec![Value::Rt(Rt { val, shape })]);
         }
     }
-    if sa.len() < 2 || sb.len() < 2 {
-        return Err(node_err(node, "MatMul with a 1-D activation operand is not supported yet"));
+    // numpy's 1-D operands: a vector a is a row [1, K], a vector b a column [K, 1], and that dim
+    // leaves the result again.
+    let mut ra = imp.materialize(node, a)?;
+    let mut rb = imp.materialize(node, b)?;
+    let (va, vb) = (sa.len() == 1, sb.len() == 1);
+    let as_matrix = |imp: &mut Importer, r: &Rt, shape: Vec<Dim>| Rt { val: imp.b.reshape(&r.val, &Importer::dim_strings(&shape), tensor_type(&shape, Elem::F32), &loc), shape };
+    if va {
+        ra = as_matrix(imp, &ra, vec![Dim::Const(1), sa[0].clone()]);
     }
+    if vb {
+        rb = as_matrix(imp, &rb, vec![sb[0].clone(), Dim::Const(1)]);
+    }
+    let (sa, sb) = (&ra.shape, &rb.shape);
     let batch = broadcast(&sa[..sa.len() - 2], &sb[..sb.len() - 2]).ok_or_else(|| node_err(node, "batch dims do not broadcast"))?;
     let mut shape = batch;
     shape.push(sa[sa.len() - 2].clone());
     shape.push(sb[sb.len() - 1].clone());
-    let ra = imp.materialize(node, a)?;
-    let rb = imp.materialize(node, b)?;
     let val = imp.b.matmul(&ra.val, &rb.val, tensor_type(&shape, Elem::F32), &loc);
-    Ok(vec![Value::Rt(Rt { val, shape })])
+    if !va && !vb {
+        return Ok(vec![Value::Rt(Rt { val, shape })]);
+    }
+    let r = shape.len();
+    let out: Vec<Dim> = shape.iter().enumerate().filter(|&(i, _)| !(va && i == r - 2) && !(vb && i == r - 1)).map(|(_, d)| d.clone()).collect();
+    let val = imp.b.reshape(&val, &Importer::dim_strings(&out), tensor_type(&out, Elem::F32), &loc);
+    Ok(vec![Value::Rt(Rt { val, shape: out })])
 }
 
 /// If MatMul's right operand is `Transpose(initializer)` of a 2-D initializer, that initializer.
