@@ -16,6 +16,9 @@
 #       for a prefill + 16 decode steps of a small zoo model
 #   LT2_CAPI=path/to/liblt2_capi.so bash scripts/gpu-check.sh   # also the C ABI / Python
 #       binding (lt2.runtime, lt2.inference_session) on CUDA against the CPU
+# Every zoo model runs in fp32, and its first form with --dtype bf16 and fp16; then a few
+# imported ops the zoo does not use that way (MatMulNBits, Attention from its parts, nonpad)
+# run on both devices.
 #
 # Needs python3 with numpy. No Rust toolchain: build here (`cargo build --release`) and carry
 # the binary. Exit status 1 when any row misses the bar (relative error >= 1e-5, different
@@ -107,7 +110,7 @@ else:
 rows, failures = [], 0
 # Precisions: fp32 for every form; the others (--dtype) for each model's first form, with the
 # issue's bar (relative error < 2e-2 against the CPU backend running the same model.bin).
-DTYPES = os.environ.get("GPU_CHECK_DTYPES", "fp32 bf16").split()
+DTYPES = os.environ.get("GPU_CHECK_DTYPES", "fp32 bf16 fp16").split()
 BARS = {"fp32": BAR, "bf16": 2e-2, "fp16": 2e-2}
 cases = [(m, form, dt) for m in models for form in m[2] for dt in DTYPES if dt == "fp32" or form == m[2][0]]
 for (name, d, forms, ios, outputs), form0, dt in cases:
@@ -266,6 +269,63 @@ if [ "${SANITIZE:-0}" = 1 ]; then
     fi
   } | tee -a "$REPORT_DIR/gpu-check.md"
 fi
+# Imports that lower to ops the zoo models do not use in that form: MatMulNBits (weights
+# dequantized at compile time), Attention from its parts (softcap, qk_matmul_output, a past of
+# another length) and nonpad_kv_seqlen's per-batch mask; `lt2c run` on the GPU against the CPU.
+{
+  echo "## Imported extras, CUDA vs CPU (lt2c run)"
+  echo '```'
+  PYTHONPATH=python:python/tests "$PY" - <<'PY'
+import os, subprocess
+import numpy as np
+import onnx
+from onnx import TensorProto as T, helper as h, numpy_helper as nh
+import test_matmul_nbits as nb
+
+work, dev = os.environ["WORK"], os.environ.get("GPU_CHECK_DEVICE", "cuda")
+lt2c, g, fails = os.environ["LT2C"], np.random.default_rng(5), 0
+rel = lambda a, b: float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+nb.model(os.path.join(work, "nbits.onnx"), g, 96, 40, 4, 32, "uint8", True)
+feeds = {"nbits": {"A": g.standard_normal((2, 5, 96)).astype(np.float32)}}
+# Attention, 4-D, 4 query heads over 2 KV heads: causal softcap with the post-softmax scores out;
+# a past of 7 keys before 3 new ones with 5 queries; 3-D with nonpad_kv_seqlen (a static cache).
+vi = lambda n, s, t=T.FLOAT: h.make_tensor_value_info(n, t, s)
+att = lambda name, node, ins, outs, opset: onnx.save(h.make_model(h.make_graph([node], name, ins, outs), opset_imports=[h.make_opsetid("", opset)], ir_version=10), os.path.join(work, name + ".onnx"))
+att("softcap", h.make_node("Attention", ["q", "k", "v"], ["y", "", "", "qk"], is_causal=1, softcap=3.0, qk_matmul_output_mode=3),
+    [vi("q", [2, 4, 6, 16]), vi("k", [2, 2, 6, 16]), vi("v", [2, 2, 6, 8])], [vi("y", [2, 4, 6, 8]), vi("qk", [2, 4, 6, 6])], 23)
+att("past", h.make_node("Attention", ["q", "k", "v", "", "pk", "pv"], ["y", "ck", "cv"], is_causal=1),
+    [vi("q", [1, 4, 5, 16]), vi("k", [1, 2, 3, 16]), vi("v", [1, 2, 3, 16]), vi("pk", [1, 2, 7, 16]), vi("pv", [1, 2, 7, 16])],
+    [vi("y", [1, 4, 5, 16]), vi("ck", [1, 2, 10, 16]), vi("cv", [1, 2, 10, 16])], 23)
+att("nonpad", h.make_node("Attention", ["q", "k", "v", "", "", "", "n"], ["y"], is_causal=1, q_num_heads=4, kv_num_heads=2),
+    [vi("q", [2, 3, 64]), vi("k", [2, 12, 32]), vi("v", [2, 12, 32]), vi("n", [2], T.INT64)], [vi("y", [2, 3, 64])], 24)
+r = lambda *s: g.standard_normal(s).astype(np.float32)
+feeds["softcap"] = {"q": r(2, 4, 6, 16), "k": r(2, 2, 6, 16), "v": r(2, 2, 6, 8)}
+feeds["past"] = {"q": r(1, 4, 5, 16), "k": r(1, 2, 3, 16), "v": r(1, 2, 3, 16), "pk": r(1, 2, 7, 16), "pv": r(1, 2, 7, 16)}
+feeds["nonpad"] = {"q": r(2, 3, 64), "k": r(2, 12, 32), "v": r(2, 12, 32), "n": np.array([5, 12], np.int64)}
+for name, feed in feeds.items():
+    src, b = os.path.join(work, name + ".onnx"), os.path.join(work, name + ".bin")
+    np.savez(os.path.join(work, name + "-in.npz"), **feed)
+    p = subprocess.run([lt2c, src, "-o", b], capture_output=True, text=True)
+    outs = {}
+    for d in ("cpu", dev):
+        o = os.path.join(work, f"{name}-{d}.npz")
+        q = subprocess.run([lt2c, "run", b, "--inputs", os.path.join(work, name + "-in.npz"), "--outputs", o, "--device", d], capture_output=True, text=True) if p.returncode == 0 else p
+        outs[d] = dict(np.load(o)) if q.returncode == 0 else q.stderr.strip()[-200:]
+    if isinstance(outs["cpu"], str) or isinstance(outs[dev], str):
+        print(f"{name}: failed: {outs[dev] if isinstance(outs[dev], str) else outs['cpu']}")
+        fails += 1
+        continue
+    errs = {k: rel(outs[dev][k], outs["cpu"][k]) for k in outs["cpu"]}
+    ok = all(e < 1e-5 for e in errs.values())
+    fails += not ok
+    print(f"{name}: " + ", ".join(f"{k} {e:.1e}" for k, e in errs.items()) + ("" if ok else " FAIL"))
+raise SystemExit(1 if fails else 0)
+PY
+  rc=$?
+  echo '```'
+  exit $rc
+} | tee -a "$REPORT_DIR/gpu-check.md"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 if [ -n "${LT2_CAPI:-}" ]; then
   # The C ABI and the Python binding (liblt2_capi.so carried): greedy tokens and prefill logits
   # of a session on CUDA against the CPU, and onnxruntime's InferenceSession shape on CUDA.
