@@ -240,6 +240,9 @@ pub(super) fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Valu
     };
     let nonpad = imp.opt_rt(node, 6)?;
     let (pk, pv) = (imp.opt_rt(node, 4)?, imp.opt_rt(node, 5)?);
+    if [&pk, &pv].iter().any(|p| p.as_ref().is_some_and(|p| p.shape.len() != 4)) {
+        return Err(node_err(node, "past_key / past_value must be 4-D [B, Hkv, P, D]"));
+    }
     let mut present = vec![];
     let offset = match (&pk, &pv) {
         (Some(pk), Some(pv)) => {
@@ -287,6 +290,9 @@ pub(super) fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Valu
     let causal = attrs::int(node, "is_causal", 0) != 0;
     let window = (attrs::int(node, "left_window_size", -1), attrs::int(node, "right_window_size", -1));
     let mask = imp.opt_rt(node, 3)?;
+    if mask.as_ref().is_some_and(|m| !(1..=4).contains(&m.shape.len())) {
+        return Err(node_err(node, "attn_mask must have rank 1 to 4 (broadcast over [B, H, Lq, Lk])"));
+    }
     let bias = bias(imp, node, &lq, &lk, &offset, causal, window, mask, nonpad.as_ref(), &loc)?;
     let with_bias = match &bias {
         Some(bv) => imp.b.binary(BinaryOp::Add, &scores, &bv.val, st.clone(), &loc),
