@@ -193,6 +193,9 @@ fn pad_keys(imp: &mut Importer, node: &NodeProto, m: Rt, lk: &Dim, loc: &str) ->
     if m.shape.last() == Some(lk) {
         return Ok(m);
     }
+    if m.shape.is_empty() {
+        return Err(node_err(node, "attn_mask must have rank 1 to 4 (broadcast over [B, H, Lq, Lk])"));
+    }
     let dims: Option<Vec<usize>> = m.shape.iter().map(|d| d.as_const().map(|x| x as usize)).collect();
     let (Some(mut dims), Some(total)) = (dims, lk.as_const()) else {
         return Err(node_err(node, "an attn_mask shorter than the keys needs static shapes"));
@@ -201,7 +204,8 @@ fn pad_keys(imp: &mut Importer, node: &NodeProto, m: Rt, lk: &Dim, loc: &str) ->
     if have > total as usize {
         return Err(node_err(node, format!("attn_mask covers {have} keys, more than the {total} there are")));
     }
-    *dims.last_mut().expect("rank >= 1") = total as usize - have;
+    let last = dims.len() - 1;
+    dims[last] = total as usize - have;
     let n: usize = dims.iter().product();
     let pad = if m.elem() == Elem::I1 {
         Known { shape: dims.clone(), data: crate::value::KnownData::Bool(vec![false; n]), source: None }
@@ -210,8 +214,8 @@ fn pad_keys(imp: &mut Importer, node: &NodeProto, m: Rt, lk: &Dim, loc: &str) ->
     };
     let pad = imp.materialize(node, Value::Known(pad))?;
     let mut shape = m.shape.clone();
-    *shape.last_mut().expect("rank >= 1") = lk.clone();
-    let axis = shape.len() as i64 - 1;
+    shape[last] = lk.clone();
+    let axis = last as i64;
     let val = imp.b.concat(&m.val, &pad.val, axis, tensor_type(&shape, m.elem()), loc);
     Ok(Rt { val, shape })
 }
@@ -302,7 +306,9 @@ pub(super) fn attention(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Valu
     if let Some(bv) = &bias {
         // Rows whose every key is hidden give zeros (decided on the bias, as the reference).
         let mut ms = bv.shape.clone();
-        *ms.last_mut().expect("rank 4") = Dim::Const(1);
+        if let Some(l) = ms.last_mut() {
+            *l = Dim::Const(1);
+        }
         let m = imp.b.reduce(ReduceOp::Max, &bv.val, &[bv.shape.len() as i64 - 1], true, tensor_type(&ms, Elem::F32), &loc);
         let hidden = f32c(imp, node, f32::NEG_INFINITY)?;
         let none = imp.b.compare("eq", &m, Some(&hidden), tensor_type(&ms, Elem::I1), &loc);
