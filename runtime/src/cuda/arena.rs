@@ -120,7 +120,7 @@ impl Arena {
                 size(Offsets::round(bytes))
             ))
         })?;
-        Ok(st.offsets.alloc(bytes).expect("the arena grew by the shortfall"))
+        st.offsets.alloc(bytes).map_err(|_| OpError::new(format!("the activation arena grew but still has no room for {} (an lt2c bug)", size(Offsets::round(bytes)))))
     }
 
     /// Returns a range from `alloc`. Its memory may be handed out again at once: see the module
@@ -211,13 +211,7 @@ mod tests {
     use super::super::{Cuda, CudaBuf};
 
     fn cuda() -> Option<Cuda> {
-        match Cuda::new() {
-            Ok(c) => Some(c),
-            Err(e) => {
-                eprintln!("skipped: no usable GPU: {e}");
-                None
-            }
-        }
+        crate::cuda::test_backend()
     }
 
     /// `n` bytes at `src + at` copied into a fresh [n / 4] f32 buffer and downloaded.

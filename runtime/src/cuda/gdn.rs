@@ -260,13 +260,7 @@ mod tests {
     #[test]
     #[ignore]
     fn gdn_chunked_timing() {
-        let cu = match Cuda::new() {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("skipped: no usable GPU: {e}");
-                return;
-            }
-        };
+        let Some(cu) = crate::cuda::test_backend() else { return };
         eprintln!("{}", cu.description());
         let (h, dk, dv) = (16, 96, 192);
         for t in [64, 256, 1024, 2048, 8192] {

@@ -131,7 +131,6 @@ mod tests {
     use crate::step_graph::StepGraphs;
     use crate::tensor::Tensor;
 
-    use super::Cuda;
 
     /// Rows 0..n of a [B, L, W] tensor.
     fn rows(t: &Tensor, n: usize) -> Tensor {
@@ -147,13 +146,7 @@ mod tests {
     /// (copied, recorded again) as a session's do.
     #[test]
     fn recorded_decode_steps_match_the_cpu() {
-        let cu = match Cuda::new() {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("skipped: no usable GPU: {e}");
-                return;
-            }
-        };
+        let Some(cu) = crate::cuda::test_backend() else { return };
         let mut g = Lcg::new(11);
         let (b, hq, hkv, d, dv, past0, steps) = (2usize, 4usize, 2usize, 32usize, 48usize, 150usize, 16usize);
         let caps = [160usize, 320];
@@ -226,13 +219,7 @@ mod tests {
     /// more), attention outputs within 1e-5.
     #[test]
     fn recorded_sparse_decode_steps_match_the_cpu() {
-        let cu = match Cuda::new() {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("skipped: no usable GPU: {e}");
-                return;
-            }
-        };
+        let Some(cu) = crate::cuda::test_backend() else { return };
         let mut g = Lcg::new(12);
         let (b, h, d, hq, hkv, dk, dv, top_k, past0, steps, cap) = (2usize, 4usize, 32usize, 4usize, 2usize, 40usize, 24usize, 24usize, 12usize, 24usize, 48usize);
         let err = |e: crate::error::OpError| crate::RuntimeError::Session(e.0);

@@ -56,6 +56,19 @@ use crate::tensor::{Data, Tensor};
 
 use kernels::Kernel;
 
+/// The backend for a CUDA test, or None (saying why) where this machine has no usable GPU, so
+/// the test passes as skipped on CPU-only CI.
+#[cfg(test)]
+pub(crate) fn test_backend() -> Option<Cuda> {
+    match Cuda::new() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("skipped: no usable GPU: {e}");
+            None
+        }
+    }
+}
+
 /// Bytes per element of a dtype, as the CUDA backend stores it (bool: one byte, 0 or 1).
 pub(crate) fn dtype_size(d: DType) -> usize {
     crate::precision::stored_size(d)

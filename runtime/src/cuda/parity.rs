@@ -11,7 +11,6 @@ use crate::cpu::shape::test_util::{rel_err, Lcg};
 use crate::plan::*;
 use crate::tensor::{Data, Tensor};
 
-use super::Cuda;
 
 struct Case {
     name: String,
@@ -518,13 +517,7 @@ fn compare(cpu: &Result<Vec<Tensor>, String>, gpu: &Result<Vec<Tensor>, String>,
 
 #[test]
 fn every_op_matches_the_cpu_backend() {
-    let cu = match Cuda::new() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("skipped: no usable GPU: {e}");
-            return;
-        }
-    };
+    let Some(cu) = crate::cuda::test_backend() else { return };
     eprintln!("CUDA backend on {}", cu.description());
     let mut failures = Vec::new();
     // LT2_PARITY_FILTER=a,b runs only the cases whose name contains a or b (compute-sanitizer

@@ -148,20 +148,13 @@ mod tests {
     use crate::precision::round_in_place;
     use crate::tensor::Tensor;
 
-    use super::super::Cuda;
 
     /// The device's f32 -> bf16 / fp16 casts (four at a time, and the one-element kernel for
     /// lengths 4 does not divide) round exactly as the CPU does, ties and extremes included, and
     /// widen back exactly.
     #[test]
     fn half_casts_round_as_the_cpu() {
-        let cu = match Cuda::new() {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("skipped: no usable GPU: {e}");
-                return;
-            }
-        };
+        let Some(cu) = crate::cuda::test_backend() else { return };
         let mut x: Vec<f32> = vec![1.0 + 2f32.powi(-9), 1.0 + 3.0 * 2f32.powi(-9), -0.0, 65504.0, 1e-8, -3.0e38, f32::INFINITY];
         let mut s = 7u32;
         while x.len() < 4099 {
