@@ -25,7 +25,8 @@
 # decode_tokens_per_s.png. Scripts: bench_peaks (ceilings), bench_lt2c (lt2c rows and their
 # checks), bench_kernels, bench_e2e (one model: eager, then torch.compile), bench_report.
 # Every step runs under its own time limit, taken from one overall budget (BENCH_BUDGET_S,
-# default 540 s); rows that do not fit are written as "dropped" with the reason.
+# default 540 s); rows that do not fit are written as "dropped" with the reason. BENCH_CAP_PERCENT
+# scales every step's cap (sweep.sh raises it for a part with few steps on a GPU of its own).
 # lt2c-prep (call 2) is the one background step: the ONNX files and lt2c compiles of GDN+DSA and
 # Ouro (CPU and disk only: weights drawn on the CPU, the GPU hidden from it) run beside
 # kernels-lt2 (GPU kernels timed with CUDA events; its first minute is fla's autotuning);
@@ -67,7 +68,7 @@ export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD/python"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv || true
 
 step() {  # step CAP_SECONDS LABEL command...   (BENCH_ONLY="label ..." runs only those steps)
-  local cap=$1 label=$2; shift 2
+  local cap=$(( $1 * ${BENCH_CAP_PERCENT:-100} / 100 )) label=$2; shift 2
   if [ -n "${BENCH_ONLY:-}" ] && [[ " $BENCH_ONLY " != *" $label "* ]]; then return; fi
   local now left t
   now=$(date +%s)
