@@ -44,6 +44,27 @@ extern "C" __global__ void lt2_binary_f32(const float* a, const float* b, float*
     }
 }
 
+// Four contiguous outputs per thread, float4 loads and stores. The host launches it only where
+// that is exact: the innermost collapsed dim a multiple of 4, each operand's innermost stride 0
+// (broadcast: one value) or 1, every buffer 16-byte aligned (elementwise.rs `vec4`).
+__device__ __forceinline__ float4 lt2_load4(const float* p, i64 off, i64 inner_stride) {
+    if (inner_stride == 0) {
+        const float v = p[off];
+        return make_float4(v, v, v, v);
+    }
+    return *reinterpret_cast<const float4*>(p + off);
+}
+
+extern "C" __global__ void lt2_binary4_f32(const float* a, const float* b, float* out, int op, Bcast p) {
+    const int r = p.rank - 1;
+    LT2_GRID_STRIDE(i, p.n / 4) {
+        i64 oa, ob, oc;
+        lt2_bcast_offsets(p, i * 4, &oa, &ob, &oc);
+        const float4 x = lt2_load4(a, oa, p.st[0][r]), y = lt2_load4(b, ob, p.st[1][r]);
+        reinterpret_cast<float4*>(out)[i] = make_float4(binary_f32(op, x.x, y.x), binary_f32(op, x.y, y.y), binary_f32(op, x.z, y.z), binary_f32(op, x.w, y.w));
+    }
+}
+
 extern "C" __global__ void lt2_binary_i64(const i64* a, const i64* b, i64* out, int op, Bcast p, i64* err) {
     LT2_GRID_STRIDE(i, p.n) {
         i64 oa, ob, oc;
@@ -55,27 +76,37 @@ extern "C" __global__ void lt2_binary_i64(const i64* a, const i64* b, i64* out, 
 // ---- Unary (plan::UnaryKind: Neg 0, Exp 1, Sigmoid 2, Softplus 3, Sqrt 4, Silu 5, Log 6,
 // Tanh 7, Relu 8, Reciprocal 9, Abs 10, Identity 11, Sin 12, Cos 13) ----
 
+__device__ __forceinline__ float unary_f32(int op, float v) {
+    float r;
+    switch (op) {
+        case 0: r = -v; break;
+        case 1: r = expf(v); break;
+        case 2: r = lt2_sigmoid(v); break;
+        case 3: r = lt2_softplus(v); break;
+        case 4: r = sqrtf(v); break;
+        case 5: r = lt2_silu(v); break;
+        case 6: r = logf(v); break;
+        case 7: r = tanhf(v); break;
+        case 8: r = v < 0.0f ? 0.0f : v; break;  // NaN stays NaN
+        case 9: r = 1.0f / v; break;
+        case 10: r = fabsf(v); break;
+        // Full-range sinf/cosf (not the __sinf intrinsics): RoPE angles reach thousands.
+        case 12: r = sinf(v); break;
+        case 13: r = cosf(v); break;
+        default: r = v; break;
+    }
+    return r;
+}
+
 extern "C" __global__ void lt2_unary_f32(const float* x, float* out, int op, i64 n) {
-    LT2_GRID_STRIDE(i, n) {
-        float v = x[i], r;
-        switch (op) {
-            case 0: r = -v; break;
-            case 1: r = expf(v); break;
-            case 2: r = lt2_sigmoid(v); break;
-            case 3: r = lt2_softplus(v); break;
-            case 4: r = sqrtf(v); break;
-            case 5: r = lt2_silu(v); break;
-            case 6: r = logf(v); break;
-            case 7: r = tanhf(v); break;
-            case 8: r = v < 0.0f ? 0.0f : v; break;  // NaN stays NaN
-            case 9: r = 1.0f / v; break;
-            case 10: r = fabsf(v); break;
-            // Full-range sinf/cosf (not the __sinf intrinsics): RoPE angles reach thousands.
-            case 12: r = sinf(v); break;
-            case 13: r = cosf(v); break;
-            default: r = v; break;
-        }
-        out[i] = r;
+    LT2_GRID_STRIDE(i, n) out[i] = unary_f32(op, x[i]);
+}
+
+// Four elements per thread (the host checks n % 4 == 0 and 16-byte aligned buffers).
+extern "C" __global__ void lt2_unary4_f32(const float4* x, float4* out, int op, i64 n4) {
+    LT2_GRID_STRIDE(i, n4) {
+        const float4 v = x[i];
+        out[i] = make_float4(unary_f32(op, v.x), unary_f32(op, v.y), unary_f32(op, v.z), unary_f32(op, v.w));
     }
 }
 

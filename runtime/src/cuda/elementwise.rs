@@ -28,6 +28,19 @@ impl Bcast {
     pub(crate) fn n_elems(&self) -> usize {
         self.n as usize
     }
+
+    /// Whether two operands can be read four contiguous outputs at a time (elementwise.cu
+    /// `lt2_binary4_f32`): the innermost dim a multiple of 4, each operand's innermost stride 0
+    /// or 1 (its offsets are then multiples of 4 at every fourth output), buffers 16-byte aligned.
+    fn vec4(&self, ptrs: &[u64]) -> bool {
+        let r = self.rank as usize - 1;
+        self.n > 0 && self.dims[r] % 4 == 0 && self.st[..2].iter().all(|s| s[r] == 0 || s[r] == 1) && aligned16(ptrs)
+    }
+}
+
+/// Whether every device address is 16-byte aligned (float4 access).
+pub(crate) fn aligned16(ptrs: &[u64]) -> bool {
+    ptrs.iter().all(|p| p % 16 == 0)
 }
 
 /// Merges adjacent dims that every operand walks contiguously and drops size-1 dims, so most
@@ -94,6 +107,10 @@ pub(crate) fn binary(cu: &Cuda, a: &CudaBuf, b: &CudaBuf, kind: BinaryKind) -> R
     if p.n == 0 {
         return Ok(out);
     }
+    if ty == Ty::F32 && p.vec4(&[a.ptr(), b.ptr(), out.ptr()]) {
+        launch!(cu, Kernel::Binary4, grid_for(p.n as usize / 4, 256), a.ptr(), b.ptr(), out.ptr(), kind as i32, p)?;
+        return Ok(out);
+    }
     let cfg = grid_for(p.n as usize, 256);
     match ty {
         Ty::I64 => launch!(cu, Kernel::Binary(ty), cfg, a.ptr(), b.ptr(), out.ptr(), kind as i32, p, cu.err_ptr())?,
@@ -115,7 +132,9 @@ pub(crate) fn unary(cu: &Cuda, x: &CudaBuf, kind: UnaryKind) -> Result<CudaBuf, 
     };
     let out = cu.alloc(x.shape.clone(), x.dtype)?;
     let n = x.numel();
-    if n > 0 {
+    if ty == Ty::F32 && n % 4 == 0 && aligned16(&[x.ptr(), out.ptr()]) {
+        launch!(cu, Kernel::Unary4, grid_for(n / 4, 256), x.ptr(), out.ptr(), kind as i32, (n / 4) as i64)?;
+    } else if n > 0 {
         launch!(cu, Kernel::Unary(ty), grid_for(n, 256), x.ptr(), out.ptr(), kind as i32, n as i64)?;
     }
     Ok(out)

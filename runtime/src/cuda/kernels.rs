@@ -163,7 +163,11 @@ impl Ty {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Binary(Ty),
+    /// f32 Binary, four contiguous outputs per thread (float4 loads and stores).
+    Binary4,
     Unary(Ty),
+    /// f32 Unary, four elements per thread.
+    Unary4,
     Compare(Ty),
     Where(Width),
     Cast,
@@ -215,8 +219,10 @@ impl Kernel {
         let mut v = vec![
             Kernel::Binary(Ty::F32),
             Kernel::Binary(Ty::I64),
+            Kernel::Binary4,
             Kernel::Unary(Ty::F32),
             Kernel::Unary(Ty::I64),
+            Kernel::Unary4,
             Kernel::Compare(Ty::F32),
             Kernel::Compare(Ty::I64),
             Kernel::Compare(Ty::Bool),
@@ -265,7 +271,7 @@ impl Kernel {
     /// The file that defines the kernel.
     pub fn file(self) -> KernelFile {
         match self {
-            Kernel::Binary(_) | Kernel::Unary(_) | Kernel::Compare(_) | Kernel::Where(_) | Kernel::Cast | Kernel::CastHalf4 => KernelFile::Elementwise,
+            Kernel::Binary(_) | Kernel::Binary4 | Kernel::Unary(_) | Kernel::Unary4 | Kernel::Compare(_) | Kernel::Where(_) | Kernel::Cast | Kernel::CastHalf4 => KernelFile::Elementwise,
             Kernel::Reduce(_) => KernelFile::Reduce,
             Kernel::Softmax => KernelFile::Softmax,
             Kernel::RmsNorm | Kernel::RmsNormRows => KernelFile::RmsNorm,
@@ -291,6 +297,8 @@ impl Kernel {
         let (name, variant) = match self {
             Kernel::Binary(t) => ("binary", t.suffix()),
             Kernel::Unary(t) => ("unary", t.suffix()),
+            Kernel::Binary4 => ("binary4", "f32"),
+            Kernel::Unary4 => ("unary4", "f32"),
             Kernel::Compare(t) => ("compare", t.suffix()),
             Kernel::Where(w) => ("where", w.suffix()),
             Kernel::Cast => ("cast", ""),

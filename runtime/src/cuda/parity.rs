@@ -54,6 +54,20 @@ fn cases() -> Vec<Case> {
         let b = i64s(&[3], |i| [3, -2, 5][i]);
         add(&format!("binary {kind:?} i64"), op.clone(), vec![Some(a), Some(b)], none());
     }
+    // Four outputs per thread (elementwise.cu lt2_binary4_f32): same shapes, a row vector, a
+    // scalar, one value per row of 8, each operand broadcast.
+    for (kind, sa, sb) in [
+        (BinaryKind::Add, &[4usize, 64][..], &[4usize, 64][..]),
+        (BinaryKind::Mul, &[3, 5, 8], &[8]),
+        (BinaryKind::Sub, &[1], &[6, 12]),
+        (BinaryKind::Div, &[2, 3, 8], &[3, 1]),
+        (BinaryKind::Max, &[8], &[5, 1, 8]),
+    ] {
+        add(&format!("binary {kind:?} {sa:?} {sb:?} (float4)"), Op::Binary(Binary { kind: kind as i32 }), vec![Some(pos(&mut g, sa)), Some(pos(&mut g, sb))], none());
+    }
+    for kind in [UnaryKind::Silu, UnaryKind::Exp, UnaryKind::Sigmoid] {
+        add(&format!("unary {kind:?} [6, 40] (float4)"), Op::Unary(Unary { kind: kind as i32 }), vec![Some(t(&mut g, &[6, 40]))], none());
+    }
     let div = Op::Binary(Binary { kind: BinaryKind::Div as i32 });
     add("binary Div i64 by zero", div.clone(), vec![Some(i64s(&[3], |i| i as i64)), Some(i64s(&[3], |i| i as i64 - 1))], none());
     add("binary Div i64 MIN/-1", div.clone(), vec![Some(i64s(&[2], |_| i64::MIN)), Some(i64s(&[2], |i| [-1, 7][i]))], none());
@@ -134,6 +148,8 @@ fn cases() -> Vec<Case> {
     add("rms_norm wide", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: -1 }), vec![Some(t(&mut g, &[3, 3000])), Some(t(&mut g, &[3000]))], none());
     add("rms_norm many short rows", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: -1 }), vec![Some(t(&mut g, &[37, 5, 96])), Some(t(&mut g, &[96]))], none());
     add("rms_norm rows of 1024", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: -1 }), vec![Some(t(&mut g, &[9, 1024])), Some(t(&mut g, &[1024]))], none());
+    add("rms_norm long rows, n % 4 != 0", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: -1 }), vec![Some(t(&mut g, &[4, 1030])), Some(t(&mut g, &[1030]))], none());
+    add("rms_norm short rows, n % 4 != 0", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: -1 }), vec![Some(t(&mut g, &[6, 30])), Some(t(&mut g, &[30]))], none());
     add("rms_norm axis1 bcast", Op::RmsNorm(RmsNorm { epsilon: 0.5, axis: 1 }), vec![Some(t(&mut g, &[2, 3, 4])), Some(t(&mut g, &[1, 4]))], none());
     add("rms_norm scalar scale", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: 0 }), vec![Some(t(&mut g, &[2, 3, 4])), Some(Tensor::f32(vec![], vec![2.0]))], none());
     add("rms_norm bad scale", Op::RmsNorm(RmsNorm { epsilon: 1e-6, axis: -1 }), vec![Some(t(&mut g, &[2, 3, 4])), Some(t(&mut g, &[3]))], none());

@@ -30,7 +30,10 @@ pub(crate) fn rope(cu: &Cuda, [x, cos, sin]: [&CudaBuf; 3], position_ids: Option
     }
     let RopeDims { nb, l, h, d, half, heads_first, positions } = rope_dims([&x.shape, &cos.shape, &sin.shape], position_ids.map(|p| (&p.shape[..], p.dtype)), num_heads, rotary_dim)?;
     let out = cu.alloc(x.shape.clone(), DType::F32)?;
-    cu.copy_dtod(out.ptr(), x.ptr(), x.nbytes())?;
+    if 2 * half < d {
+        // Dims past the rotary ones pass through; with rotary_dim == D the kernel writes every element.
+        cu.copy_dtod(out.ptr(), x.ptr(), x.nbytes())?;
+    }
     let n = nb * l * h * half;
     if n > 0 {
         let p = RopeParams { b: nb as i64, l: l as i64, h: h as i64, d: d as i64, half: half as i64, p: positions as i64, interleaved: interleaved as i32, heads_first: heads_first as i32 };
