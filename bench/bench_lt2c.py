@@ -518,7 +518,11 @@ def big(exe, work, name, runs, batches=((8, 1024), (64, 1024))):
     del ref
     common.DEV != "cpu" and torch.cuda.empty_cache()
     timed_dtypes = [dt for dt in ok_dtypes if dt in run_dtypes]
-    batched = bool(batches) and sh([exe, "generate", "--help"]).stdout.count("--batch") > 0
+    gen_help = sh([exe, "generate", "--help"]).stdout
+    batched = bool(batches) and gen_help.count("--batch") > 0
+    # Prefill timed warm, as PyTorch's is (after warm-up), where the binary can: its first prefill
+    # pays one-time costs; older binaries time the first prefill of the process.
+    warm_prefills = "--warmup-prefills" in gen_help
     # timings, in priority order: B1 at the short prompts, the small batches, B1 at the long
     # prompts, the large batches (each only where it fits the time left)
     walls = {}  # dtype -> (prompt, seconds of one generate process, seconds of its prefill): the last one
@@ -552,7 +556,7 @@ def big(exe, work, name, runs, batches=((8, 1024), (64, 1024))):
             return
         ids = g.integers(0, cfg.vocab, L).tolist()
         gen = [exe, "generate", mbs[dt], *prompt_args(work, ids), "--max-new-tokens", "12", "--json", "--device", LDEV,
-               "--max-context", str(L + 16)]
+               "--max-context", str(L + 16)] + (["--warmup-prefills", "1"] if warm_prefills else [])
         outs, last_err = [], ""
         timed = 3 if L <= long_from else 2
         for i in range(timed + (1 if first else 0)):
@@ -567,8 +571,9 @@ def big(exe, work, name, runs, batches=((8, 1024), (64, 1024))):
                 last_err = (r.stderr or r.stdout).strip()[-300:]
                 break
             js = json.loads(r.stdout.strip().splitlines()[-1])
-            walls[dt] = (L, wall, js["prefill_ms"] / 1e3)
-            walls_at[(dt, L)] = (wall, js["prefill_ms"] / 1e3)
+            prefills_s = (js["prefill_ms"] + js.get("prefill_cold_ms", 0.0)) / 1e3
+            walls[dt] = (L, wall, prefills_s)
+            walls_at[(dt, L)] = (wall, prefills_s)
             if i or not first:
                 outs.append(js)
         if not outs:
@@ -579,6 +584,9 @@ def big(exe, work, name, runs, batches=((8, 1024), (64, 1024))):
         dc = common.median([o.get("decode_ms_steady", o["decode_ms_per_token"]) for o in outs])
         prec = "fp32 weights and activations" if dt == "fp32" else f"{dt} weight products (operands {dt}, fp32 accumulation, activations, norms, state and caches fp32)"
         warm = "after 1 untimed" if first else "no untimed one: this build ran before"
+        if warm_prefills:
+            cold = common.median([o["prefill_cold_ms"] for o in outs if "prefill_cold_ms" in o] or [float("nan")])
+            warm += f"; a warm prefill: after one untimed prefill in the same process, whose median was {cold:.0f} ms (cold: cuBLASLt algorithm choice, kernel loading)"
         fl, by = floors(cfg, "prefill", 1, L)
         emit(section="lt2c", model=label, system=sysname, row="prefill (lt2c generate --json)", shape=f"B1 L{L}",
              ms=pf, flops=fl, bytes=by, tok_s=L / pf * 1e3,

@@ -172,6 +172,11 @@ struct GenerateArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Run the prefill this many times first, untimed, each in a session of its own: the first
+    /// prefill of a process pays one-time costs (cuBLASLt's algorithm choice, loading kernels), so
+    /// `prefill_ms` is then a warm prefill's time; `--json` reports the first as `prefill_cold_ms`.
+    #[arg(long, default_value_t = 0)]
+    warmup_prefills: u32,
     /// Write the logits that chose each new token to this .npz (array `logits`, [new_tokens, vocab]).
     #[arg(long)]
     logits_out: Option<PathBuf>,
@@ -455,7 +460,15 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
     use lt2_runtime::sampling::{sample, Rng, Sampling};
     use lt2_runtime::session::{Session, SessionOptions};
     let model = Model::load(backend, file)?;
-    let mut session = Session::new(&model, SessionOptions { max_context: a.max_context, share_kv_across_loops: a.share_kv_across_loops, exit_threshold: a.exit_threshold })?;
+    let opts = SessionOptions { max_context: a.max_context, share_kv_across_loops: a.share_kv_across_loops, exit_threshold: a.exit_threshold };
+    let nb = a.batch as usize;
+    let mut cold_ms = None;
+    for _ in 0..a.warmup_prefills {
+        let t = std::time::Instant::now();
+        Session::new(&model, opts.clone())?.prefill_last(&vec![a.prompt_ids.clone(); nb])?;
+        cold_ms.get_or_insert(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut session = Session::new(&model, opts)?;
     let report = session.cache_report();
     if !a.json {
         eprintln!(
@@ -470,7 +483,6 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
     let s = Sampling { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p };
     let mut rng = Rng::new(a.seed);
     let t0 = std::time::Instant::now();
-    let nb = a.batch as usize;
     let mut last = session.prefill_last(&vec![a.prompt_ids.clone(); nb])?.swap_remove(0);
     let prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
     let vocab = last.len();
@@ -509,6 +521,7 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
         let steady = steady_ms
             .map(|m| format!(", \"decode_ms_steady\": {m:.3}, \"decode_warmup_ms\": [{}]", warmup_ms.join(", ")))
             .unwrap_or_default();
+        let cold = cold_ms.map(|m| format!(", \"prefill_cold_ms\": {m:.3}")).unwrap_or_default();
         let exit = if a.exit_threshold < 1.0 { format!(", \"loop_iterations_run\": {}, \"loop_iterations_skipped\": {}", loops.run, loops.skipped) } else { String::new() };
         let memory = model
             .backend()
@@ -516,7 +529,7 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
             .map(|m| format!(", \"device_memory_peak_bytes\": {}, \"device_memory_mapped_bytes\": {}", m.peak_bytes, m.mapped_bytes))
             .unwrap_or_default();
         println!(
-            "{{\"tokens\": [{}], \"prefill_ms\": {prefill_ms:.3}, \"decode_ms_per_token\": {decode_ms:.3}, \"device\": \"{}\", \"decode_recorded\": {}{steady}{batch}{exit}{memory}}}",
+            "{{\"tokens\": [{}], \"prefill_ms\": {prefill_ms:.3}{cold}, \"decode_ms_per_token\": {decode_ms:.3}, \"device\": \"{}\", \"decode_recorded\": {}{steady}{batch}{exit}{memory}}}",
             toks.join(", "),
             choice.backend.name(),
             session.decode_recorded()
@@ -524,9 +537,10 @@ fn generate_on<B: Backend>(backend: B, file: ModelFile, choice: &DeviceChoice, a
     } else {
         println!("{}", tokens.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" "));
         eprintln!(
-            "{}prompt {} tokens, prefill {prefill_ms:.2} ms; {} new tokens, {decode_ms:.2} ms per step; ran on {} ({})",
+            "{}prompt {} tokens, prefill {prefill_ms:.2} ms{}; {} new tokens, {decode_ms:.2} ms per step; ran on {} ({})",
             if nb > 1 { format!("batch {nb}: ") } else { String::new() },
             a.prompt_ids.len(),
+            cold_ms.map(|m| format!(" (warm; the first prefill of the process took {m:.2} ms)")).unwrap_or_default(),
             tokens.len(),
             choice.backend.name(),
             choice.reason

@@ -154,3 +154,25 @@ def test_exit_threshold_errors_are_clear(tmp_path):
     r = subprocess.run([str(LT2C), "generate", str(model), "--prompt-ids", "1,2", "--exit-threshold", "1.5", "--device", "cpu"],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "outside (0, 1]" in r.stderr
+
+
+@pytest.mark.skipif(not LT2C.exists(), reason="target/release/lt2c is not built (cargo build --release)")
+def test_warmup_prefills_report_the_cold_prefill_and_keep_the_tokens(tmp_path):
+    """`--warmup-prefills N` runs N untimed prefills in sessions of their own first: the tokens and
+    logits are those of a plain run, and `--json` adds the first (cold) prefill's time."""
+    model = tmp_path / "m.bin"
+    subprocess.run([str(LT2C), str(FIXTURE), "-o", str(model)], check=True, capture_output=True)
+    runs = []
+    for extra in ([], ["--warmup-prefills", "2"]):
+        logits_file = tmp_path / f"logits{len(extra)}.npz"
+        r = subprocess.run(
+            [str(LT2C), "generate", str(model), "--prompt-ids", "7,100,3,250,42", "--max-new-tokens", "6",
+             "--device", "cpu", "--json", "--logits-out", str(logits_file)] + extra,
+            check=True, capture_output=True, text=True,
+        )
+        runs.append((json.loads(r.stdout), np.load(logits_file)["logits"]))
+    (plain, plain_logits), (warm, warm_logits) = runs
+    assert "prefill_cold_ms" not in plain
+    assert warm["prefill_cold_ms"] > 0 and warm["prefill_ms"] > 0
+    assert warm["tokens"] == plain["tokens"]
+    np.testing.assert_array_equal(warm_logits, plain_logits)
