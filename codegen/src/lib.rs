@@ -59,23 +59,14 @@ pub fn compile_kernels() -> Result<KernelBuild, CodegenError> {
     Ok(KernelBuild::Compiled { images, compiler: format!("NVRTC {}.{}", v.0, v.1), seconds: t.elapsed().as_secs_f64() })
 }
 
-/// Bytes of the reduced-precision weights (`name@bf16`, `name@bf16.T`), converted (and
-/// transposed) from their f32 sources.
+/// Bytes of the reduced-precision weights (`name@bf16`), converted from their f32 sources.
 fn converted_weights(manifest: &Manifest, weights: &WeightStore) -> HashMap<String, Vec<u8>> {
     let mut out = HashMap::new();
     for w in &manifest.weights {
         let d = DType::try_from(w.dtype).unwrap_or(DType::F32);
         if matches!(d, DType::Bf16 | DType::F16) {
-            let (source, transposed) = lower::weight_source(&w.name, d);
-            let src = weights.get(source).map(|t| t.data.as_bytes()).unwrap_or(&[]);
-            let mut f: Vec<f32> = src.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            if let (true, [n, k]) = (transposed, &w.shape[..]) {
-                // stored [N, K]: element (n, k) is the source's (k, n)
-                let (n, k) = (*n as usize, *k as usize);
-                if f.len() == n * k {
-                    f = (0..n * k).map(|i| f[(i % k) * n + i / k]).collect();
-                }
-            }
+            let src = weights.get(lower::weight_source(&w.name, d)).map(|t| t.data.as_bytes()).unwrap_or(&[]);
+            let f: Vec<f32> = src.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             out.insert(w.name.clone(), precision::encode(d, &f));
         }
     }

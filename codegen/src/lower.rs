@@ -26,58 +26,23 @@ fn dtype(e: Elem) -> DType {
     }
 }
 
-/// The manifest name of a weight stored in reduced precision: `<source>@bf16` / `<source>@f16`,
-/// and `<source>@bf16.T` for a 2-D weight stored transposed ([N, K] of a [K, N] source).
-/// `weight_source` inverts it; the writer converts (and transposes) the source's f32 data.
-pub fn reduced_weight_name(source: &str, d: DType, transposed: bool) -> String {
-    format!("{source}@{}{}", if d == DType::F16 { "f16" } else { "bf16" }, if transposed { ".T" } else { "" })
+/// The manifest name of a weight stored in reduced precision: `<source>@bf16` / `<source>@f16`.
+/// `weight_source` inverts it; the writer converts the source's f32 data.
+pub fn reduced_weight_name(source: &str, d: DType) -> String {
+    format!("{source}@{}", if d == DType::F16 { "f16" } else { "bf16" })
 }
 
-/// The f32 source of a reduced-precision manifest weight and whether it is stored transposed
-/// (see `reduced_weight_name`).
-pub fn weight_source(name: &str, d: DType) -> (&str, bool) {
-    let suffix = match d {
-        DType::Bf16 => "@bf16",
-        DType::F16 => "@f16",
-        _ => return (name, false),
-    };
-    match name.strip_suffix(".T").and_then(|n| n.strip_suffix(suffix)) {
-        Some(src) => (src, true),
-        None => (name.strip_suffix(suffix).unwrap_or(name), false),
+/// The f32 source of a reduced-precision manifest weight (see `reduced_weight_name`).
+pub fn weight_source(name: &str, d: DType) -> &str {
+    match d {
+        DType::Bf16 => name.strip_suffix("@bf16").unwrap_or(name),
+        DType::F16 => name.strip_suffix("@f16").unwrap_or(name),
+        _ => name,
     }
 }
 
 fn key(v: Value) -> usize {
     v.to_raw().ptr as usize
-}
-
-/// The `lt2.weight` a 2-D `lt2.transpose` (perm [1, 0]) reads, if it reads one.
-fn transposed_weight<'c, 'a>(o: &OperationRef<'c, 'a>) -> Option<OperationRef<'c, 'a>> {
-    if ops::lt2_op(o) != Some(Lt2Op::Transpose) || attr_i64s(o, "perm").ok()? != [1, 0] {
-        return None;
-    }
-    let src = o.operand(0).ok()?;
-    melior::ir::operation::OperationResult::try_from(src).ok().map(|r| r.owner()).filter(|d| ops::lt2_op(d) == Some(Lt2Op::Weight))
-}
-
-/// Whether every use of the op's result is an `lt2.cast` to bf16 / fp16 (which folds it).
-fn all_users_are_half_casts(o: &OperationRef) -> bool {
-    let Ok(v) = o.result(0) else { return false };
-    // SAFETY: walks the use list of a live value of a live module.
-    unsafe {
-        let mut u = mlir_sys::mlirValueGetFirstUse(v.to_raw());
-        let mut any = false;
-        while !mlir_sys::mlirOpOperandIsNull(u) {
-            let owner = OperationRef::from_raw(mlir_sys::mlirOpOperandGetOwner(u));
-            let half = owner.result(0).ok().and_then(|r| TensorType::parse(&r.r#type().to_string())).is_some_and(|t| matches!(t.elem, Elem::Bf16 | Elem::F16));
-            if ops::lt2_op(&owner) != Some(Lt2Op::Cast) || !half {
-                return false;
-            }
-            any = true;
-            u = mlir_sys::mlirOpOperandGetNextUse(u);
-        }
-        any
-    }
 }
 
 /// One graph under construction: MLIR value → plan value id.
@@ -246,12 +211,6 @@ impl Lowering<'_> {
                 return o.operands().map(|v| cx.ids.get(&key(v)).copied().ok_or_else(|| lower_err(&name, &origin, "returns an undefined value"))).collect();
             }
             let kind = ops::lt2_op(&o).ok_or_else(|| lower_err(&name, &origin, "is not an lt2 op; nothing lowers it"))?;
-            // A weight transposed only for its reduced-precision casts (matmul-weights-*): the
-            // casts fold it into the stored weight, so nothing runs here.
-            if kind == Lt2Op::Transpose && transposed_weight(&o).is_some() && all_users_are_half_casts(&o) {
-                op = o.next_in_block();
-                continue;
-            }
             self.lower_op(cx, &o, kind, &origin)?;
             op = o.next_in_block();
         }
@@ -266,12 +225,7 @@ impl Lowering<'_> {
         let segs = o.attribute("operandSegmentSizes").ok().map(|a| a.to_string());
         let operand_ids: Vec<i64> = o
             .operands()
-            .map(|v| match cx.ids.get(&key(v)) {
-                Some(&i) => Ok(i as i64),
-                // a folded weight transpose (lower_block): the cast branch reads the weight itself
-                None if kind == Lt2Op::Cast => Ok(ABSENT),
-                None => Err(e("uses a value defined outside what it can see".into())),
-            })
+            .map(|v| cx.ids.get(&key(v)).map(|&i| i as i64).ok_or_else(|| e("uses a value defined outside what it can see".into())))
             .collect::<Result<_, _>>()?;
         match (&segs, kind) {
             (Some(s), Lt2Op::CausalConv | Lt2Op::Gdn) => {
@@ -400,18 +354,11 @@ impl Lowering<'_> {
                     // A weight cast to bf16/fp16 (matmul-weights-*) becomes a weight stored so.
                     Elem::Bf16 | Elem::F16 => {
                         let src = o.operand(0).map_err(|x| e(x.to_string()))?;
-                        let def = melior::ir::operation::OperationResult::try_from(src).ok().map(|r| r.owner());
-                        let (def, transposed) = match def {
-                            Some(d) if ops::lt2_op(&d) == Some(Lt2Op::Weight) => (d, false),
-                            Some(d) => match transposed_weight(&d) {
-                                Some(w) => (w, true),
-                                None => return Err(e(format!("only weights can be cast to {}; activations stay f32", t.elem.mlir()))),
-                            },
-                            None => return Err(e(format!("only weights can be cast to {}; activations stay f32", t.elem.mlir()))),
-                        };
+                        let def = melior::ir::operation::OperationResult::try_from(src).ok().map(|r| r.owner()).filter(|d| ops::lt2_op(d) == Some(Lt2Op::Weight));
+                        let Some(def) = def else { return Err(e(format!("only weights can be cast to {}; activations stay f32", t.elem.mlir()))) };
                         let name = attr_str(&def, "name").map_err(ierr)?;
                         inputs.clear();
-                        Op::Weight(plan::Weight { index: self.reduced_weight(&name, dtype(t.elem), transposed).map_err(e)? })
+                        Op::Weight(plan::Weight { index: self.reduced_weight(&name, dtype(t.elem)).map_err(e)? })
                     }
                     _ => Op::Cast(plan::Cast { to: dtype(t.elem) as i32 }),
                 }
@@ -447,8 +394,8 @@ impl Lowering<'_> {
     }
 
     /// The index of `source`'s copy in type `d`, added to the manifest on first use.
-    fn reduced_weight(&mut self, source: &str, d: DType, transposed: bool) -> Result<u32, String> {
-        let name = reduced_weight_name(source, d, transposed);
+    fn reduced_weight(&mut self, source: &str, d: DType) -> Result<u32, String> {
+        let name = reduced_weight_name(source, d);
         if let Some(i) = self.entries.iter().position(|w| w.name == name) {
             return Ok(i as u32);
         }
@@ -456,14 +403,7 @@ impl Lowering<'_> {
         if src.dtype != DType::F32 as i32 {
             return Err(format!("weight `{source}` is not f32; only f32 weights are stored in reduced precision"));
         }
-        let mut shape = src.shape.clone();
-        if transposed {
-            if shape.len() != 2 {
-                return Err(format!("weight `{source}` is {}-D; only 2-D weights are stored transposed", shape.len()));
-            }
-            shape.reverse();
-        }
-        let entry = WeightEntry { name, dtype: d as i32, shape, offset: 0, nbytes: 0 };
+        let entry = WeightEntry { name, dtype: d as i32, shape: src.shape.clone(), offset: 0, nbytes: 0 };
         self.entries.push(entry);
         Ok(self.entries.len() as u32 - 1)
     }

@@ -31,22 +31,25 @@ fn gemm(a: &[f32], b: &[f32], (rsb, csb): (usize, usize), out: &mut [f32], m: us
                 }
             }
         } else {
-            // b read transposed from [N, K]: eight outputs at a time, each summed over p in order,
-            // as the row-major path and the sgemm of longer products (K within one of its blocks)
-            // sum: decode then equals prefill bit for bit, which reduced-precision models need (a
-            // last-bit difference can round an activation to the other bf16 neighbour).
-            for (c, oc) in orow.chunks_mut(8).enumerate() {
-                let mut acc = [0f32; 8];
-                let rows: Vec<&[f32]> = (0..oc.len()).map(|l| &b[(c * 8 + l) * csb..(c * 8 + l) * csb + k]).collect();
-                for (p, &av) in arow.iter().enumerate() {
-                    for (a, r) in acc.iter_mut().zip(&rows) {
-                        *a += av * r[p];
-                    }
-                }
-                oc.copy_from_slice(&acc[..oc.len()]);
+            // b read transposed from [N, K]: one dot product per output.
+            for (j, o) in orow.iter_mut().enumerate() {
+                *o = dot(arow, &b[j * csb..j * csb + k]);
             }
         }
     }
+}
+
+/// x · y in 8 interleaved partial sums (vectorisable; a single running sum is not).
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let tail: f32 = xc.remainder().iter().zip(yc.remainder()).map(|(&a, &b)| a * b).sum();
+    for (a, b) in xc.zip(yc) {
+        for l in 0..8 {
+            acc[l] += a[l] * b[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// `c[i * rsc + j] = sum_p a[i * rsa + p * csa] * b[p * rsb + j * csb]` for an m×k times k×n

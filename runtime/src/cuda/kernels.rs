@@ -30,11 +30,10 @@ pub enum KernelFile {
     Attention,
     Rope,
     Sparse,
-    Gemv,
 }
 
 impl KernelFile {
-    pub const ALL: [KernelFile; 13] = [
+    pub const ALL: [KernelFile; 12] = [
         KernelFile::Elementwise,
         KernelFile::Reduce,
         KernelFile::Softmax,
@@ -47,7 +46,6 @@ impl KernelFile {
         KernelFile::Attention,
         KernelFile::Rope,
         KernelFile::Sparse,
-        KernelFile::Gemv,
     ];
 
     /// The file's name under `codegen/kernels/`.
@@ -65,7 +63,6 @@ impl KernelFile {
             KernelFile::Attention => "attention.cu",
             KernelFile::Rope => "rope.cu",
             KernelFile::Sparse => "sparse.cu",
-            KernelFile::Gemv => "gemv.cu",
         }
     }
 
@@ -83,7 +80,6 @@ impl KernelFile {
             KernelFile::Attention => include_str!("../../../codegen/kernels/attention.cu"),
             KernelFile::Rope => include_str!("../../../codegen/kernels/rope.cu"),
             KernelFile::Sparse => include_str!("../../../codegen/kernels/sparse.cu"),
-            KernelFile::Gemv => include_str!("../../../codegen/kernels/gemv.cu"),
         }
     }
 }
@@ -215,8 +211,6 @@ pub enum Kernel {
     SparseAttention,
     SparseAttentionTiled,
     SparseCombine,
-    /// Linear of a few rows over a bf16 (false) or fp16 (true) weight stored [N, K].
-    Gemv(bool),
 }
 
 impl Kernel {
@@ -267,8 +261,6 @@ impl Kernel {
             Kernel::SparseAttention,
             Kernel::SparseAttentionTiled,
             Kernel::SparseCombine,
-            Kernel::Gemv(false),
-            Kernel::Gemv(true),
         ];
         for w in Width::ALL {
             v.extend([Kernel::Where(w), Kernel::Gather(w), Kernel::Copy(w), Kernel::Trilu(w)]);
@@ -297,7 +289,6 @@ impl Kernel {
             | Kernel::SparseAttention
             | Kernel::SparseAttentionTiled
             | Kernel::SparseCombine => KernelFile::Sparse,
-            Kernel::Gemv(_) => KernelFile::Gemv,
         }
     }
 
@@ -344,7 +335,6 @@ impl Kernel {
             Kernel::SparseAttention => ("sparse_attention", "f32"),
             Kernel::SparseAttentionTiled => ("sparse_attention_tiled", "f32"),
             Kernel::SparseCombine => ("sparse_combine", "f32"),
-            Kernel::Gemv(f16) => ("gemv", if f16 { "f16" } else { "bf16" }),
         };
         if variant.is_empty() {
             format!("lt2_{name}")

@@ -19,8 +19,7 @@ use crate::cpu::linalg::{linear_dims, matmul_dims, LinearDims};
 use crate::error::OpError;
 use crate::plan::{BinaryKind, DType};
 
-use super::kernels::Kernel;
-use super::{elementwise, expect_f32, launch, Cuda, CudaBuf};
+use super::{elementwise, expect_f32, Cuda, CudaBuf};
 
 /// What determines a cuBLASLt plan.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -192,9 +191,6 @@ pub(crate) fn linear(cu: &Cuda, x: &CudaBuf, w: &CudaBuf, bias: Option<&CudaBuf>
     }
     match w.dtype {
         DType::F32 => gemm(cu, m, n, k, transpose_w, 1, (0, 0), w.ptr(), x.ptr(), bias, shape, DType::F32),
-        d @ (DType::Bf16 | DType::F16) if transpose_w && (1..=GEMV_MAX_M).contains(&m) && k % 8 == 0 && elementwise::aligned16(&[x.ptr(), w.ptr()]) => {
-            gemv(cu, x, w, bias, m, n, k, shape, d == DType::F16)
-        }
         d @ (DType::Bf16 | DType::F16) => {
             let xr = cast_activation(cu, x, d)?;
             gemm(cu, m, n, k, transpose_w, 1, (0, 0), w.ptr(), xr.ptr(), bias, shape, d)
@@ -213,23 +209,6 @@ fn cast_activation(cu: &Cuda, x: &CudaBuf, d: DType) -> Result<CudaBuf, OpError>
     let xr = super::select::cast(cu, x, d)?;
     *cu.last_cast.borrow_mut() = Some((x.clone(), xr.clone()));
     Ok(xr)
-}
-
-/// Rows up to which a reduced-precision Linear over a weight stored [N, K] runs as gemv.cu's
-/// GEMV (decode batches) rather than a cast and a cuBLASLt GEMM.
-const GEMV_MAX_M: usize = 8;
-
-/// gemv.cu: y [M, N] = round(x) w^T (+ bias) for M <= GEMV_MAX_M, one warp per output column.
-#[allow(clippy::too_many_arguments)]
-fn gemv(cu: &Cuda, x: &CudaBuf, w: &CudaBuf, bias: Option<&CudaBuf>, m: usize, n: usize, k: usize, shape: Vec<usize>, f16: bool) -> Result<CudaBuf, OpError> {
-    let out = cu.alloc(shape, DType::F32)?;
-    if n == 0 {
-        return Ok(out);
-    }
-    let warps = 8;
-    let cfg = cudarc::driver::LaunchConfig { grid_dim: (n.div_ceil(warps) as u32, 1, 1), block_dim: (32 * warps as u32, 1, 1), shared_mem_bytes: 0 };
-    launch!(cu, Kernel::Gemv(f16), cfg, x.ptr(), w.ptr(), bias.map_or(0, |b| b.ptr()), out.ptr(), m as i32, n as i32, k as i32)?;
-    Ok(out)
 }
 
 /// One (possibly batched) GEMM into a new [.., M, N] buffer of `shape`; handles the empty and
@@ -287,43 +266,4 @@ pub(crate) fn matmul(cu: &Cuda, a: &CudaBuf, b: &CudaBuf) -> Result<CudaBuf, OpE
         cu.copy_dtod(out.ptr() + (4 * bi * m * n) as u64, part.ptr(), 4 * m * n)?;
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::backend::Backend;
-    use crate::cpu::shape::test_util::{rel_err, Lcg};
-    use crate::plan::{DType, Linear, Op};
-    use crate::tensor::Tensor;
-
-    /// Reduced-precision Linear over a weight stored [N, K] (what matmul-weights-* emits): the
-    /// GEMV for 1..=8 rows and the cast + cuBLASLt path beyond (and for K % 8 != 0), with and
-    /// without bias, against the CPU backend on the same rounded weights (relative L2 < 1e-5).
-    #[test]
-    fn half_linear_gemv_and_gemm_match_the_cpu() {
-        let Some(cu) = crate::cuda::test_backend() else { return };
-        let mut g = Lcg::new(5);
-        for (d, name) in [(DType::Bf16, "bf16"), (DType::F16, "fp16")] {
-            for &(m, n, k, bias) in &[(1usize, 70usize, 64usize, false), (3, 33, 200, true), (8, 130, 1024, false), (9, 40, 64, true), (2, 17, 36, false), (1, 300, 5632, true)] {
-                let x = g.tensor(&[1, m, k]);
-                let w = g.tensor(&[n, k]);
-                let b = bias.then(|| g.tensor(&[n]));
-                // The weight as model.bin stores it: rounded to d (the CPU reads it back as f32).
-                let mut wr = w.as_f32().unwrap().to_vec();
-                crate::precision::round_in_place(d, &mut wr);
-                let w_cpu = Tensor::f32(vec![n, k], wr);
-                let w_gpu = super::super::select::cast(&cu, &cu.upload(&w).unwrap(), d).unwrap();
-                let op = Op::Linear(Linear { transpose_w: true, operand_dtype: d as i32 });
-                let want = crate::cpu::run_op(&op, &[Some(&x), Some(&w_cpu), b.as_ref()], &Default::default()).unwrap().remove(0);
-                let xb = cu.upload(&x).unwrap();
-                let bb = b.as_ref().map(|t| cu.upload(t).unwrap());
-                let got = cu.run_op(&op, &[Some(&xb), Some(&w_gpu), bb.as_ref()], &Default::default()).unwrap().remove(0);
-                let got = cu.download(&got).unwrap();
-                assert_eq!(got.shape, vec![1, m, n]);
-                let e = rel_err(got.as_f32().unwrap(), want.as_f32().unwrap());
-                eprintln!("linear {name} m={m} n={n} k={k} bias={bias}: relative L2 error {e:.2e}");
-                assert!(e < 1e-5, "linear {name} m={m} n={n} k={k} bias={bias}: {e:.2e}");
-            }
-        }
-    }
 }

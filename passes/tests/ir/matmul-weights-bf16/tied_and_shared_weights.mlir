@@ -1,9 +1,7 @@
 // passes: matmul-weights-bf16
 // The embedding table feeds both the gather (stays f32) and the tied LM head (reads a bf16
-// cast); `w` feeds two linears inside the loop: the one reading it [K, N] (transpose_w = false)
-// reads a cast of its transpose with transpose_w = true, the other a plain cast (each made once,
-// next to the weight); a linear whose right operand is an activation, and a norm weight, are
-// left alone.
+// cast); `w` feeds two linears inside the loop (one cast, made next to the weight); a linear
+// whose right operand is an activation, and a norm weight, are left alone.
 func.func @main(%ids: tensor<?x?xi64>) -> tensor<?x?x8xf32> {
   %e = "lt2.weight"() {name = "embed"} : () -> tensor<8x4xf32>
   %w = "lt2.weight"() {name = "w"} : () -> tensor<4x4xf32>
