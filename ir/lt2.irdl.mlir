@@ -150,6 +150,14 @@ irdl.dialect @lt2 {
     irdl.operands(x: %x)
     irdl.results(out: %r_out)
   }
+  // silu(gate) * up, elementwise over operands of one shape (SwiGLU's product; fuse-silu-mul).
+  irdl.operation @silu_mul {
+    %gate = irdl.base "!builtin.tensor"
+    %up = irdl.base "!builtin.tensor"
+    %r_out = irdl.base "!builtin.tensor"
+    irdl.operands(gate: %gate, up: %up)
+    irdl.results(out: %r_out)
+  }
   // Elementwise log.
   irdl.operation @log {
     %x = irdl.base "!builtin.tensor"

@@ -4,7 +4,7 @@
 // CompareKind.
 #include "common.cuh"
 
-// ---- Binary (plan::BinaryKind: Add 0, Sub 1, Mul 2, Div 3, Pow 4, Min 5, Max 6) ----
+// ---- Binary (plan::BinaryKind: Add 0, Sub 1, Mul 2, Div 3, Pow 4, Min 5, Max 6, SiluMul 7) ----
 
 __device__ __forceinline__ float binary_f32(int op, float a, float b) {
     switch (op) {
@@ -14,6 +14,7 @@ __device__ __forceinline__ float binary_f32(int op, float a, float b) {
         case 3: return a / b;
         case 4: return powf(a, b);
         case 5: return fminf(a, b);
+        case 7: return lt2_silu(a) * b;
         default: return fmaxf(a, b);
     }
 }

@@ -264,6 +264,7 @@ impl Lowering<'_> {
             Lt2Op::Pow => binary(plan::BinaryKind::Pow),
             Lt2Op::Min => binary(plan::BinaryKind::Min),
             Lt2Op::Max => binary(plan::BinaryKind::Max),
+            Lt2Op::SiluMul => binary(plan::BinaryKind::SiluMul),
             Lt2Op::TopK => Op::TopK(plan::TopK { axis: attr_i64(o, "axis").map_err(ierr)?, largest: attr_bool(o, "largest").map_err(ierr)?, k: attr_str(o, "k").map_err(ierr)? }),
             Lt2Op::Neg => unary(plan::UnaryKind::Neg),
             Lt2Op::Exp => unary(plan::UnaryKind::Exp),

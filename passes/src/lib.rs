@@ -3,6 +3,7 @@
 
 pub mod canonicalize;
 pub mod fuse_silu;
+pub mod fuse_silu_mul;
 pub mod hoist_loop_invariants;
 pub mod matmul_weight_precision;
 pub mod pipeline;

@@ -5,6 +5,7 @@ use melior::ir::Module;
 
 use crate::canonicalize::Canonicalize;
 use crate::fuse_silu::FuseSilu;
+use crate::fuse_silu_mul::FuseSiluMul;
 use crate::raise_attention::RaiseAttention;
 use crate::raise_l2_norm::RaiseL2Norm;
 use crate::raise_rms_norm::RaiseRmsNorm;
@@ -34,6 +35,8 @@ pub static PASSES: &[&(dyn Pass + Sync)] = &[
     // the reshapes that canonicalize left in place; the next canonicalize drops the dead chain.
     &RaiseAttention,
     &FuseSilu,
+    // silu(g) * u → one op; needs the silus fuse-silu makes.
+    &FuseSiluMul,
     // Moves weights out of loops; leaves duplicates behind for the next canonicalize.
     &HoistLoopInvariants,
     // Merges the hoisted duplicate weights.

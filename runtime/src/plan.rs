@@ -386,6 +386,8 @@ pub enum BinaryKind {
     Pow = 4,
     Min = 5,
     Max = 6,
+    /// silu(a) * b (SwiGLU's product, `lt2.silu_mul`); f32 only.
+    SiluMul = 7,
 }
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Binary {

@@ -63,7 +63,8 @@ fn zip_broadcast<T: Copy>(a: &[T], sa: &[usize], b: &[T], sb: &[usize], out: &[u
 }
 
 /// Binary arithmetic with numpy broadcasting: f32 for every kind; int64 for Add, Sub, Mul
-/// (wrapping) and Div (truncating toward zero, as ONNX Runtime; division by zero is an error).
+/// (wrapping), Div (truncating toward zero, as ONNX Runtime; division by zero is an error), Min
+/// and Max.
 pub(crate) fn binary(a: &Tensor, b: &Tensor, kind: BinaryKind) -> Result<Tensor, OpError> {
     let op = format!("binary {kind:?}");
     if a.dtype() != b.dtype() {
@@ -80,6 +81,7 @@ pub(crate) fn binary(a: &Tensor, b: &Tensor, kind: BinaryKind) -> Result<Tensor,
                 BinaryKind::Pow => f32::powf,
                 BinaryKind::Min => f32::min,
                 BinaryKind::Max => f32::max,
+                BinaryKind::SiluMul => |p, q| silu(p) * q,
             };
             Data::F32(zip_broadcast(x, &a.shape, y, &b.shape, &out, f))
         }
@@ -94,7 +96,7 @@ pub(crate) fn binary(a: &Tensor, b: &Tensor, kind: BinaryKind) -> Result<Tensor,
                     }
                     i64::wrapping_div
                 }
-                BinaryKind::Pow => op_bail!("{op}: int64 operands are not supported (only f32)"),
+                BinaryKind::Pow | BinaryKind::SiluMul => op_bail!("{op}: int64 operands are not supported (only f32)"),
                 BinaryKind::Min => |p: i64, q: i64| p.min(q),
                 BinaryKind::Max => |p: i64, q: i64| p.max(q),
             };
@@ -164,7 +166,7 @@ mod tests {
         if let Data::F32(v) = &mut b.data {
             v[0] = 2.5;
         }
-        for kind in [BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div, BinaryKind::Pow, BinaryKind::Min, BinaryKind::Max] {
+        for kind in [BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div, BinaryKind::Pow, BinaryKind::Min, BinaryKind::Max, BinaryKind::SiluMul] {
             let y = binary(&a_pos, &b, kind).unwrap();
             assert_eq!(y.shape, vec![2, 4, 3]);
             let (av, bv) = (f32s(&a_pos), f32s(&b));
@@ -181,6 +183,7 @@ mod tests {
                             BinaryKind::Pow => p.powf(q),
                             BinaryKind::Min => if p < q { p } else { q },
                             BinaryKind::Max => if p > q { p } else { q },
+                            BinaryKind::SiluMul => p * (1.0 / (1.0 + (-p).exp())) * q,  // p > 0
                         });
                     }
                 }

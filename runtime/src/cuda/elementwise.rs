@@ -97,7 +97,7 @@ pub(crate) fn binary(cu: &Cuda, a: &CudaBuf, b: &CudaBuf, kind: BinaryKind) -> R
     }
     let ty = match (a.dtype, kind) {
         (DType::F32, _) => Ty::F32,
-        (DType::I64, BinaryKind::Pow) => op_bail!("{op}: int64 operands are not supported (only f32)"),
+        (DType::I64, BinaryKind::Pow | BinaryKind::SiluMul) => op_bail!("{op}: int64 operands are not supported (only f32)"),
         (DType::I64, _) => Ty::I64,
         (d, _) => op_bail!("{op}: {d:?} operands are not supported"),
     };

@@ -45,7 +45,7 @@ fn cases() -> Vec<Case> {
     let none = HashMap::new;
 
     // Binary, f32 and int64, broadcasting, errors.
-    for kind in [BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div, BinaryKind::Pow, BinaryKind::Min, BinaryKind::Max] {
+    for kind in [BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div, BinaryKind::Pow, BinaryKind::Min, BinaryKind::Max, BinaryKind::SiluMul] {
         let op = Op::Binary(Binary { kind: kind as i32 });
         add(&format!("binary {kind:?} bcast"), op.clone(), vec![Some(pos(&mut g, &[2, 1, 3])), Some(t(&mut g, &[4, 1]))], none());
         add(&format!("binary {kind:?} same"), op.clone(), vec![Some(pos(&mut g, &[5, 7])), Some(t(&mut g, &[5, 7]))], none());
@@ -62,6 +62,7 @@ fn cases() -> Vec<Case> {
         (BinaryKind::Sub, &[1], &[6, 12]),
         (BinaryKind::Div, &[2, 3, 8], &[3, 1]),
         (BinaryKind::Max, &[8], &[5, 1, 8]),
+        (BinaryKind::SiluMul, &[3, 16], &[3, 16]),
     ] {
         add(&format!("binary {kind:?} {sa:?} {sb:?} (float4)"), Op::Binary(Binary { kind: kind as i32 }), vec![Some(pos(&mut g, sa)), Some(pos(&mut g, sb))], none());
     }
