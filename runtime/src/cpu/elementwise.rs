@@ -29,21 +29,34 @@ pub(crate) fn silu(x: f32) -> f32 {
     x * sigmoid(x)
 }
 
-/// `f` over every element; long inputs (a prefill's activations) on all cores, in chunks.
-pub(crate) fn par_map(v: &[f32], f: fn(f32) -> f32) -> Vec<f32> {
+/// `n` outputs written by `fill(chunk, first index)`; long outputs (a prefill's activations) in
+/// chunks on all cores.
+fn par_fill(n: usize, fill: impl Fn(&mut [f32], usize) + Sync) -> Vec<f32> {
     const MIN_PER_THREAD: usize = 1 << 15;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(v.len() / MIN_PER_THREAD);
-    if threads <= 1 {
-        return v.iter().map(|&p| f(p)).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |c| c.get()).min(n / MIN_PER_THREAD).max(1);
+    let mut out = vec![0f32; n];
+    if threads == 1 {
+        fill(&mut out, 0);
+        return out;
     }
-    let mut out = vec![0f32; v.len()];
-    let per = v.len().div_ceil(threads);
+    let per = n.div_ceil(threads);
     std::thread::scope(|sc| {
-        for (o, x) in out.chunks_mut(per).zip(v.chunks(per)) {
-            sc.spawn(move || o.iter_mut().zip(x).for_each(|(o, &p)| *o = f(p)));
+        for (c, o) in out.chunks_mut(per).enumerate() {
+            let fill = &fill;
+            sc.spawn(move || fill(o, c * per));
         }
     });
     out
+}
+
+/// `f` over every element; long inputs on all cores (`par_fill`).
+pub(crate) fn par_map(v: &[f32], f: fn(f32) -> f32) -> Vec<f32> {
+    par_fill(v.len(), |o, s| o.iter_mut().zip(&v[s..]).for_each(|(o, &p)| *o = f(p)))
+}
+
+/// `f(a[i], b[i])` over two same-shape inputs; long ones on all cores (`par_fill`).
+fn par_zip(a: &[f32], b: &[f32], f: fn(f32, f32) -> f32) -> Vec<f32> {
+    par_fill(a.len(), |o, s| o.iter_mut().zip(&a[s..]).zip(&b[s..]).for_each(|((o, &p), &q)| *o = f(p, q)))
 }
 
 /// `f(a[i], b[j])` over the broadcast of the two shapes, in row-major order of `out`.
@@ -83,7 +96,7 @@ pub(crate) fn binary(a: &Tensor, b: &Tensor, kind: BinaryKind) -> Result<Tensor,
                 BinaryKind::Max => f32::max,
                 BinaryKind::SiluMul => |p, q| silu(p) * q,
             };
-            Data::F32(zip_broadcast(x, &a.shape, y, &b.shape, &out, f))
+            Data::F32(if a.shape == b.shape { par_zip(x, y, f) } else { zip_broadcast(x, &a.shape, y, &b.shape, &out, f) })
         }
         (Data::I64(x), Data::I64(y)) => {
             let f: fn(i64, i64) -> i64 = match kind {
@@ -221,6 +234,11 @@ mod tests {
         let want: Vec<f32> = x.iter().map(|&p| silu(p)).collect();
         assert_eq!(par_map(&x, silu), want);
         assert_eq!(par_map(&x[..5], silu), want[..5]);
+        // Same-shape binaries split the same way.
+        let y: Vec<f32> = Lcg::new(13).vec(200_003);
+        let want: Vec<f32> = x.iter().zip(&y).map(|(&p, &q)| silu(p) * q).collect();
+        let t = |v: &[f32]| Tensor::f32(vec![v.len()], v.to_vec());
+        assert_eq!(binary(&t(&x), &t(&y), BinaryKind::SiluMul).unwrap().as_f32().unwrap(), &want[..]);
     }
 
     #[test]
