@@ -35,13 +35,13 @@ pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
 }
 
 /// The body of one composite node: its sub-nodes' values live under names private to it.
-struct Body<'a> {
+pub(super) struct Body<'a> {
     node: &'a NodeProto,
     count: usize,
 }
 
 impl<'a> Body<'a> {
-    fn new(node: &'a NodeProto) -> Self {
+    pub(super) fn new(node: &'a NodeProto) -> Self {
         Body { node, count: 0 }
     }
 
@@ -51,31 +51,41 @@ impl<'a> Body<'a> {
     }
 
     /// Imports `op_type(inputs)` with `attrs`; returns the name of its first output.
-    fn op(&mut self, imp: &mut Importer, op_type: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> Result<String, FrontendError> {
-        let out = self.fresh(op_type);
+    pub(super) fn op(&mut self, imp: &mut Importer, op_type: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> Result<String, FrontendError> {
+        Ok(self.op_outputs(imp, op_type, inputs, attrs, 1)?.remove(0))
+    }
+
+    /// Imports `op_type(inputs)` with `attrs`; returns the names of its first `n` outputs.
+    pub(super) fn op_outputs(&mut self, imp: &mut Importer, op_type: &str, inputs: &[&str], attrs: Vec<AttributeProto>, n: usize) -> Result<Vec<String>, FrontendError> {
+        let outs: Vec<String> = (0..n).map(|_| self.fresh(op_type)).collect();
         let sub = NodeProto {
             name: format!("{}/{op_type}", node_name(self.node)),
             op_type: op_type.to_string(),
             input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![out.clone()],
+            output: outs.clone(),
             attribute: attrs,
             ..Default::default()
         };
         let f = super::lookup("", op_type).ok_or_else(|| node_err(self.node, format!("internal: no importer for {op_type}")))?;
-        let v = f(imp, &sub)?.into_iter().next().ok_or_else(|| node_err(self.node, format!("internal: {op_type} gave no value")))?;
-        imp.set(&out, v);
-        Ok(out)
+        let vals = f(imp, &sub)?;
+        if vals.len() < n {
+            return Err(node_err(self.node, format!("internal: {op_type} gave {} values, {n} needed", vals.len())));
+        }
+        for (o, v) in outs.iter().zip(vals) {
+            imp.set(o, v);
+        }
+        Ok(outs)
     }
 
     /// A scalar f32 constant.
-    fn scalar(&mut self, imp: &mut Importer, v: f32) -> String {
+    pub(super) fn scalar(&mut self, imp: &mut Importer, v: f32) -> String {
         let name = self.fresh("const");
         imp.set(&name, Value::Known(Known::f32(vec![], vec![v])));
         name
     }
 
     /// Int64 constant of `values` (a 1-D tensor).
-    fn ints(&mut self, imp: &mut Importer, values: &[i64]) -> String {
+    pub(super) fn ints(&mut self, imp: &mut Importer, values: &[i64]) -> String {
         let name = self.fresh("ints");
         imp.set(&name, Value::Known(Known::i64(vec![values.len()], values.iter().map(|&v| lt2_runtime::dim::Dim::Const(v)).collect())));
         name
@@ -83,15 +93,15 @@ impl<'a> Body<'a> {
 }
 
 /// The value named `name` (a body's result, or an input passed through).
-fn value(imp: &Importer, node: &NodeProto, name: &str) -> Result<Value, FrontendError> {
+pub(super) fn value(imp: &Importer, node: &NodeProto, name: &str) -> Result<Value, FrontendError> {
     imp.lookup(name).cloned().ok_or_else(|| node_err(node, format!("input `{name}` is not defined before this node")))
 }
 
-fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
+pub(super) fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: 7, ints: v.to_vec(), ..Default::default() }
 }
 
-fn int_attr(name: &str, v: i64) -> AttributeProto {
+pub(super) fn int_attr(name: &str, v: i64) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: 2, i: v, ..Default::default() }
 }
 
@@ -104,12 +114,12 @@ fn opt_input(node: &NodeProto, i: usize) -> Option<&str> {
     node.input.get(i).map(String::as_str).filter(|s| !s.is_empty())
 }
 
-fn input<'n>(node: &'n NodeProto, i: usize) -> Result<&'n str, FrontendError> {
+pub(super) fn input<'n>(node: &'n NodeProto, i: usize) -> Result<&'n str, FrontendError> {
     opt_input(node, i).ok_or_else(|| node_err(node, format!("input {i} is missing")))
 }
 
 /// A reduction over `axes` keeping dims: axes as an input from opset 18, else as an attribute.
-fn reduce(b: &mut Body, imp: &mut Importer, op: &str, x: &str, axes: &[i64]) -> Result<String, FrontendError> {
+pub(super) fn reduce(b: &mut Body, imp: &mut Importer, op: &str, x: &str, axes: &[i64]) -> Result<String, FrontendError> {
     if imp.opset >= 18 {
         let a = b.ints(imp, axes);
         b.op(imp, op, &[x, &a], vec![int_attr("keepdims", 1)])

@@ -1,5 +1,6 @@
 //! Op importers grouped by family; each file registers its (domain, op_type) pairs here.
 
+mod activations;
 mod attention;
 mod attention_parts;
 mod composite;
@@ -35,4 +36,5 @@ pub fn lookup(domain: &str, op_type: &str) -> Option<ImportFn> {
         .or_else(|| sparse::lookup(d, op_type))
         .or_else(|| ms::lookup(d, op_type))
         .or_else(|| composite::lookup(d, op_type))
+        .or_else(|| activations::lookup(d, op_type))
 }
