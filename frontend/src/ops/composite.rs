@@ -22,8 +22,8 @@ pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
         "Clip" => clip,
         "ReduceL2" => reduce_l2,
         "LayerNormalization" => layer_norm,
-        "Sum" => |i, n| variadic(i, n, false),
-        "Mean" => |i, n| variadic(i, n, true),
+        "Sum" => |i, n| variadic(i, n, "Add", false),
+        "Mean" => |i, n| variadic(i, n, "Add", true),
         "Erf" => |i, n| {
             let mut b = Body::new(n);
             let y = erf(&mut b, i, input(n, 0)?)?;
@@ -224,12 +224,13 @@ fn layer_norm(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronte
     Ok(outs)
 }
 
-/// Sum (or Mean) of any number of inputs, with broadcasting.
-fn variadic(imp: &mut Importer, node: &NodeProto, mean: bool) -> Result<Vec<Value>, FrontendError> {
+/// Sum (or Mean), Min or Max of any number of inputs, with broadcasting: `op` folded left to
+/// right over them (one input passes through).
+pub(super) fn variadic(imp: &mut Importer, node: &NodeProto, op: &str, mean: bool) -> Result<Vec<Value>, FrontendError> {
     let mut b = Body::new(node);
     let mut y = input(node, 0)?.to_string();
     for i in 1..node.input.len() {
-        y = b.op(imp, "Add", &[&y, input(node, i)?], vec![])?;
+        y = b.op(imp, op, &[&y, input(node, i)?], vec![])?;
     }
     if mean && node.input.len() > 1 {
         let n = b.scalar(imp, node.input.len() as f32);

@@ -23,8 +23,8 @@ pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
         "Mul" => |i, n| binary(i, n, BinaryOp::Mul),
         "Div" => |i, n| binary(i, n, BinaryOp::Div),
         "Pow" => |i, n| binary(i, n, BinaryOp::Pow),
-        "Min" => |i, n| binary(i, n, BinaryOp::Min),
-        "Max" => |i, n| binary(i, n, BinaryOp::Max),
+        "Min" => |i, n| if n.input.len() == 2 { binary(i, n, BinaryOp::Min) } else { super::composite::variadic(i, n, "Min", false) },
+        "Max" => |i, n| if n.input.len() == 2 { binary(i, n, BinaryOp::Max) } else { super::composite::variadic(i, n, "Max", false) },
         "TopK" => top_k,
         "Neg" => |i, n| unary(i, n, UnaryOp::Neg),
         "Exp" => |i, n| unary(i, n, UnaryOp::Exp),
@@ -118,9 +118,6 @@ fn fold_binary(node: &NodeProto, kind: BinaryOp, a: &Known, b: &Known) -> Result
 }
 
 fn binary(imp: &mut Importer, node: &NodeProto, kind: BinaryOp) -> Result<Vec<Value>, FrontendError> {
-    if matches!(kind, BinaryOp::Min | BinaryOp::Max) && node.input.len() != 2 {
-        return Err(node_err(node, "Min/Max of other than two inputs is not supported yet"));
-    }
     let a = imp.req(node, 0)?;
     let b = imp.req(node, 1)?;
     if let (Value::Known(ka), Value::Known(kb)) = (&a, &b) {
