@@ -161,4 +161,29 @@ mod tests {
         let (d, _) = collapse(&[1, 5, 1], &[vec![5, 1, 1]]);
         assert_eq!(d, vec![5]);
     }
+
+    /// Which broadcasts take the four-outputs-per-thread kernel (`Bcast::vec4`): exactly those
+    /// whose every fourth output starts a run of four contiguous (stride 1) or equal (stride 0)
+    /// elements of each operand, in 16-byte aligned buffers. Host logic only: runs without a GPU.
+    #[test]
+    fn float4_binaries_only_where_four_outputs_read_four_aligned_elements() {
+        let aligned = [0x1000u64, 0x2000, 0x3000];
+        for (a, b, want) in [
+            (&[4usize, 64][..], &[4usize, 64][..], true), // same shapes
+            (&[3, 5, 8], &[8], true),                      // a row vector
+            (&[1], &[6, 12], true),                        // a scalar
+            (&[2, 3, 8], &[3, 1], true),                   // one value per row of 8
+            (&[5, 7], &[5, 7], false),                     // 35 elements
+            (&[4, 6], &[6], false),                        // rows of 6: a run of 4 would cross a row
+            (&[8, 3], &[3], false),
+            (&[2, 6], &[2, 1], false),                     // one value per row of 6
+        ] {
+            let out = broadcast_shape("t", a, b).unwrap();
+            let p = bcast("t", &out, &[a, b]).unwrap();
+            assert_eq!(p.vec4(&aligned), want, "{a:?} {b:?}: {p:?}");
+        }
+        let p = bcast("t", &[4, 64], &[&[4, 64], &[4, 64]]).unwrap();
+        assert!(!p.vec4(&[0x1000, 0x2004, 0x3000]), "a buffer off 16-byte alignment");
+        assert!(aligned16(&[0, 16, 256]) && !aligned16(&[8]));
+    }
 }
