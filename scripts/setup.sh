@@ -31,6 +31,6 @@ assert glob.glob(os.path.join(sysconfig.get_paths()["purelib"], "nvidia/cu13/lib
 PY
 then
   echo "setup: installing Python packages into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check $want
+  .venv/bin/pip install -q --no-cache-dir --disable-pip-version-check $want
 fi
 echo "setup: ok"
