@@ -468,6 +468,25 @@ irdl.dialect @lt2 {
   // any per-iteration scan values; values of the enclosing function (the shared weights) are
   // used directly. Results: the last carried values, then each scan value stacked over
   // iterations ([trip_count, ...]).
+  // Running sums along `axis` (ONNX CumSum with a compile-time axis), f32 or int64.
+  irdl.operation @cumsum {
+    %x = irdl.base "!builtin.tensor"
+    %r_out = irdl.base "!builtin.tensor"
+    %a_axis = irdl.base "#builtin.integer"
+    %a_exclusive = irdl.base "#builtin.integer"
+    %a_reverse = irdl.base "#builtin.integer"
+    irdl.operands(x: %x)
+    irdl.results(out: %r_out)
+    irdl.attributes {"axis" = %a_axis, "exclusive" = %a_exclusive, "reverse" = %a_reverse}
+  }
+  // int64 values of dim expressions (shape arithmetic used as data), evaluated at run time.
+  irdl.operation @dim_values {
+    %r_out = irdl.base "!builtin.tensor"
+    %a_dims = irdl.base "#builtin.array"
+    irdl.operands()
+    irdl.results(out: %r_out)
+    irdl.attributes {"dims" = %a_dims}
+  }
   irdl.operation @loop {
     %c0 = irdl.base "!builtin.tensor"
     %c1 = irdl.base "!builtin.tensor"

@@ -67,3 +67,24 @@ extern "C" __global__ void lt2_reduce_i64(const i64* x, i64* out, int kind, Redu
     }
     if (lane == 0) out[o] = kind == 1 ? acc / p.count : acc;  // the host rejects count == 0
 }
+
+// CumSum: one thread per line of x viewed as [outer, n, inner], summing along n in order
+// (backwards when `reverse`), as runtime/src/cpu/reduce.rs does: f32 accumulates in f32,
+// int64 wraps. Element i gets the sum before it when `exclusive`.
+#define LT2_CUMSUM(name, T)                                                                           \
+    extern "C" __global__ void name(const T* x, T* out, i64 outer, i64 n, i64 inner, int exclusive, int reverse) { \
+        LT2_GRID_STRIDE(line, outer * inner) {                                                        \
+            i64 o = line / inner, i = line % inner;                                                   \
+            T acc = (T)0;                                                                             \
+            for (i64 s = 0; s < n; ++s) {                                                             \
+                i64 at = (o * n + (reverse ? n - 1 - s : s)) * inner + i;                              \
+                T v = x[at];                                                                          \
+                if (exclusive) { out[at] = acc; acc = lt2_cumsum_add(acc, v); }                        \
+                else { acc = lt2_cumsum_add(acc, v); out[at] = acc; }                                  \
+            }                                                                                         \
+        }                                                                                             \
+    }
+__device__ __forceinline__ float lt2_cumsum_add(float a, float b) { return a + b; }
+__device__ __forceinline__ i64 lt2_cumsum_add(i64 a, i64 b) { return (i64)((unsigned long long)a + (unsigned long long)b); }
+LT2_CUMSUM(lt2_cumsum_f32, float)
+LT2_CUMSUM(lt2_cumsum_i64, i64)

@@ -364,6 +364,14 @@ impl Lowering<'_> {
                     _ => Op::Cast(plan::Cast { to: dtype(t.elem) as i32 }),
                 }
             }
+            Lt2Op::DimValues => {
+                let dims = attr_strs(o, "dims").map_err(ierr)?;
+                let ty = o.result(0).map_err(|x| e(x.to_string()))?.r#type().to_string();
+                let rank = TensorType::parse(&ty).map(|t| t.dims.len()).ok_or_else(|| e(format!("unparsable type {ty}")))?;
+                let shape = if rank == 0 { vec![] } else { vec![dims.len() as u64] };
+                Op::DimValues(plan::DimValues { dims, shape })
+            }
+            Lt2Op::CumSum => Op::CumSum(plan::CumSum { axis: attr_i64(o, "axis").map_err(ierr)?, exclusive: attr_bool(o, "exclusive").map_err(ierr)?, reverse: attr_bool(o, "reverse").map_err(ierr)? }),
             Lt2Op::Trilu => Op::Trilu(plan::Trilu { upper: attr_bool(o, "upper").map_err(ierr)?, k: attr_i64(o, "k").map_err(ierr)? }),
             Lt2Op::LightningIndexer => Op::LightningIndexer(plan::LightningIndexer {
                 num_heads: attr_i64(o, "num_heads").map_err(ierr)? as u32,

@@ -145,6 +145,17 @@ impl Importer {
             }
             return Ok(Rt { val, shape: k.shape_dims() });
         }
+        if let (crate::value::KnownData::I64(v), None) = (&k.data, k.bytes()) {
+            // Shape arithmetic used as data: evaluated from the bound dim symbols when the model runs.
+            let dims: Vec<String> = v.iter().map(|d| d.to_string()).collect();
+            let loc = crate::attrs::node_name(node);
+            let flat = if k.shape.is_empty() { vec![] } else { vec![Dim::Const(v.len() as i64)] };
+            let mut val = self.b.dim_values(&dims, crate::value::tensor_type(&flat, lt2_ir::Elem::I64), &loc);
+            if k.shape.len() > 1 {
+                val = self.b.reshape(&val, &Importer::dim_strings(&k.shape_dims()), k.ty(), &loc);
+            }
+            return Ok(Rt { val, shape: k.shape_dims() });
+        }
         let bytes = match &k.data {
             crate::value::KnownData::F32(v) => WeightBytes::F32(v.clone()),
             _ => WeightBytes::Raw(k.bytes().ok_or_else(|| {

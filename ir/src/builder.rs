@@ -418,6 +418,15 @@ impl FuncBuilder {
         let ty = x.ty.clone();
         self.one(Lt2Op::Trilu, &[x], &[("upper", upper.to_string()), ("k", format!("{k} : i64"))], ty, loc)
     }
+    /// `lt2.dim_values`: int64 values of dim expressions, computed when the model runs.
+    pub fn dim_values(&mut self, dims: &[String], ty: TensorType, loc: &str) -> Val {
+        self.one(Lt2Op::DimValues, &[], &[("dims", str_array(dims))], ty, loc)
+    }
+    /// `lt2.cumsum`: running sums along `axis` (ONNX CumSum with a constant axis).
+    pub fn cumsum(&mut self, x: &Val, axis: i64, exclusive: bool, reverse: bool, loc: &str) -> Val {
+        let ty = x.ty.clone();
+        self.one(Lt2Op::CumSum, &[x], &[("axis", format!("{axis} : i64")), ("exclusive", exclusive.to_string()), ("reverse", reverse.to_string())], ty, loc)
+    }
     /// `lt2.lightning_indexer`.
     #[allow(clippy::too_many_arguments)]
     pub fn lightning_indexer(&mut self, q: &Val, k: &Val, w: Option<&Val>, num_heads: i64, top_k: i64, score: &str, ty: TensorType, loc: &str) -> Val {

@@ -45,7 +45,8 @@ lt2_ops! {
     Attention => "attention", Rope => "rope", Loop => "loop",
     Softmax => "softmax", Where => "where", Compare => "compare", Cast => "cast", Trilu => "trilu",
     LightningIndexer => "lightning_indexer", SparseAttention => "sparse_attention", TopK => "topk",
-    Min => "min", Max => "max", SiluMul => "silu_mul",
+    Min => "min", Max => "max", SiluMul => "silu_mul", CumSum => "cumsum",
+    DimValues => "dim_values",
 }
 
 /// The name of the terminator that ends an `lt2.loop` region.

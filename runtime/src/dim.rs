@@ -53,6 +53,11 @@ impl Dim {
             (Dim::Const(x), Dim::Const(y)) => Dim::Const(x + y),
             (_, Dim::Const(0)) => a,
             (Dim::Const(0), _) => b,
+            // Constants go right, and meet the constant of `x + c` / `x - c` there.
+            (Dim::Const(_), _) => Dim::add(b, a),
+            (Dim::Add(x, c1), Dim::Const(c2)) if c1.as_const().is_some() => Dim::add((**x).clone(), Dim::Const(c1.as_const().unwrap_or(0) + c2)),
+            (Dim::Sub(x, c1), Dim::Const(c2)) if c1.as_const().is_some() => Dim::sub((**x).clone(), Dim::Const(c1.as_const().unwrap_or(0) - c2)),
+            (_, Dim::Const(c)) if *c < 0 => Dim::Sub(Box::new(a), Box::new(Dim::Const(-c))),
             _ => Dim::Add(Box::new(a), Box::new(b)),
         }
     }
@@ -63,6 +68,14 @@ impl Dim {
             _ if a == b => Dim::Const(0),
             // (x + c) - c = x: exporters write `Sub(Add(seq, 1), 1)` style arithmetic.
             (Dim::Add(x, y), _) if **y == b => (**x).clone(),
+            (Dim::Add(x, y), _) if **x == b => (**y).clone(),
+            (_, Dim::Const(c)) if *c < 0 => Dim::add(a, Dim::Const(-c)),
+            // x - c with x = y + c1 or y - c1 (constants are kept right by `add`).
+            (Dim::Add(..) | Dim::Sub(..), Dim::Const(c)) => match &a {
+                Dim::Add(y, c1) if c1.as_const().is_some() => Dim::add((**y).clone(), Dim::Const(c1.as_const().unwrap_or(0) - c)),
+                Dim::Sub(y, c1) if c1.as_const().is_some() => Dim::sub((**y).clone(), Dim::Const(c1.as_const().unwrap_or(0) + c)),
+                _ => Dim::Sub(Box::new(a), Box::new(b)),
+            },
             _ => Dim::Sub(Box::new(a), Box::new(b)),
         }
     }
@@ -309,6 +322,15 @@ mod tests {
         assert_eq!(Dim::sub(Dim::add(s.clone(), 1.into()), 1.into()), s);
         assert_eq!(Dim::div(Dim::mul(s.clone(), 4.into()), 4.into()), s);
         assert_eq!(Dim::mul(s.clone(), 1.into()), s);
+        // torch.export writes the constant first: (1 + seq) - 1.
+        assert_eq!(Dim::sub(Dim::add(1.into(), s.clone()), 1.into()), s);
+        assert_eq!(Dim::add(Dim::add(s.clone(), 2.into()), 3.into()).to_string(), "seq+5");
+        assert_eq!(Dim::sub(Dim::add(s.clone(), 2.into()), 3.into()).to_string(), "seq-1");
+        assert_eq!(Dim::add(Dim::sub(s.clone(), 2.into()), 5.into()).to_string(), "seq+3");
+        assert_eq!(Dim::add(Dim::sub(s.clone(), 5.into()), 2.into()).to_string(), "seq-3");
+        assert_eq!(Dim::sub(Dim::sub(s.clone(), 2.into()), 3.into()).to_string(), "seq-5");
+        assert_eq!(Dim::sub(s.clone(), Dim::Const(-2)).to_string(), "seq+2");
+        assert_eq!(Dim::add(Dim::sub(s.clone(), 2.into()), 2.into()), s);
         assert!(Dim::parse("a +").is_err());
         assert!(Dim::parse("a $ b").is_err());
     }

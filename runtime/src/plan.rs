@@ -160,7 +160,7 @@ pub struct Step {
     pub cache_token_bytes: u64,
     #[prost(
         oneof = "Op",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40"
     )]
     pub op: Option<Op>,
 }
@@ -267,6 +267,35 @@ pub enum Op {
     /// () -> a small constant stored in the plan itself.
     #[prost(message, tag = "38")]
     Constant(Constant),
+    /// (x) -> running sum along `axis` (CumSum-14), f32 or int64.
+    #[prost(message, tag = "39")]
+    CumSum(CumSum),
+    /// () -> int64 values of dim expressions (ONNX shape arithmetic used as data, e.g. a
+    /// sequence length in index arithmetic), evaluated when the model runs.
+    #[prost(message, tag = "40")]
+    DimValues(DimValues),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DimValues {
+    /// One dim expression per element.
+    #[prost(string, repeated, tag = "1")]
+    pub dims: Vec<String>,
+    /// The output's shape: `[]` (one value) or `[len(dims)]`.
+    #[prost(uint64, repeated, tag = "2")]
+    pub shape: Vec<u64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CumSum {
+    #[prost(int64, tag = "1")]
+    pub axis: i64,
+    /// Element i sums the elements before it, not itself.
+    #[prost(bool, tag = "2")]
+    pub exclusive: bool,
+    /// Sums run from the end of the axis.
+    #[prost(bool, tag = "3")]
+    pub reverse: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -167,9 +167,20 @@ fn rotary(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendEr
     if x.shape.len() != 3 && x.shape.len() != 4 {
         return Err(node_err(node, "input must be 3-D [B, S, H*D] or 4-D [B, H, S, D]"));
     }
-    let cos = imp.rt(node, 1)?;
-    let sin = imp.rt(node, 2)?;
+    let mut cos = imp.rt(node, 1)?;
+    let mut sin = imp.rt(node, 2)?;
     let pos = imp.opt_rt(node, 3)?;
+    // torch's exporter (HF models) passes per-position tables [1, S, R/2] shared by the batch;
+    // the op wants [B, S, R/2].
+    if pos.is_none() && cos.shape.len() == 3 && cos.shape[0].as_const() == Some(1) && x.shape[0].as_const() != Some(1) {
+        let loc = Importer::loc(node);
+        let shape = vec![x.shape[0].clone(), cos.shape[1].clone(), cos.shape[2].clone()];
+        for t in [&mut cos, &mut sin] {
+            let ty = tensor_type(&shape, t.elem());
+            t.val = imp.b.expand(&t.val, &Importer::dim_strings(&shape), ty, &loc);
+            t.shape = shape.clone();
+        }
+    }
     let heads = if x.shape.len() == 4 { attrs::int(node, "num_heads", 0) } else { attrs::required_int(node, "num_heads")? };
     let interleaved = attrs::int(node, "interleaved", 0) != 0;
     let rot = attrs::int(node, "rotary_embedding_dim", 0);

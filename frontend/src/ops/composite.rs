@@ -84,6 +84,13 @@ impl<'a> Body<'a> {
         name
     }
 
+    /// A scalar int64 constant.
+    pub(super) fn int(&mut self, imp: &mut Importer, v: i64) -> String {
+        let name = self.fresh("int");
+        imp.set(&name, Value::Known(Known::i64(vec![], vec![lt2_runtime::dim::Dim::Const(v)])));
+        name
+    }
+
     /// Int64 constant of `values` (a 1-D tensor).
     pub(super) fn ints(&mut self, imp: &mut Importer, values: &[i64]) -> String {
         let name = self.fresh("ints");

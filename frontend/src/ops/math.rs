@@ -42,6 +42,7 @@ pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
         "ReduceSum" => |i, n| reduce(i, n, ReduceOp::Sum),
         "ReduceMean" => |i, n| reduce(i, n, ReduceOp::Mean),
         "ReduceMax" => |i, n| reduce(i, n, ReduceOp::Max),
+        "CumSum" => cumsum,
         _ => return None,
     })
 }
@@ -253,6 +254,21 @@ fn transposed_initializer(imp: &Importer, node: &NodeProto, _kb: &Known) -> Opti
         Value::Known(k) if k.source.is_some() && k.shape.len() == 2 => Some(k.clone()),
         _ => None,
     }
+}
+
+/// CumSum over a float or int64 input along an axis known at compile time (HF exports use it
+/// on position ids to find packed sequences).
+fn cumsum(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let x = imp.rt(node, 0)?;
+    let axis = imp.known(node, 1, "axis")?;
+    let axis = axis.ints().and_then(|v| (v.len() == 1).then(|| v[0])).ok_or_else(|| node_err(node, "axis must be one integer known at compile time"))?;
+    let a = norm_axis(axis, x.shape.len()).ok_or_else(|| node_err(node, format!("axis {axis} out of range for rank {}", x.shape.len())))?;
+    if !matches!(x.elem(), Elem::F32 | Elem::I64) {
+        return Err(node_err(node, format!("input of type {:?} is not supported (float or int64)", x.elem())));
+    }
+    let (exclusive, reverse) = (attrs::int(node, "exclusive", 0) != 0, attrs::int(node, "reverse", 0) != 0);
+    let val = imp.b.cumsum(&x.val, a as i64, exclusive, reverse, &Importer::loc(node));
+    Ok(vec![Value::Rt(Rt { val, shape: x.shape })])
 }
 
 fn reduce(imp: &mut Importer, node: &NodeProto, kind: ReduceOp) -> Result<Vec<Value>, FrontendError> {

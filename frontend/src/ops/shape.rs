@@ -659,8 +659,11 @@ fn slice_to_symbolic_end(imp: &mut Importer, node: &NodeProto, x: &Value) -> Res
     Ok(Some(Value::Rt(Rt { val, shape })))
 }
 
-/// GatherND with `batch_dims` 0 and index tuples of length 1 (`weight[ids]` in PyTorch exports)
-/// is a Gather on axis 0 of the indices without their last dim.
+/// GatherND with `batch_dims` 0. Index tuples of length 1 (`weight[ids]` in PyTorch exports)
+/// are a Gather on axis 0 of the indices without their last dim; longer tuples (HF's masks index
+/// [batch, position] pairs) are one Gather from data with its first k dims flattened, at
+/// `((i0 * d1 + i1) * d2 + i2) ...`, each index wrapped once if negative. An index past its dim
+/// is not caught there (it reads another row); for k = 1 the gather reports it.
 fn gather_nd(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
     if attrs::int(node, "batch_dims", 0) != 0 {
         return Err(node_err(node, "batch_dims other than 0 is not supported yet"));
@@ -668,15 +671,20 @@ fn gather_nd(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
     let data = imp.req(node, 0)?;
     let idx = imp.req(node, 1)?;
     let ishape = idx.shape();
-    if ishape.last().and_then(Dim::as_const) != Some(1) {
-        return Err(node_err(node, "index tuples longer than 1 are not supported yet (only data[indices] on the first axis)"));
+    let k = ishape.last().and_then(Dim::as_const).ok_or_else(|| node_err(node, "the length of the index tuples (the last dim of indices) must be known at compile time"))?;
+    if idx.elem() != Elem::I64 {
+        return Err(node_err(node, "indices must be int64"));
+    }
+    let rank = data.rank();
+    if k < 1 || k as usize > rank {
+        return Err(node_err(node, format!("index tuples of length {k} for data of rank {rank}")));
+    }
+    if k > 1 {
+        return gather_nd_tuples(imp, node, k as usize, rank);
     }
     let loc = Importer::loc(node);
     let squeezed: Vec<Dim> = ishape[..ishape.len() - 1].to_vec();
     let ri = imp.materialize(node, idx)?;
-    if ri.elem() != Elem::I64 {
-        return Err(node_err(node, "indices must be int64"));
-    }
     let iv = imp.b.reshape(&ri.val, &Importer::dim_strings(&squeezed), tensor_type(&squeezed, Elem::I64), &loc);
     let mut shape = squeezed.clone();
     shape.extend(data.shape().into_iter().skip(1));
@@ -684,4 +692,48 @@ fn gather_nd(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, Fronten
     let rd = imp.materialize(node, data)?;
     let val = imp.b.embed(&rd.val, &iv, tensor_type(&shape, elem), &loc);
     Ok(vec![Value::Rt(Rt { val, shape })])
+}
+
+/// GatherND with tuples of length k > 1 (see `gather_nd`), spelled with Shape, Gather, Where,
+/// Mul, Add, Concat and Reshape.
+fn gather_nd_tuples(imp: &mut Importer, node: &NodeProto, k: usize, rank: usize) -> Result<Vec<Value>, FrontendError> {
+    use super::composite::{input, int_attr, value, Body};
+    let mut b = Body::new(node);
+    let (data, idx) = (input(node, 0)?, input(node, 1)?);
+    let shape = b.op(imp, "Shape", &[data], vec![])?;
+    let zero = b.int(imp, 0);
+    let mut linear: Option<String> = None;
+    let mut rows: Option<String> = None;
+    for j in 0..k {
+        let at = b.int(imp, j as i64);
+        let ij = b.op(imp, "Gather", &[idx, &at], vec![int_attr("axis", -1)])?;
+        let dj = b.op(imp, "Gather", &[&shape, &at], vec![])?;
+        let neg = b.op(imp, "Less", &[&ij, &zero], vec![])?;
+        let wrapped = b.op(imp, "Add", &[&ij, &dj], vec![])?;
+        let ij = b.op(imp, "Where", &[&neg, &wrapped, &ij], vec![])?;
+        linear = Some(match linear {
+            None => ij,
+            Some(l) => {
+                let scaled = b.op(imp, "Mul", &[&l, &dj], vec![])?;
+                b.op(imp, "Add", &[&scaled, &ij], vec![])?
+            }
+        });
+        rows = Some(match rows {
+            None => dj,
+            Some(r) => b.op(imp, "Mul", &[&r, &dj], vec![])?,
+        });
+    }
+    let (linear, rows) = (linear.expect("k > 1"), rows.expect("k > 1"));
+    let axes = b.ints(imp, &[0]);
+    let rows = b.op(imp, "Unsqueeze", &[&rows, &axes], vec![])?;
+    let target = if k < rank {
+        let (from, to) = (b.ints(imp, &[k as i64]), b.ints(imp, &[rank as i64]));
+        let rest = b.op(imp, "Slice", &[&shape, &from, &to], vec![])?;
+        b.op(imp, "Concat", &[&rows, &rest], vec![int_attr("axis", 0)])?
+    } else {
+        rows
+    };
+    let flat = b.op(imp, "Reshape", &[data, &target], vec![])?;
+    let y = b.op(imp, "Gather", &[&flat, &linear], vec![int_attr("axis", 0)])?;
+    Ok(vec![value(imp, node, &y)?])
 }

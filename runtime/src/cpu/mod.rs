@@ -120,6 +120,8 @@ pub fn run_op(
         Op::Binary(a) => elementwise::binary(req(inputs, 0)?, req(inputs, 1)?, a.kind()).map(one),
         Op::Unary(a) => elementwise::unary(req(inputs, 0)?, a.kind()).map(one),
         Op::Reduce(a) => reduce::reduce(req(inputs, 0)?, a.kind(), &a.axes, a.keepdims).map(one),
+        Op::DimValues(a) => shape::dim_values(&a.dims, &a.shape, env).map(one),
+        Op::CumSum(a) => reduce::cumsum(req(inputs, 0)?, a.axis, a.exclusive, a.reverse).map(one),
         Op::Reshape(a) => shape::reshape(req(inputs, 0)?, &a.shape, env).map(one),
         Op::Transpose(a) => shape::transpose(req(inputs, 0)?, &a.perm).map(one),
         Op::Expand(a) => shape::expand(req(inputs, 0)?, &a.shape, env).map(one),

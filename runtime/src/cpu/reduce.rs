@@ -84,6 +84,42 @@ pub(crate) fn reduce(x: &Tensor, kind: ReduceKind, axes: &[i64], keepdims: bool)
     Ok(Tensor { shape, data })
 }
 
+/// Running sums along `axis` (ONNX CumSum): element i holds the sum of elements 0..=i (0..i
+/// when `exclusive`; counted from the end when `reverse`). f32 sums accumulate in f32 in axis
+/// order, as the CUDA kernel does; int64 sums wrap.
+pub(crate) fn cumsum(x: &Tensor, axis: i64, exclusive: bool, reverse: bool) -> Result<Tensor, OpError> {
+    let a = norm_axis("cumsum", axis, x.shape.len())?;
+    let n = x.shape[a];
+    let inner: usize = x.shape[a + 1..].iter().product();
+    let outer: usize = x.shape[..a].iter().product();
+    fn scan<T: Copy + Default>(v: &[T], outer: usize, n: usize, inner: usize, exclusive: bool, reverse: bool, add: fn(T, T) -> T) -> Vec<T> {
+        let mut out = vec![T::default(); v.len()];
+        for o in 0..outer {
+            for i in 0..inner {
+                let mut acc = T::default();
+                for s in 0..n {
+                    let j = if reverse { n - 1 - s } else { s };
+                    let at = (o * n + j) * inner + i;
+                    if exclusive {
+                        out[at] = acc;
+                        acc = add(acc, v[at]);
+                    } else {
+                        acc = add(acc, v[at]);
+                        out[at] = acc;
+                    }
+                }
+            }
+        }
+        out
+    }
+    let data = match &x.data {
+        Data::F32(v) => Data::F32(scan(v, outer, n, inner, exclusive, reverse, |p, q| p + q)),
+        Data::I64(v) => Data::I64(scan(v, outer, n, inner, exclusive, reverse, i64::wrapping_add)),
+        _ => op_bail!("cumsum: input must be f32 or int64, got {:?}", x.dtype()),
+    };
+    Ok(Tensor { shape: x.shape.clone(), data })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::shape::test_util::*;
@@ -137,5 +173,19 @@ mod tests {
         let m = reduce(&e, ReduceKind::Max, &[1], false).unwrap();
         assert_eq!(m.as_f32().unwrap(), &[f32::NEG_INFINITY; 2]);
         assert_eq!(reduce(&e, ReduceKind::Sum, &[1], false).unwrap().as_f32().unwrap(), &[0.0; 2]);
+    }
+
+    #[test]
+    fn cumsum_all_modes_on_a_middle_axis() {
+        // x [2, 3, 2]; scan axis 1.
+        let x = Tensor::i64(vec![2, 3, 2], vec![1, 2, 3, 4, 5, 6, -1, 10, 7, 0, 2, 3]);
+        let y = |e, r| cumsum(&x, 1, e, r).unwrap().as_i64().unwrap().to_vec();
+        assert_eq!(y(false, false), [1, 2, 4, 6, 9, 12, -1, 10, 6, 10, 8, 13]);
+        assert_eq!(y(true, false), [0, 0, 1, 2, 4, 6, 0, 0, -1, 10, 6, 10]);
+        assert_eq!(y(false, true), [9, 12, 8, 10, 5, 6, 8, 13, 9, 3, 2, 3]);
+        assert_eq!(y(true, true), [8, 10, 5, 6, 0, 0, 9, 3, 2, 3, 0, 0]);
+        let f = Tensor::f32(vec![4], vec![0.5, 0.25, -1.0, 2.0]);
+        assert_eq!(cumsum(&f, -1, false, false).unwrap().as_f32().unwrap(), &[0.5, 0.75, -0.25, 1.75]);
+        assert!(cumsum(&f, 1, false, false).unwrap_err().0.contains("out of range"));
     }
 }

@@ -238,6 +238,20 @@ pub(crate) fn expand(x: &Tensor, shape: &[String], env: &HashMap<String, i64>) -
     Ok(Tensor { shape: out, data: take(&x.data, &offsets) })
 }
 
+/// DimValues: the int64 values of dim expressions, shaped `shape` (`[]` or `[len(dims)]`).
+pub(crate) fn dim_values(dims: &[String], shape: &[u64], env: &HashMap<String, i64>) -> Result<Tensor, OpError> {
+    let mut v = Vec::with_capacity(dims.len());
+    for d in dims {
+        let e = crate::dim::Dim::parse(d).map_err(|e| OpError::new(format!("dim_values: {e}")))?;
+        v.push(e.eval(env).map_err(|e| OpError::new(format!("dim_values: {e}")))?);
+    }
+    let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    if shape.iter().product::<usize>() != v.len() {
+        op_bail!("dim_values: {} values for shape {shape:?}", v.len());
+    }
+    Ok(Tensor::i64(shape, v))
+}
+
 /// Range: int64 `[n]` with `start + i * delta`, where `n` is the evaluated `size` expression.
 pub(crate) fn range(start: i64, delta: i64, size: &String, env: &HashMap<String, i64>) -> Result<Tensor, OpError> {
     let n = eval_dims("range", std::slice::from_ref(size), env)?[0];

@@ -174,6 +174,7 @@ pub enum Kernel {
     /// f32 to bf16 / fp16, four elements per thread (the operands of reduced-precision products).
     CastHalf4,
     Reduce(Ty),
+    CumSum(Ty),
     Softmax,
     RmsNorm,
     RmsNormRows,
@@ -230,6 +231,8 @@ impl Kernel {
             Kernel::CastHalf4,
             Kernel::Reduce(Ty::F32),
             Kernel::Reduce(Ty::I64),
+            Kernel::CumSum(Ty::F32),
+            Kernel::CumSum(Ty::I64),
             Kernel::Softmax,
             Kernel::RmsNorm,
             Kernel::RmsNormRows,
@@ -272,7 +275,7 @@ impl Kernel {
     pub fn file(self) -> KernelFile {
         match self {
             Kernel::Binary(_) | Kernel::Binary4 | Kernel::Unary(_) | Kernel::Unary4 | Kernel::Compare(_) | Kernel::Where(_) | Kernel::Cast | Kernel::CastHalf4 => KernelFile::Elementwise,
-            Kernel::Reduce(_) => KernelFile::Reduce,
+            Kernel::Reduce(_) | Kernel::CumSum(_) => KernelFile::Reduce,
             Kernel::Softmax => KernelFile::Softmax,
             Kernel::RmsNorm | Kernel::RmsNormRows => KernelFile::RmsNorm,
             Kernel::Gather(_) => KernelFile::Gather,
@@ -304,6 +307,7 @@ impl Kernel {
             Kernel::Cast => ("cast", ""),
             Kernel::CastHalf4 => ("cast_half4", ""),
             Kernel::Reduce(t) => ("reduce", t.suffix()),
+            Kernel::CumSum(t) => ("cumsum", t.suffix()),
             Kernel::Softmax => ("softmax", "f32"),
             Kernel::RmsNorm => ("rms_norm", "f32"),
             Kernel::RmsNormRows => ("rms_norm_rows", "f32"),

@@ -557,6 +557,13 @@ impl Cuda {
             Op::Binary(a) => one(elementwise::binary(self, req(inputs, 0)?, req(inputs, 1)?, a.kind())?),
             Op::Unary(a) => one(elementwise::unary(self, req(inputs, 0)?, a.kind())?),
             Op::Reduce(a) => one(reduce::reduce(self, req(inputs, 0)?, a.kind(), &a.axes, a.keepdims)?),
+            Op::DimValues(a) => {
+                let t = crate::cpu::shape::dim_values(&a.dims, &a.shape, env)?;
+                let out = self.alloc(t.shape.clone(), DType::I64)?;
+                crate::step_graph::StepGraphs::write(self, &out, &t)?;
+                one(out)
+            }
+            Op::CumSum(a) => one(reduce::cumsum(self, req(inputs, 0)?, a.axis, a.exclusive, a.reverse)?),
             Op::Reshape(a) => one(shape::reshape(req(inputs, 0)?, &a.shape, env)?),
             Op::Transpose(a) => one(shape::transpose(self, req(inputs, 0)?, &a.perm)?),
             Op::Expand(a) => one(shape::expand(self, req(inputs, 0)?, &a.shape, env)?),

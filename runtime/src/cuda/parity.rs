@@ -101,6 +101,15 @@ fn cases() -> Vec<Case> {
     add("reduce twice", Op::Reduce(Reduce { kind: 0, axes: vec![1, -1], keepdims: false }), vec![Some(t(&mut g, &[2, 3]))], none());
     add("reduce long row", Op::Reduce(Reduce { kind: 1, axes: vec![1], keepdims: true }), vec![Some(t(&mut g, &[3, 5000]))], none());
 
+    // CumSum.
+    for (axis, exclusive, reverse) in [(1, false, false), (1, true, false), (-1, false, true), (0, true, true)] {
+        let op = Op::CumSum(CumSum { axis, exclusive, reverse });
+        add(&format!("cumsum {axis} {exclusive} {reverse}"), op.clone(), vec![Some(t(&mut g, &[3, 70, 5]))], none());
+        add(&format!("cumsum {axis} {exclusive} {reverse} i64"), op, vec![Some(i64s(&[3, 70, 5], |i| (i as i64 * 37) % 23 - 11))], none());
+    }
+    add("cumsum bool", Op::CumSum(CumSum { axis: 0, exclusive: false, reverse: false }), vec![Some(bools(&[2], |_| true))], none());
+    add("cumsum empty", Op::CumSum(CumSum { axis: 1, exclusive: false, reverse: false }), vec![Some(Tensor::f32(vec![2, 0], vec![]))], none());
+
     // Shape ops.
     let e = env(&[("batch", 2), ("seq", 3)]);
     add("reshape", Op::Reshape(Reshape { shape: vec!["batch".into(), "seq*4".into()] }), vec![Some(t(&mut g, &[2, 3, 4]))], e.clone());
@@ -115,6 +124,9 @@ fn cases() -> Vec<Case> {
     add("expand bad", Op::Expand(Expand { shape: vec!["2".into(), "5".into()] }), vec![Some(t(&mut g, &[3, 1]))], none());
     add("range", Op::Range(Range { start: 5, delta: -2, size: "n+1".into(), positional: false }), vec![], env(&[("n", 3)]));
     add("range empty", Op::Range(Range { start: 0, delta: 1, size: "0".into(), positional: false }), vec![], none());
+    add("dim values", Op::DimValues(DimValues { dims: vec!["n+1".into(), "b*n".into()], shape: vec![2] }), vec![], env(&[("n", 3), ("b", 2)]));
+    add("dim value scalar", Op::DimValues(DimValues { dims: vec!["n-1".into()], shape: vec![] }), vec![], env(&[("n", 7)]));
+    add("dim values unbound", Op::DimValues(DimValues { dims: vec!["m".into()], shape: vec![1] }), vec![], none());
     add("range overflow", Op::Range(Range { start: i64::MAX, delta: 1, size: "2".into(), positional: false }), vec![], none());
     let concat = Op::Concat(Concat { axis: -2 });
     add("concat", concat.clone(), vec![Some(t(&mut g, &[2, 1, 3])), Some(t(&mut g, &[2, 2, 3])), Some(t(&mut g, &[2, 4, 3]))], none());

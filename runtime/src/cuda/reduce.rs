@@ -1,4 +1,4 @@
-//! Launch wrapper for ReduceSum / ReduceMean / ReduceMax. Semantics: `cpu/reduce.rs`.
+//! Launch wrappers for ReduceSum / ReduceMean / ReduceMax and CumSum. Semantics: `cpu/reduce.rs`.
 
 use cudarc::driver::LaunchConfig;
 
@@ -10,7 +10,7 @@ use crate::plan::{DType, ReduceKind};
 
 use super::elementwise::{collapse, MAX_RANK};
 use super::kernels::{Kernel, Ty};
-use super::{device_repr, launch, Cuda, CudaBuf};
+use super::{device_repr, grid_for, launch, Cuda, CudaBuf};
 
 /// reduce.cu `ReduceParams`.
 #[repr(C)]
@@ -76,5 +76,24 @@ pub(crate) fn reduce(cu: &Cuda, x: &CudaBuf, kind: ReduceKind, axes: &[i64], kee
     // One warp per output element, 8 warps per block.
     let cfg = LaunchConfig { grid_dim: (n_out.div_ceil(8) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
     launch!(cu, Kernel::Reduce(ty), cfg, x.ptr(), out.ptr(), kind as i32, p)?;
+    Ok(out)
+}
+
+/// Running sums of `x` along `axis` (CumSum).
+pub(crate) fn cumsum(cu: &Cuda, x: &CudaBuf, axis: i64, exclusive: bool, reverse: bool) -> Result<CudaBuf, OpError> {
+    let a = crate::cpu::shape::norm_axis("cumsum", axis, x.shape.len())?;
+    let ty = match x.dtype {
+        DType::F32 => Ty::F32,
+        DType::I64 => Ty::I64,
+        d => op_bail!("cumsum: {d:?} input is not supported (f32 or int64)"),
+    };
+    let out = cu.alloc(x.shape.clone(), x.dtype)?;
+    let n = x.shape[a];
+    let inner: usize = x.shape[a + 1..].iter().product();
+    let outer: usize = x.shape[..a].iter().product();
+    if out.numel() == 0 {
+        return Ok(out);
+    }
+    launch!(cu, Kernel::CumSum(ty), grid_for(outer * inner, 256), x.ptr(), out.ptr(), outer as i64, n as i64, inner as i64, exclusive as i32, reverse as i32)?;
     Ok(out)
 }
