@@ -314,7 +314,10 @@ fn compile(mut a: CompileArgs) -> Result<()> {
             }
         },
     };
-    let size = lt2_codegen::write_model(&module, &imported.weights, &images, &out)?;
+    let (size, notes) = lt2_codegen::write_model(&module, &imported.weights, &images, &out)?;
+    for n in notes {
+        eprintln!("note: {n}");
+    }
     eprintln!(
         "compiled {} -> {} ({:.1} MiB, {} weights, {:.2} s)",
         input.display(),

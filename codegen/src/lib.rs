@@ -2,6 +2,7 @@
 //! compiled ahead of time (`compile_kernels`), and model.bin (`write_model`): the plan, the
 //! signature, the weights and the kernels in one checked file.
 
+pub mod causal_mask;
 pub mod lower;
 
 use std::collections::HashMap;
@@ -92,12 +93,14 @@ pub fn encode_model(module: &Module, weights: &WeightStore) -> Result<Vec<u8>, C
 }
 
 /// Lowers the module and writes model.bin to `path` with the given kernel images (from
-/// `compile_kernels`; none is valid); returns the file size.
-pub fn write_model(module: &Module, weights: &WeightStore, kernels: &[Prebuilt], path: &Path) -> Result<usize, CodegenError> {
+/// `compile_kernels`; none is valid); returns the file size and the notes lowering left for the
+/// user (`DecodeInfo::notes`).
+pub fn write_model(module: &Module, weights: &WeightStore, kernels: &[Prebuilt], path: &Path) -> Result<(usize, Vec<String>), CodegenError> {
     let mut manifest: Manifest = lower::lower(module, weights)?;
     manifest.kernels = kernels.iter().map(|k| k.entry.clone()).collect();
     let kernel_bytes: Vec<&[u8]> = kernels.iter().map(|k| &k.bytes[..]).collect();
     let converted = converted_weights(&manifest, weights);
     let views = weight_views(&manifest, weights, &converted);
-    Ok(format::write_model_file(path, manifest.clone(), &views, &kernel_bytes)? as usize)
+    let notes = manifest.decode.as_ref().map(|d| d.notes.clone()).unwrap_or_default();
+    Ok((format::write_model_file(path, manifest.clone(), &views, &kernel_bytes)? as usize, notes))
 }

@@ -102,7 +102,11 @@ pub fn lower(module: &Module, weights: &WeightStore) -> Result<Manifest, Codegen
     let mut graphs = lw.graphs;
     let entries = prune_weights(&mut graphs, lw.entries);
     let mut manifest = Manifest { producer: format!("lt2c {}", env!("CARGO_PKG_VERSION")), inputs, outputs, weights: entries, graphs, decode: None, ..Default::default() };
+    let notes = crate::causal_mask::fold_causal_masks(&mut manifest);
     manifest.decode = decode_info(&mut manifest);
+    if let Some(d) = &mut manifest.decode {
+        d.notes = notes;
+    }
     Ok(manifest)
 }
 
@@ -115,7 +119,12 @@ fn decode_info(m: &mut Manifest) -> Option<plan::DecodeInfo> {
     let logits = m.outputs.iter().find(|s| s.dtype == DType::F32 as i32 && s.dims.len() == 3 && s.dims[1] == seq)?;
     let mut why = Vec::new();
     if m.inputs.len() != 1 {
-        why.push("the model has inputs besides the token ids".to_string());
+        let others: Vec<String> = m.inputs.iter().filter(|s| s.name != ids.name).map(|s| format!("`{}`", s.name)).collect();
+        why.push(format!(
+            "the model has inputs besides the token ids ({}); a decode session feeds token ids only (export the model with `{}` as its one input)",
+            others.join(", "),
+            ids.name
+        ));
     }
     if seq.parse::<i64>().is_ok() {
         why.push(format!("the sequence length is fixed at {seq}"));
@@ -138,7 +147,7 @@ fn decode_info(m: &mut Manifest) -> Option<plan::DecodeInfo> {
             }
         }
     }
-    Some(plan::DecodeInfo { ids_input: ids.name.clone(), logits_output: logits.name.clone(), seq_symbol: seq, not_decodable: why.join("; ") })
+    Some(plan::DecodeInfo { ids_input: ids.name.clone(), logits_output: logits.name.clone(), seq_symbol: seq, not_decodable: why.join("; "), notes: vec![] })
 }
 
 /// Static dims of an op's operand or result type (None for a dynamic one).

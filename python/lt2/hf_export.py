@@ -21,7 +21,9 @@ Each model is exported twice: with ``input_ids`` only (``<name>_ids.onnx``) and 
 ``input_ids`` + ``attention_mask`` (``<name>_mask.onnx``). ``<file>.npz`` holds cases
 ``ids_<i>``, ``mask_<i>`` and torch's float32 ``logits_<i>`` at (batch, seq) = (1, 5) and (3, 17);
 in the masked export's (3, 17) case sequence 1 is left-padded by 4 tokens (whose logits torch
-leaves undefined; the test skips those rows).
+leaves undefined; the test skips those rows). ``greedy_prompt`` [P], ``greedy_tokens`` [N] and
+``greedy_logits`` [N, vocab] are torch's greedy continuation (a full forward per token) and the
+logits that chose each token.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 SHAPES = [(1, 5), (3, 17)]
+GREEDY_TOKENS = 8
 PAD = 4
 
 
@@ -81,6 +84,14 @@ def export(kind: str, out: Path) -> None:
             with torch.no_grad():
                 logits = w(ids, mask if with_mask else None)
             cases[f"ids_{i}"], cases[f"mask_{i}"], cases[f"logits_{i}"] = ids.numpy(), mask.numpy(), logits.numpy().astype(np.float32)
+        prompt = torch.randint(0, 128, (1, 7), generator=gen)
+        tokens, chosen = prompt, []
+        for _ in range(GREEDY_TOKENS):
+            with torch.no_grad():
+                last = w(tokens, torch.ones_like(tokens) if with_mask else None)[:, -1]
+            chosen.append(last[0].numpy().astype(np.float32))
+            tokens = torch.cat([tokens, last.argmax(-1, keepdim=True)], 1)
+        cases["greedy_prompt"], cases["greedy_tokens"], cases["greedy_logits"] = prompt[0].numpy(), tokens[0, 7:].numpy(), np.stack(chosen)
         np.savez_compressed(str(name) + ".npz", **cases)
         print(f"wrote {name}.onnx, {name}.npz")
 

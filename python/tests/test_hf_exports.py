@@ -1,10 +1,11 @@
 """Hugging Face models as users export them (``torch.onnx.export(dynamo=True)`` of transformers'
 Llama and Qwen3, made by ``python -m lt2.hf_export``): lt2c compiles them and its CPU backend
 reproduces torch's logits, recorded at export time, at two (batch, seq) shapes, with a
-left-padded attention mask in the masked export. onnxruntime is a second oracle where it runs
+left-padded attention mask in the masked export; `generate` reproduces torch's greedy tokens. onnxruntime is a second oracle where it runs
 the file (batch 1: it refuses the [1, S, R/2] rotary tables for batch > 1). Skipped when lt2c is
 not built."""
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -73,10 +74,20 @@ def test_matches_onnxruntime_on_fresh_inputs(compiled, tmp_path):
     assert rel_err(got, want) <= TOL
 
 
-def test_generate_names_why_it_cannot_decode(compiled):
-    # Decode is derived only for causal attention the compiler can see; these masks are data.
+def test_generate_matches_torch_greedy(compiled, tmp_path):
+    """With ``input_ids`` only, HF's mask is computed from shapes; compile sees that it is the
+    causal mask and derives decode: greedy tokens and their logits match torch's full forwards.
+    With an ``attention_mask`` input the mask is data: generate refuses, naming the input."""
     name, bin_path = compiled
-    r = subprocess.run([str(LT2C), "generate", str(bin_path), "--prompt-ids", "1,2,3", "--max-new-tokens", "2"],
-                       capture_output=True, text=True)
-    assert r.returncode != 0
-    assert "explicit attention mask" in r.stderr
+    cases = np.load(FIXTURES / f"{name}.npz")
+    prompt, want_tokens, want_logits = cases["greedy_prompt"], cases["greedy_tokens"], cases["greedy_logits"]
+    logits_out = tmp_path / "logits.npz"
+    r = subprocess.run([str(LT2C), "generate", str(bin_path), "--prompt-ids", ",".join(map(str, prompt)), "--max-new-tokens",
+                        str(len(want_tokens)), "--device", "cpu", "--json", "--logits-out", str(logits_out)], capture_output=True, text=True)
+    if name.endswith("_mask"):
+        assert r.returncode != 0
+        assert "`attention_mask`" in r.stderr and "explicit attention mask" in r.stderr, r.stderr
+        return
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["tokens"] == want_tokens.tolist()
+    assert rel_err(np.load(logits_out)["logits"], want_logits) <= TOL

@@ -313,7 +313,7 @@ pub fn unused_inputs<'a>(sigs: &[TensorSig], inputs: &'a HashMap<String, Tensor>
 }
 
 /// The host tensor of a plan constant.
-fn constant_tensor(c: &crate::plan::Constant) -> Result<Tensor, String> {
+pub fn constant_tensor(c: &crate::plan::Constant) -> Result<Tensor, String> {
     let shape: Vec<usize> = c.shape.iter().map(|&d| d as usize).collect();
     let n: usize = shape.iter().product();
     let data = match DType::try_from(c.dtype) {

@@ -81,6 +81,9 @@ pub struct DecodeInfo {
     /// Empty when decode can be derived; else why not (shown when a session is asked for).
     #[prost(string, tag = "4")]
     pub not_decodable: String,
+    /// What the compiler did to make decode derivable (e.g. an explicit mask seen to be causal).
+    #[prost(string, repeated, tag = "5")]
+    pub notes: Vec<String>,
 }
 
 /// Element types a plan value can have.

@@ -1,0 +1,223 @@
+//! Explicit attention masks that are the causal mask, seen as such. torch's export of Hugging
+//! Face models builds a bool [B, 1, S, S] mask from position indices (GatherND over (batch,
+//! position) pairs, CumSum over positions, compares) and hands it to Attention; decode cannot be
+//! derived through a mask whose shape follows the whole sequence. Such a mask depends only on
+//! the input shapes, not on any input's values, so the reference (CPU) backend computes it at
+//! compile time for given sizes. Where it equals the causal mask at every size tried, the
+//! attention becomes `causal` (bottom-right aligned, the same as top-left when queries and keys
+//! have one length, as they do where such a mask applies), the mask input goes, and the steps
+//! that made it go with it: prefill skips the S x S index arithmetic and decode derives as for
+//! fused causal attention.
+//!
+//! Sizes tried: batch 1 and 2, seq 1..=8 and 2C + 3, where C is the largest magnitude of an
+//! integer the mask's steps hold (a sliding window or chunk size shows there, and a window
+//! w differs from causal at seq w + 1). A mask whose C would need seq > `MAX_CHECK_SEQ` is left
+//! as it is. Only the entry graph's attentions are looked at.
+
+use std::collections::{HashMap, HashSet};
+
+use lt2_runtime::dim::Dim;
+use lt2_runtime::plan::{self, DType, Graph, Manifest, Op};
+use lt2_runtime::tensor::{Data, Tensor};
+
+/// The longest sequence a mask is checked at; masks with larger constants stay explicit.
+const MAX_CHECK_SEQ: i64 = 2048;
+
+/// Rewrites the entry graph's attentions whose mask is the causal mask (see the module doc);
+/// returns one line per mask rewritten, for the user.
+pub fn fold_causal_masks(m: &mut Manifest) -> Vec<String> {
+    let Some((batch, seq)) = batch_and_seq(m) else { return vec![] };
+    let g = &m.graphs[0];
+    let producer: HashMap<u32, usize> = g.steps.iter().enumerate().flat_map(|(i, s)| s.outputs.iter().map(move |&o| (o, i))).collect();
+    // Mask value -> the attention steps reading it.
+    let mut masks: Vec<(u32, Vec<usize>)> = Vec::new();
+    for (i, s) in g.steps.iter().enumerate() {
+        let Some(Op::Attention(a)) = &s.op else { continue };
+        let Some(&mask) = s.inputs.get(3) else { continue };
+        if mask == plan::ABSENT || a.window_left != -1 || a.window_right != -1 {
+            continue;
+        }
+        match masks.iter_mut().find(|(v, _)| *v == mask as u32) {
+            Some((_, users)) => users.push(i),
+            None => masks.push((mask as u32, vec![i])),
+        }
+    }
+    let mut notes = Vec::new();
+    let mut folds: Vec<(Vec<usize>, Vec<usize>, i64)> = Vec::new();
+    for (mask, users) in masks {
+        let Some(slice) = pure_slice(g, &producer, mask) else { continue };
+        let longest = 2 * largest_constant(g, &slice) + 3;
+        if longest > MAX_CHECK_SEQ {
+            notes.push(format!("the attention mask of `{}` stays explicit: checking it would take sequences of {longest} tokens", g.steps[users[0]].origin));
+            continue;
+        }
+        let mut lengths: Vec<i64> = (1..=8).collect();
+        if longest > 8 {
+            lengths.push(longest);
+        }
+        let causal = [1i64, 2].iter().all(|&b| {
+            lengths.iter().all(|&l| {
+                let env = HashMap::from([(batch.clone(), b), (seq.clone(), l)]);
+                evaluate(g, &slice, mask, &env).is_some_and(|t| is_causal(&t, l as usize))
+            })
+        });
+        if causal {
+            folds.push((users, slice, longest));
+        }
+    }
+    let g = &mut m.graphs[0];
+    let mut slice_steps: HashSet<usize> = HashSet::new();
+    for (users, slice, longest) in folds {
+        for &u in &users {
+            if let Some(Op::Attention(a)) = &mut g.steps[u].op {
+                a.causal = true;
+                a.top_left = false;
+            }
+            g.steps[u].inputs[3] = plan::ABSENT;
+        }
+        let names: Vec<String> = users.iter().map(|&u| format!("`{}`", g.steps[u].origin)).collect();
+        notes.push(format!(
+            "the attention mask of {} is the causal mask (computed from shapes only; checked at batch 1 and 2, seq 1..=8{}): decoded as causal attention",
+            names.join(", "),
+            if longest > 8 { format!(" and {longest}") } else { String::new() }
+        ));
+        slice_steps.extend(slice);
+    }
+    remove_dead(g, &slice_steps);
+    notes
+}
+
+/// The symbols of the token-ids input [batch, seq], when the entry graph's inputs use no others.
+fn batch_and_seq(m: &Manifest) -> Option<(String, String)> {
+    let ids = m.inputs.iter().find(|s| s.dtype == DType::I64 as i32 && s.dims.len() == 2)?;
+    let sym = |d: &str| match Dim::parse(d) {
+        Ok(Dim::Sym(s)) => Some(s),
+        _ => None,
+    };
+    let (b, s) = (sym(&ids.dims[0])?, sym(&ids.dims[1])?);
+    let only_these = m.inputs.iter().flat_map(|i| i.dims.iter()).all(|d| Dim::parse(d).is_ok_and(|d| d.as_const().is_some() || d == Dim::Sym(b.clone()) || d == Dim::Sym(s.clone())));
+    (only_these && b != s).then_some((b, s))
+}
+
+/// The steps that compute `v`, when none reads a graph input, a weight, a cache or a loop.
+fn pure_slice(g: &Graph, producer: &HashMap<u32, usize>, v: u32) -> Option<Vec<usize>> {
+    let mut seen = HashSet::new();
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        let &i = producer.get(&v)?; // a graph input
+        if !seen.insert(i) {
+            continue;
+        }
+        let s = &g.steps[i];
+        if s.cache_slot != 0 || matches!(s.op, None | Some(Op::Weight(_)) | Some(Op::Loop(_))) {
+            return None;
+        }
+        stack.extend(s.inputs.iter().filter(|&&x| x != plan::ABSENT).map(|&x| x as u32));
+    }
+    let mut steps: Vec<usize> = seen.into_iter().collect();
+    steps.sort_unstable();
+    Some(steps)
+}
+
+/// The largest magnitude of an integer the steps hold (constants, ranges, slice bounds short of
+/// "to the end", integers in dim expressions).
+fn largest_constant(g: &Graph, steps: &[usize]) -> i64 {
+    let literals = |s: &str| -> Vec<i64> { s.split(|c: char| !c.is_ascii_digit()).filter_map(|t| t.parse().ok()).collect() };
+    let mut c = 1i64;
+    for &i in steps {
+        let vals: Vec<i64> = match &g.steps[i].op {
+            Some(Op::Constant(k)) => k.i64s.iter().copied().chain(k.f32s.iter().filter(|x| x.fract() == 0.0 && x.abs() < 1e9).map(|&x| x as i64)).collect(),
+            Some(Op::Range(r)) => [r.start, r.delta].into_iter().chain(literals(&r.size)).collect(),
+            Some(Op::Slice(s)) => s.starts.iter().chain(&s.ends).chain(&s.steps).copied().collect(),
+            Some(Op::Trilu(t)) => vec![t.k],
+            Some(Op::DimValues(d)) => d.dims.iter().flat_map(|s| literals(s)).collect(),
+            _ => vec![],
+        };
+        for v in vals {
+            if v.unsigned_abs() < 1 << 31 {
+                c = c.max(v.abs());
+            }
+        }
+    }
+    c
+}
+
+/// Runs the slice's steps in order on the CPU backend and returns value `v`.
+fn evaluate(g: &Graph, slice: &[usize], v: u32, env: &HashMap<String, i64>) -> Option<Tensor> {
+    let mut vals: HashMap<u32, Tensor> = HashMap::new();
+    for &i in slice {
+        let s = &g.steps[i];
+        let op = s.op.as_ref()?;
+        let outs = match op {
+            Op::Constant(c) => vec![lt2_runtime::exec::constant_tensor(c).ok()?],
+            _ => {
+                let inputs: Vec<Option<&Tensor>> = s.inputs.iter().map(|&x| if x == plan::ABSENT { None } else { vals.get(&(x as u32)) }).collect();
+                if s.inputs.iter().zip(&inputs).any(|(&x, t)| x != plan::ABSENT && t.is_none()) {
+                    return None;
+                }
+                lt2_runtime::cpu::run_op(op, &inputs, env).ok()?
+            }
+        };
+        for (&o, t) in s.outputs.iter().zip(outs) {
+            vals.insert(o, t);
+        }
+    }
+    vals.remove(&v)
+}
+
+/// Whether `t` (bool, or f32 added to the scores) lets query q see key k exactly when k <= q,
+/// in every leading index, for queries and keys of length `l`.
+fn is_causal(t: &Tensor, l: usize) -> bool {
+    let r = t.shape.len();
+    if r < 2 || t.shape[r - 2] != l || t.shape[r - 1] != l {
+        return false;
+    }
+    let allowed = |i: usize| i % l <= (i / l) % l;
+    match &t.data {
+        Data::Bool(v) => v.iter().enumerate().all(|(i, &x)| x == allowed(i)),
+        // Masked scores must vanish in softmax: -1e9 and below underflow exp() in f32.
+        Data::F32(v) => v.iter().enumerate().all(|(i, &x)| if allowed(i) { x == 0.0 } else { x <= -1e9 }),
+        Data::I64(_) => false,
+    }
+}
+
+/// Drops the steps of `candidates` whose outputs nothing reads any more.
+fn remove_dead(g: &mut Graph, candidates: &HashSet<usize>) {
+    if candidates.is_empty() {
+        return;
+    }
+    let mut live: HashSet<u32> = g.outputs.iter().copied().collect();
+    let mut keep = vec![true; g.steps.len()];
+    for (i, s) in g.steps.iter().enumerate().rev() {
+        if candidates.contains(&i) && !s.outputs.iter().any(|o| live.contains(o)) {
+            keep[i] = false;
+            continue;
+        }
+        live.extend(s.inputs.iter().filter(|&&x| x != plan::ABSENT).map(|&x| x as u32));
+    }
+    let mut i = 0;
+    g.steps.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causal_check_reads_bool_and_additive_masks() {
+        let l = 3;
+        let tri: Vec<bool> = (0..9).map(|i| i % 3 <= i / 3).collect();
+        assert!(is_causal(&Tensor { shape: vec![2, 1, l, l], data: Data::Bool([tri.clone(), tri.clone()].concat()) }, l));
+        let mut off = tri.clone();
+        off[1] = true; // query 0 sees key 1
+        assert!(!is_causal(&Tensor { shape: vec![1, l, l], data: Data::Bool(off) }, l));
+        let add: Vec<f32> = tri.iter().map(|&a| if a { 0.0 } else { f32::MIN }).collect();
+        assert!(is_causal(&Tensor { shape: vec![l, l], data: Data::F32(add.clone()) }, l));
+        let weak: Vec<f32> = tri.iter().map(|&a| if a { 0.0 } else { -100.0 }).collect();
+        assert!(!is_causal(&Tensor { shape: vec![l, l], data: Data::F32(weak) }, l));
+        assert!(!is_causal(&Tensor { shape: vec![1, 1, 2, 3], data: Data::Bool(vec![true; 6]) }, l));
+    }
+}

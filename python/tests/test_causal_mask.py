@@ -1,0 +1,97 @@
+"""Explicit attention masks computed from shapes (codegen/src/causal_mask.rs): a causal mask is
+recognised (compile says so, generate derives decode and matches the full forward); a sliding
+window that only differs from causal beyond 8 tokens is not mistaken for one (it is checked at
+2C + 3 tokens for its largest constant C). Skipped when lt2c is not built."""
+
+import json
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from lt2.oracles import rel_err
+from test_generate import LT2C
+
+pytestmark = pytest.mark.skipif(not LT2C.exists(), reason="target/release/lt2c is not built")
+VOCAB, D, HEADS = 32, 8, 2
+
+
+def _model(window: int | None) -> onnx.ModelProto:
+    """ids -> embedding -> Attention(x, x, x, mask) -> logits, with mask[q, k] = k <= q (and
+    k > q - window) built from Range over the sequence length."""
+    rng = np.random.default_rng(3)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((VOCAB, D)).astype(np.float32), "emb"),
+        numpy_helper.from_array(rng.standard_normal((D, VOCAB)).astype(np.float32), "head"),
+        numpy_helper.from_array(np.array([1], np.int64), "one_1d"),
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        numpy_helper.from_array(np.array(1, np.int64), "one"),
+        numpy_helper.from_array(np.array([0], np.int64), "ax0"),
+        numpy_helper.from_array(np.array([1], np.int64), "ax1"),
+        numpy_helper.from_array(np.array(window or 0, np.int64), "window"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["emb", "input_ids"], ["x"]),
+        helper.make_node("Shape", ["input_ids"], ["shape"], start=1, end=2),
+        helper.make_node("Squeeze", ["shape"], ["seq"]),
+        helper.make_node("Range", ["zero", "seq", "one"], ["pos"]),
+        helper.make_node("Unsqueeze", ["pos", "ax1"], ["q_pos"]),
+        helper.make_node("Unsqueeze", ["pos", "ax0"], ["k_pos"]),
+        helper.make_node("LessOrEqual", ["k_pos", "q_pos"], ["causal"]),
+    ]
+    mask = "causal"
+    if window is not None:
+        nodes += [
+            helper.make_node("Sub", ["q_pos", "window"], ["lo"]),
+            helper.make_node("Greater", ["k_pos", "lo"], ["recent"]),
+            helper.make_node("And", ["causal", "recent"], ["windowed"]),
+        ]
+        mask = "windowed"
+    nodes += [
+        helper.make_node("Attention", ["x", "x", "x", mask], ["y"], q_num_heads=HEADS, kv_num_heads=HEADS),
+        helper.make_node("MatMul", ["y", "head"], ["logits"]),
+    ]
+    g = helper.make_graph(nodes, "mask", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", VOCAB])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 23)])
+
+
+def _compile(tmp_path, window):
+    path = tmp_path / "m.onnx"
+    onnx.save(_model(window), path)
+    r = subprocess.run([str(LT2C), str(path), "-o", str(tmp_path / "m.bin")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return tmp_path / "m.bin", r.stderr
+
+
+def _generate(bin_path, prompt, n, logits_out):
+    return subprocess.run([str(LT2C), "generate", str(bin_path), "--prompt-ids", ",".join(map(str, prompt)), "--max-new-tokens", str(n),
+                           "--device", "cpu", "--json", "--logits-out", str(logits_out)], capture_output=True, text=True)
+
+
+def test_causal_mask_is_recognised_and_decodes_like_the_forward(tmp_path):
+    bin_path, log = _compile(tmp_path, None)
+    assert "is the causal mask" in log
+    prompt = [3, 1, 4, 1, 5]
+    r = _generate(bin_path, prompt, 6, tmp_path / "l.npz")
+    assert r.returncode == 0, r.stderr
+    tokens = json.loads(r.stdout)["tokens"]
+    # Oracle: the full forward of prompt + tokens (run), whose logits at positions P-1.. chose them.
+    ids = np.array([prompt + tokens], np.int64)
+    np.savez(tmp_path / "in.npz", input_ids=ids)
+    r = subprocess.run([str(LT2C), "run", str(bin_path), "--inputs", str(tmp_path / "in.npz"), "--outputs", str(tmp_path / "out.npz"),
+                        "--device", "cpu"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    full = np.load(tmp_path / "out.npz")["logits"][0, len(prompt) - 1:-1]
+    assert rel_err(np.load(tmp_path / "l.npz")["logits"], full) <= 1e-5
+    assert full.argmax(-1).tolist() == tokens
+
+
+@pytest.mark.parametrize("window", [3, 100])
+def test_sliding_window_mask_is_not_taken_for_causal(tmp_path, window):
+    bin_path, log = _compile(tmp_path, window)
+    assert "is the causal mask" not in log
+    r = _generate(bin_path, [1, 2, 3], 2, tmp_path / "l.npz")
+    assert r.returncode != 0 and "explicit attention mask" in r.stderr
