@@ -4,7 +4,9 @@
 //! - `transpose(transpose(x, p1), p2)` whose permutations compose to the identity → `x`
 //!   (the importer brackets channels-first convs with transposes that cancel the exporter's);
 //! - `reshape(reshape(x))` → `reshape(x)` (the outer shape wins);
-//! - a second `lt2.weight` of the same name in the same block → the first one;
+//! - an lt2 op without regions that repeats an earlier op of the same block (same name,
+//!   operands, attributes and result types) → the earlier one's results (common subexpression
+//!   elimination: a weight read twice, the RoPE tables torch's exporter recomputes per layer);
 //! - lt2 ops (all pure) whose results are unused → erased, to a fixed point.
 //!
 //! Before: a verified module. After: a verified module with the same outputs. Needs no other
@@ -28,7 +30,7 @@ impl Pass for Canonicalize {
         false
     }
     fn run(&self, module: &mut Module) -> Result<usize, PassError> {
-        let mut n = fold_transposes(module) + fold_reshapes(module) + dedupe_weights(module);
+        let mut n = fold_transposes(module) + fold_reshapes(module) + cse(module);
         n += dce(module);
         Ok(n)
     }
@@ -73,25 +75,32 @@ fn fold_reshapes(module: &Module) -> usize {
     n
 }
 
-fn dedupe_weights(module: &Module) -> usize {
+/// Common subexpression elimination over lt2 ops (all pure) without regions, within a block.
+fn cse(module: &Module) -> usize {
     let mut n = 0;
-    let mut first: HashMap<(usize, String), mlir_sys::MlirValue> = HashMap::new();
+    let mut seen: HashMap<(usize, String, Vec<usize>), Vec<mlir_sys::MlirOperation>> = HashMap::new();
     for op in raw::all_ops(module) {
-        if raw::name(op) != "lt2.weight" {
+        let name = raw::name(op);
+        if !name.starts_with("lt2.") || raw::num_regions(op) != 0 {
             continue;
         }
-        let Some(name) = raw::str_attr(op, "name") else { continue };
         // SAFETY: live operation.
         let block = unsafe { mlir_sys::mlirOperationGetBlock(op) }.ptr as usize;
-        let v = raw::result(op, 0);
-        match first.get(&(block, name.clone())) {
-            Some(&w) if raw::same_type(w, v) => {
-                raw::replace_all_uses(v, w);
+        let operands: Vec<usize> = (0..raw::num_operands(op)).map(|i| raw::operand(op, i).ptr as usize).collect();
+        let same = |e: &mlir_sys::MlirOperation| {
+            raw::num_results(*e) == raw::num_results(op)
+                && (0..raw::num_results(op)).all(|i| raw::same_type(raw::result(*e, i), raw::result(op, i)))
+                && raw::same_attributes(*e, op)
+        };
+        let earlier = seen.entry((block, name, operands)).or_default();
+        match earlier.iter().find(|e| same(e)) {
+            Some(&e) => {
+                for i in 0..raw::num_results(op) {
+                    raw::replace_all_uses(raw::result(op, i), raw::result(e, i));
+                }
                 n += 1;
             }
-            _ => {
-                first.insert((block, name), v);
-            }
+            None => earlier.push(op),
         }
     }
     n

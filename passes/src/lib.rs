@@ -2,6 +2,7 @@
 //! (`pipeline.rs`). Every pass keeps the module verifiable; the pipeline verifies after each.
 
 pub mod canonicalize;
+pub mod fold_kv_repeat;
 pub mod fuse_silu;
 pub mod fuse_silu_mul;
 pub mod hoist_loop_invariants;

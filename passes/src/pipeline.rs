@@ -4,6 +4,7 @@
 use melior::ir::Module;
 
 use crate::canonicalize::Canonicalize;
+use crate::fold_kv_repeat::FoldKvRepeat;
 use crate::fuse_silu::FuseSilu;
 use crate::fuse_silu_mul::FuseSiluMul;
 use crate::raise_attention::RaiseAttention;
@@ -34,6 +35,9 @@ pub static PASSES: &[&(dyn Pass + Sync)] = &[
     // MatMul/Softmax attention with a causal mask → lt2.attention (what decode needs); reads
     // the reshapes that canonicalize left in place; the next canonicalize drops the dead chain.
     &RaiseAttention,
+    // Fused attention fed K / V heads copied for GQA (torch's repeat_kv) reads the heads once;
+    // after raise-attention, which makes fused attention of its own.
+    &FoldKvRepeat,
     &FuseSilu,
     // silu(g) * u → one op; needs the silus fuse-silu makes.
     &FuseSiluMul,

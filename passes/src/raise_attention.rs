@@ -172,7 +172,7 @@ fn transposed(v: MlirValue, perm: &[i64]) -> Option<MlirValue> {
 
 /// (x, g) when `v` repeats each head of x [B, H, a, b] g times as exporters write GQA:
 /// reshape(expand(reshape(x, [B, H, 1, a, b]), [B, H, g, a, b]), [B, H*g, a, b]); else (v, 1).
-fn repeated(v: MlirValue) -> (MlirValue, i64) {
+pub(crate) fn repeated(v: MlirValue) -> (MlirValue, i64) {
     let peel = || -> Option<(MlirValue, i64)> {
         let r2 = raw::def(v, "lt2.reshape")?;
         let e = raw::def(raw::operand(r2, 0), "lt2.expand")?;
