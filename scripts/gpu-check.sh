@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check (issue 5): one command for the GPU machine. For the tiny example and every
-# zoo model's forms (tests/models/zoo.toml), compiles the ONNX form with lt2c, runs it with
+# The GPU check (issue 5): one command for the GPU machine. For the tiny example, every
+# zoo model's forms (tests/models/zoo.toml) and the Hugging Face exports (tests/fixtures/hf),
+# compiles the ONNX form with lt2c, runs it with
 # `--device cuda` and `--device cpu` on each io file and compares the outputs; then runs greedy
 # `lt2c generate` on both devices and compares the tokens and the logits behind them (prefill +
 # decode). Prints and writes a markdown table ($OUT/gpu-check.md, else out/gpu-check.md).
@@ -8,6 +9,7 @@
 #   bash scripts/gpu-check.sh                      # uses target/release/lt2c
 #   LT2C=path/to/lt2c GEN_TOKENS=16 bash scripts/gpu-check.sh
 #   GPU_CHECK_DEVICE=cpu bash scripts/gpu-check.sh   # the flow without a GPU (CPU vs CPU)
+#   GPU_CHECK_MODELS=hf_,lt2_tiny GPU_CHECK_DTYPES=fp32 bash scripts/gpu-check.sh   # a subset
 #   LT2_RUNTIME_TESTS=path/to/lt2_runtime-<hash> bash scripts/gpu-check.sh   # also run the
 #       lt2-runtime test binary's CUDA tests (op parity against the CPU) first
 #   SANITIZE=1 bash scripts/gpu-check.sh           # also compute-sanitizer memcheck + racecheck
@@ -106,7 +108,24 @@ if tomllib:
         models.append((m["name"], m["dir"], [f["file"] for f in m["form"]], m["io"], m["outputs"]))
 else:
     print("warning: no tomllib (Python < 3.11): only the tiny example is checked", file=sys.stderr)
+# Hugging Face exports (tests/fixtures/hf, python -m lt2.hf_export): their recorded cases as io
+# files (the golden column includes the padded rows torch leaves undefined).
+for onnx_file in sorted(f for f in os.listdir("tests/fixtures/hf") if f.endswith(".onnx")):
+    name = onnx_file[:-5]
+    cases = np.load(f"tests/fixtures/hf/{name}.npz")
+    ios = []
+    for i in range(len([k for k in cases.files if k.startswith("ids_")])):
+        feeds = {"input_ids": cases[f"ids_{i}"], "logits": cases[f"logits_{i}"]}
+        if name.endswith("_mask"):
+            feeds["attention_mask"] = cases[f"mask_{i}"]
+        ios.append(os.path.join(work, f"hf-{name}-{i}.npz"))
+        np.savez(ios[-1], **feeds)
+    models.append((f"hf_{name}", "tests/fixtures/hf", [onnx_file], ios, ["logits"]))
 
+# GPU_CHECK_MODELS=a,b: only the models whose names start with one of these.
+only = [m for m in os.environ.get("GPU_CHECK_MODELS", "").split(",") if m]
+if only:
+    models = [m for m in models if any(m[0].startswith(o) for o in only)]
 rows, failures = [], 0
 # Precisions: fp32 for every form; the others (--dtype) for each model's first form, with the
 # issue's bar (relative error < 2e-2 against the CPU backend running the same model.bin).

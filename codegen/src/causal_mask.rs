@@ -7,12 +7,13 @@
 //! attention becomes `causal` (bottom-right aligned, the same as top-left when queries and keys
 //! have one length, as they do where such a mask applies), the mask input goes, and the steps
 //! that made it go with it: prefill skips the S x S index arithmetic and decode derives as for
-//! fused causal attention.
+//! fused causal attention. Attentions in a loop body whose mask the loop captures from the
+//! entry graph (a rerolled unrolled export) count too; the capture goes with the mask.
 //!
 //! Sizes tried: batch 1 and 2, seq 1..=8 and 2C + 3, where C is the largest magnitude of an
 //! integer the mask's steps hold (a sliding window or chunk size shows there, and a window
 //! w differs from causal at seq w + 1). A mask whose C would need seq > `MAX_CHECK_SEQ` is left
-//! as it is. Only the entry graph's attentions are looked at.
+//! as it is.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,32 +24,24 @@ use lt2_runtime::tensor::{Data, Tensor};
 /// The longest sequence a mask is checked at; masks with larger constants stay explicit.
 const MAX_CHECK_SEQ: i64 = 2048;
 
-/// Rewrites the entry graph's attentions whose mask is the causal mask (see the module doc);
-/// returns one line per mask rewritten, for the user.
+/// An attention step that reads a mask: its graph (0, or a loop body) and step index.
+type User = (usize, usize);
+
+/// Rewrites the attentions whose mask is the causal mask (see the module doc); returns one line
+/// per mask rewritten, for the user.
 pub fn fold_causal_masks(m: &mut Manifest) -> Vec<String> {
     let Some((batch, seq)) = batch_and_seq(m) else { return vec![] };
     let g = &m.graphs[0];
     let producer: HashMap<u32, usize> = g.steps.iter().enumerate().flat_map(|(i, s)| s.outputs.iter().map(move |&o| (o, i))).collect();
-    // Mask value -> the attention steps reading it.
-    let mut masks: Vec<(u32, Vec<usize>)> = Vec::new();
-    for (i, s) in g.steps.iter().enumerate() {
-        let Some(Op::Attention(a)) = &s.op else { continue };
-        let Some(&mask) = s.inputs.get(3) else { continue };
-        if mask == plan::ABSENT || a.window_left != -1 || a.window_right != -1 {
-            continue;
-        }
-        match masks.iter_mut().find(|(v, _)| *v == mask as u32) {
-            Some((_, users)) => users.push(i),
-            None => masks.push((mask as u32, vec![i])),
-        }
-    }
+    let masks = masks_by_value(m);
     let mut notes = Vec::new();
-    let mut folds: Vec<(Vec<usize>, Vec<usize>, i64)> = Vec::new();
+    let mut folds: Vec<(Vec<User>, Vec<usize>, i64)> = Vec::new();
     for (mask, users) in masks {
         let Some(slice) = pure_slice(g, &producer, mask) else { continue };
         let longest = 2 * largest_constant(g, &slice) + 3;
+        let first = &m.graphs[users[0].0].steps[users[0].1].origin;
         if longest > MAX_CHECK_SEQ {
-            notes.push(format!("the attention mask of `{}` stays explicit: checking it would take sequences of {longest} tokens", g.steps[users[0]].origin));
+            notes.push(format!("the attention mask of `{first}` stays explicit: checking it would take sequences of {longest} tokens"));
             continue;
         }
         let mut lengths: Vec<i64> = (1..=8).collect();
@@ -65,17 +58,19 @@ pub fn fold_causal_masks(m: &mut Manifest) -> Vec<String> {
             folds.push((users, slice, longest));
         }
     }
-    let g = &mut m.graphs[0];
     let mut slice_steps: HashSet<usize> = HashSet::new();
     for (users, slice, longest) in folds {
-        for &u in &users {
-            if let Some(Op::Attention(a)) = &mut g.steps[u].op {
+        let mut names = Vec::new();
+        for &(gi, u) in &users {
+            let step = &mut m.graphs[gi].steps[u];
+            if let Some(Op::Attention(a)) = &mut step.op {
                 a.causal = true;
                 a.top_left = false;
             }
-            g.steps[u].inputs[3] = plan::ABSENT;
+            step.inputs[3] = plan::ABSENT;
+            names.push(format!("`{}`", step.origin));
         }
-        let names: Vec<String> = users.iter().map(|&u| format!("`{}`", g.steps[u].origin)).collect();
+        names.dedup();
         notes.push(format!(
             "the attention mask of {} is the causal mask (computed from shapes only; checked at batch 1 and 2, seq 1..=8{}): decoded as causal attention",
             names.join(", "),
@@ -83,8 +78,62 @@ pub fn fold_causal_masks(m: &mut Manifest) -> Vec<String> {
         ));
         slice_steps.extend(slice);
     }
-    remove_dead(g, &slice_steps);
+    drop_unread_captures(m);
+    remove_dead(&mut m.graphs[0], &slice_steps);
     notes
+}
+
+/// The masks of attentions without windows, each with its readers: in the entry graph, and in
+/// the bodies of its loops where the mask is a value the loop captures from the entry graph.
+/// Keyed by the entry graph's value.
+fn masks_by_value(m: &Manifest) -> Vec<(u32, Vec<User>)> {
+    let mut masks: Vec<(u32, Vec<User>)> = Vec::new();
+    let mut add = |v: u32, user: User| match masks.iter_mut().find(|(x, _)| *x == v) {
+        Some((_, users)) => users.push(user),
+        None => masks.push((v, vec![user])),
+    };
+    let mask_of = |s: &plan::Step| -> Option<u32> {
+        let Some(Op::Attention(a)) = &s.op else { return None };
+        let &mask = s.inputs.get(3)?;
+        (mask != plan::ABSENT && a.window_left == -1 && a.window_right == -1).then_some(mask as u32)
+    };
+    for (i, s) in m.graphs[0].steps.iter().enumerate() {
+        if let Some(v) = mask_of(s) {
+            add(v, (0, i));
+        }
+        let Some(Op::Loop(l)) = &s.op else { continue };
+        let (bi, carried) = (l.body as usize, l.num_carried as usize);
+        let Some(body) = m.graphs.get(bi) else { continue };
+        for (j, bs) in body.steps.iter().enumerate() {
+            let Some(v) = mask_of(bs) else { continue };
+            // Body inputs: (iteration, carried..., captured...); the loop step's: (carried..., captured...).
+            let Some(p) = body.inputs.iter().position(|&x| x == v) else { continue };
+            if p > carried {
+                if let Some(&outer) = s.inputs.get(p - 1).filter(|&&x| x != plan::ABSENT) {
+                    add(outer as u32, (bi, j));
+                }
+            }
+        }
+    }
+    masks
+}
+
+/// Removes the captured inputs of the entry graph's loops that their bodies no longer read.
+fn drop_unread_captures(m: &mut Manifest) {
+    for li in 0..m.graphs[0].steps.len() {
+        let Some(Op::Loop(l)) = &m.graphs[0].steps[li].op else { continue };
+        let (bi, carried) = (l.body as usize, l.num_carried as usize);
+        if bi == 0 || bi >= m.graphs.len() {
+            continue;
+        }
+        let body = &m.graphs[bi];
+        let read: HashSet<u32> = body.steps.iter().flat_map(|s| s.inputs.iter().filter(|&&x| x != plan::ABSENT).map(|&x| x as u32)).chain(body.outputs.iter().copied()).collect();
+        let unread: Vec<usize> = (carried + 1..body.inputs.len()).filter(|&p| !read.contains(&body.inputs[p])).collect();
+        for &p in unread.iter().rev() {
+            m.graphs[bi].inputs.remove(p);
+            m.graphs[0].steps[li].inputs.remove(p - 1);
+        }
+    }
 }
 
 /// The symbols of the token-ids input [batch, seq], when the entry graph's inputs use no others.

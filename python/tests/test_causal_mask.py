@@ -1,5 +1,6 @@
 """Explicit attention masks computed from shapes (codegen/src/causal_mask.rs): a causal mask is
-recognised (compile says so, generate derives decode and matches the full forward); a sliding
+recognised, also where a loop body reads it from the outer graph (compile says so, generate
+derives decode and matches the full forward); a sliding
 window that only differs from causal beyond 8 tokens is not mistaken for one (it is checked at
 2C + 3 tokens for its largest constant C). Skipped when lt2c is not built."""
 
@@ -18,9 +19,10 @@ pytestmark = pytest.mark.skipif(not LT2C.exists(), reason="target/release/lt2c i
 VOCAB, D, HEADS = 32, 8, 2
 
 
-def _model(window: int | None) -> onnx.ModelProto:
+def _model(window: int | None, loop: bool = False) -> onnx.ModelProto:
     """ids -> embedding -> Attention(x, x, x, mask) -> logits, with mask[q, k] = k <= q (and
-    k > q - window) built from Range over the sequence length."""
+    k > q - window) built from Range over the sequence length. With `loop`, x + attention runs
+    twice in an ONNX Loop whose body reads the mask from the outer graph."""
     rng = np.random.default_rng(3)
     inits = [
         numpy_helper.from_array(rng.standard_normal((VOCAB, D)).astype(np.float32), "emb"),
@@ -49,18 +51,28 @@ def _model(window: int | None) -> onnx.ModelProto:
             helper.make_node("And", ["causal", "recent"], ["windowed"]),
         ]
         mask = "windowed"
-    nodes += [
-        helper.make_node("Attention", ["x", "x", "x", mask], ["y"], q_num_heads=HEADS, kv_num_heads=HEADS),
-        helper.make_node("MatMul", ["y", "head"], ["logits"]),
-    ]
+    if loop:
+        body = helper.make_graph(
+            [helper.make_node("Attention", ["x_in", "x_in", "x_in", mask], ["a"], q_num_heads=HEADS, kv_num_heads=HEADS),
+             helper.make_node("Add", ["x_in", "a"], ["x_out"]),
+             helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+            "body",
+            [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("x_in", TensorProto.FLOAT, None)],
+            [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("x_out", TensorProto.FLOAT, None)])
+        inits += [numpy_helper.from_array(np.array(2, np.int64), "trips"), numpy_helper.from_array(np.array(True), "true")]
+        nodes += [helper.make_node("Loop", ["trips", "true", "x"], ["y"], body=body)]
+    else:
+        nodes += [helper.make_node("Attention", ["x", "x", "x", mask], ["y"], q_num_heads=HEADS, kv_num_heads=HEADS)]
+    nodes += [helper.make_node("MatMul", ["y", "head"], ["logits"])]
     g = helper.make_graph(nodes, "mask", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])],
                           [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", VOCAB])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 23)])
 
 
-def _compile(tmp_path, window):
+def _compile(tmp_path, window, loop=False):
     path = tmp_path / "m.onnx"
-    onnx.save(_model(window), path)
+    onnx.save(_model(window, loop), path)
     r = subprocess.run([str(LT2C), str(path), "-o", str(tmp_path / "m.bin")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return tmp_path / "m.bin", r.stderr
@@ -71,8 +83,9 @@ def _generate(bin_path, prompt, n, logits_out):
                            "--device", "cpu", "--json", "--logits-out", str(logits_out)], capture_output=True, text=True)
 
 
-def test_causal_mask_is_recognised_and_decodes_like_the_forward(tmp_path):
-    bin_path, log = _compile(tmp_path, None)
+@pytest.mark.parametrize("loop", [False, True])
+def test_causal_mask_is_recognised_and_decodes_like_the_forward(tmp_path, loop):
+    bin_path, log = _compile(tmp_path, None, loop)
     assert "is the causal mask" in log
     prompt = [3, 1, 4, 1, 5]
     r = _generate(bin_path, prompt, 6, tmp_path / "l.npz")
@@ -89,9 +102,9 @@ def test_causal_mask_is_recognised_and_decodes_like_the_forward(tmp_path):
     assert full.argmax(-1).tolist() == tokens
 
 
-@pytest.mark.parametrize("window", [3, 100])
-def test_sliding_window_mask_is_not_taken_for_causal(tmp_path, window):
-    bin_path, log = _compile(tmp_path, window)
+@pytest.mark.parametrize("window,loop", [(3, False), (100, False), (100, True)])
+def test_sliding_window_mask_is_not_taken_for_causal(tmp_path, window, loop):
+    bin_path, log = _compile(tmp_path, window, loop)
     assert "is the causal mask" not in log
     r = _generate(bin_path, [1, 2, 3], 2, tmp_path / "l.npz")
     assert r.returncode != 0 and "explicit attention mask" in r.stderr
