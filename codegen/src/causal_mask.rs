@@ -1,14 +1,16 @@
-//! Explicit attention masks that are the causal mask, seen as such. torch's export of Hugging
-//! Face models builds a bool [B, 1, S, S] mask from position indices (GatherND over (batch,
-//! position) pairs, CumSum over positions, compares) and hands it to Attention; decode cannot be
-//! derived through a mask whose shape follows the whole sequence. Such a mask depends only on
-//! the input shapes, not on any input's values, so the reference (CPU) backend computes it at
-//! compile time for given sizes. Where it equals the causal mask at every size tried, the
-//! attention becomes `causal` (bottom-right aligned, the same as top-left when queries and keys
-//! have one length, as they do where such a mask applies), the mask input goes, and the steps
-//! that made it go with it: prefill skips the S x S index arithmetic and decode derives as for
-//! fused causal attention. Attentions in a loop body whose mask the loop captures from the
-//! entry graph (a rerolled unrolled export) count too; the capture goes with the mask.
+//! Explicit attention masks that are the causal mask, or the causal mask of a sliding window,
+//! seen as such. torch's export of Hugging Face models builds a bool [B, 1, S, S] mask from
+//! position indices (GatherND over (batch, position) pairs, CumSum over positions, compares) and
+//! hands it to Attention; decode cannot be derived through a mask whose shape follows the whole
+//! sequence. Such a mask depends only on the input shapes, not on any input's values, so the
+//! reference (CPU) backend computes it at compile time for given sizes. Where it equals, at every
+//! size tried, the causal mask (or that of one sliding window of w tokens: query q sees key k
+//! when q - w < k <= q), the attention becomes `causal` (with `window_left` w - 1), aligned
+//! bottom-right (the same as top-left when queries and keys have one length, as they do where
+//! such a mask applies); the mask input goes, and the steps that made it go with it: prefill
+//! skips the S x S index arithmetic and decode derives as for fused causal attention. Attentions
+//! in a loop body whose mask the loop captures from the entry graph (a rerolled unrolled export)
+//! count too; the capture goes with the mask.
 //!
 //! Sizes tried: batch 1 and 2, seq 1..=8 and 2C + 3, where C is the largest magnitude of an
 //! integer the mask's steps hold (a sliding window or chunk size shows there, and a window
@@ -35,7 +37,7 @@ pub fn fold_causal_masks(m: &mut Manifest) -> Vec<String> {
     let producer: HashMap<u32, usize> = g.steps.iter().enumerate().flat_map(|(i, s)| s.outputs.iter().map(move |&o| (o, i))).collect();
     let masks = masks_by_value(m);
     let mut notes = Vec::new();
-    let mut folds: Vec<(Vec<User>, Vec<usize>, i64)> = Vec::new();
+    let mut folds: Vec<(Vec<User>, Vec<usize>, i64, Band)> = Vec::new();
     for (mask, users) in masks {
         let Some(slice) = pure_slice(g, &producer, mask) else { continue };
         let longest = 2 * largest_constant(g, &slice) + 3;
@@ -48,33 +50,46 @@ pub fn fold_causal_masks(m: &mut Manifest) -> Vec<String> {
         if longest > 8 {
             lengths.push(longest);
         }
-        let causal = [1i64, 2].iter().all(|&b| {
-            lengths.iter().all(|&l| {
+        let bands: Option<Vec<(usize, Band)>> = [1i64, 2]
+            .iter()
+            .flat_map(|&b| lengths.iter().map(move |&l| (b, l)))
+            .map(|(b, l)| {
                 let env = HashMap::from([(batch.clone(), b), (seq.clone(), l)]);
-                evaluate(g, &slice, mask, &env).is_some_and(|t| is_causal(&t, l as usize))
+                evaluate(g, &slice, mask, &env).and_then(|t| band_of(&t, l as usize)).map(|band| (l as usize, band))
             })
-        });
-        if causal {
-            folds.push((users, slice, longest));
+            .collect();
+        if let Some(band) = bands.as_deref().and_then(agreed_band) {
+            folds.push((users, slice, longest, band));
         }
     }
     let mut slice_steps: HashSet<usize> = HashSet::new();
-    for (users, slice, longest) in folds {
+    for (users, slice, longest, band) in folds {
         let mut names = Vec::new();
         for &(gi, u) in &users {
             let step = &mut m.graphs[gi].steps[u];
             if let Some(Op::Attention(a)) = &mut step.op {
                 a.causal = true;
                 a.top_left = false;
+                if let Band::Window(w) = band {
+                    a.window_left = w as i64 - 1;
+                }
             }
             step.inputs[3] = plan::ABSENT;
             names.push(format!("`{}`", step.origin));
         }
         names.dedup();
         notes.push(format!(
-            "the attention mask of {} is the causal mask (computed from shapes only; checked at batch 1 and 2, seq 1..=8{}): decoded as causal attention",
+            "the attention mask of {} is the {} (computed from shapes only; checked at batch 1 and 2, seq 1..=8{}): decoded as {}",
             names.join(", "),
-            if longest > 8 { format!(" and {longest}") } else { String::new() }
+            match band {
+                Band::Causal => "causal mask".to_string(),
+                Band::Window(w) => format!("causal mask of a {w}-token sliding window"),
+            },
+            if longest > 8 { format!(" and {longest}") } else { String::new() },
+            match band {
+                Band::Causal => "causal attention".to_string(),
+                Band::Window(w) => format!("causal attention with window_left {}", w - 1),
+            }
         ));
         slice_steps.extend(slice);
     }
@@ -214,20 +229,42 @@ fn evaluate(g: &Graph, slice: &[usize], v: u32, env: &HashMap<String, i64>) -> O
     vals.remove(&v)
 }
 
-/// Whether `t` (bool, or f32 added to the scores) lets query q see key k exactly when k <= q,
-/// in every leading index, for queries and keys of length `l`.
-fn is_causal(t: &Tensor, l: usize) -> bool {
+/// Which keys a mask lets each query see: all earlier ones (`Causal`), or the last w of them,
+/// itself included (`Window(w)`, HF's sliding window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Band {
+    Causal,
+    Window(usize),
+}
+
+/// The band `t` (bool, or f32 added to the scores) is for queries and keys of length `l`, in
+/// every leading index; None for any other mask. A window at least `l` wide is `Causal` here.
+fn band_of(t: &Tensor, l: usize) -> Option<Band> {
     let r = t.shape.len();
     if r < 2 || t.shape[r - 2] != l || t.shape[r - 1] != l {
-        return false;
+        return None;
     }
-    let allowed = |i: usize| i % l <= (i / l) % l;
-    match &t.data {
-        Data::Bool(v) => v.iter().enumerate().all(|(i, &x)| x == allowed(i)),
-        // Masked scores must vanish in softmax: -1e9 and below underflow exp() in f32.
-        Data::F32(v) => v.iter().enumerate().all(|(i, &x)| if allowed(i) { x == 0.0 } else { x <= -1e9 }),
-        Data::I64(_) => false,
-    }
+    // Masked scores must vanish in softmax: -1e9 and below underflow exp() in f32.
+    let seen: Vec<Option<bool>> = match &t.data {
+        Data::Bool(v) => v.iter().map(|&x| Some(x)).collect(),
+        Data::F32(v) => v.iter().map(|&x| if x == 0.0 { Some(true) } else if x <= -1e9 { Some(false) } else { None }).collect(),
+        Data::I64(_) => return None,
+    };
+    // The last row sees the most keys the band has room for: its width is the window.
+    let w = seen[(l - 1) * l..l * l].iter().filter(|&&x| x == Some(true)).count().max(1);
+    let allowed = |i: usize| {
+        let (q, k) = ((i / l) % l, i % l);
+        k <= q && q - k < w
+    };
+    seen.iter().enumerate().all(|(i, &x)| x == Some(allowed(i))).then_some(if w >= l { Band::Causal } else { Band::Window(w) })
+}
+
+/// The one band all of `bands` (with their lengths) agree on: a window must be the same
+/// wherever it shows, and no shorter than a length at which the mask looked causal.
+fn agreed_band(bands: &[(usize, Band)]) -> Option<Band> {
+    let mut windows = bands.iter().filter_map(|&(_, b)| if let Band::Window(w) = b { Some(w) } else { None });
+    let Some(w) = windows.next() else { return Some(Band::Causal) };
+    (windows.all(|x| x == w) && bands.iter().all(|&(l, b)| b != Band::Causal || l <= w)).then_some(Band::Window(w))
 }
 
 /// Drops the steps of `candidates` whose outputs nothing reads any more.
@@ -256,17 +293,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn causal_check_reads_bool_and_additive_masks() {
+    fn bands_of_bool_and_additive_masks() {
         let l = 3;
         let tri: Vec<bool> = (0..9).map(|i| i % 3 <= i / 3).collect();
-        assert!(is_causal(&Tensor { shape: vec![2, 1, l, l], data: Data::Bool([tri.clone(), tri.clone()].concat()) }, l));
+        assert_eq!(band_of(&Tensor { shape: vec![2, 1, l, l], data: Data::Bool([tri.clone(), tri.clone()].concat()) }, l), Some(Band::Causal));
         let mut off = tri.clone();
         off[1] = true; // query 0 sees key 1
-        assert!(!is_causal(&Tensor { shape: vec![1, l, l], data: Data::Bool(off) }, l));
+        assert_eq!(band_of(&Tensor { shape: vec![1, l, l], data: Data::Bool(off) }, l), None);
         let add: Vec<f32> = tri.iter().map(|&a| if a { 0.0 } else { f32::MIN }).collect();
-        assert!(is_causal(&Tensor { shape: vec![l, l], data: Data::F32(add.clone()) }, l));
+        assert_eq!(band_of(&Tensor { shape: vec![l, l], data: Data::F32(add) }, l), Some(Band::Causal));
         let weak: Vec<f32> = tri.iter().map(|&a| if a { 0.0 } else { -100.0 }).collect();
-        assert!(!is_causal(&Tensor { shape: vec![l, l], data: Data::F32(weak) }, l));
-        assert!(!is_causal(&Tensor { shape: vec![1, 1, 2, 3], data: Data::Bool(vec![true; 6]) }, l));
+        assert_eq!(band_of(&Tensor { shape: vec![l, l], data: Data::F32(weak) }, l), None);
+        assert_eq!(band_of(&Tensor { shape: vec![1, 1, 2, 3], data: Data::Bool(vec![true; 6]) }, l), None);
+        // A 2-token window over 4 positions: each query sees itself and the one before.
+        let win: Vec<bool> = (0..16).map(|i| i % 4 <= i / 4 && i / 4 - i % 4 < 2).collect();
+        assert_eq!(band_of(&Tensor { shape: vec![4, 4], data: Data::Bool(win.clone()) }, 4), Some(Band::Window(2)));
+        let mut holes = win;
+        holes[0] = false; // query 0 sees nothing: no band
+        assert_eq!(band_of(&Tensor { shape: vec![4, 4], data: Data::Bool(holes) }, 4), None);
+    }
+
+    #[test]
+    fn bands_must_agree_across_lengths() {
+        use Band::*;
+        assert_eq!(agreed_band(&[(1, Causal), (5, Causal)]), Some(Causal));
+        assert_eq!(agreed_band(&[(2, Causal), (3, Causal), (9, Window(3))]), Some(Window(3)));
+        // Causal at 5 contradicts a 3-token window.
+        assert_eq!(agreed_band(&[(5, Causal), (9, Window(3))]), None);
+        assert_eq!(agreed_band(&[(7, Window(4)), (9, Window(3))]), None);
     }
 }

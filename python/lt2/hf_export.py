@@ -1,4 +1,4 @@
-"""Export tiny Hugging Face causal LMs (Llama, Qwen3) the way users do, with
+"""Export tiny Hugging Face causal LMs (Llama, Qwen3, Mistral with a sliding window) the way users do, with
 ``torch.onnx.export(dynamo=True)``, and record torch's logits for them: the fixtures behind
 ``python/tests/test_hf_exports.py``.
 
@@ -14,8 +14,8 @@ What these files hold that the zoo's exports don't (transformers 5.x, torch 2.11
   ``(1 + seq) - 1``;
 - ``RotaryEmbedding``-23 with cos / sin tables [1, S, R/2] shared by the batch (onnxruntime
   1.31 refuses these for batch > 1; lt2c broadcasts them);
-- grouped-query attention by ``Expand`` of K / V (repeat_kv), RMSNormalization-23, and for
-  Qwen3 the per-head q / k norms.
+- grouped-query attention by ``Expand`` of K / V (repeat_kv), RMSNormalization-23, for
+  Qwen3 the per-head q / k norms, and for Mistral a sliding-window mask (window 4).
 
 Each model is exported twice: with ``input_ids`` only (``<name>_ids.onnx``) and with
 ``input_ids`` + ``attention_mask`` (``<name>_mask.onnx``). ``<file>.npz`` holds cases
@@ -40,7 +40,7 @@ PAD = 4
 
 def _model(kind: str):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
     torch.manual_seed(0)
     common = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -49,6 +49,8 @@ def _model(kind: str):
         return LlamaForCausalLM(LlamaConfig(**common)).eval()
     if kind == "qwen3":
         return Qwen3ForCausalLM(Qwen3Config(head_dim=8, **common)).eval()
+    if kind == "mistral_sw":  # a 4-token sliding window: the (3, 17) case and greedy decode pass it
+        return MistralForCausalLM(MistralConfig(sliding_window=4, **common)).eval()
     raise ValueError(kind)
 
 
@@ -99,7 +101,7 @@ def export(kind: str, out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--models", default="llama,qwen3")
+    ap.add_argument("--models", default="llama,qwen3,mistral_sw")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     for kind in a.models.split(","):

@@ -1,8 +1,8 @@
 """Explicit attention masks computed from shapes (codegen/src/causal_mask.rs): a causal mask is
 recognised, also where a loop body reads it from the outer graph (compile says so, generate
-derives decode and matches the full forward); a sliding
-window that only differs from causal beyond 8 tokens is not mistaken for one (it is checked at
-2C + 3 tokens for its largest constant C). Skipped when lt2c is not built."""
+derives decode and matches the full forward); a sliding window is recognised with its width,
+also one that only differs from causal beyond 8 tokens (the check at 2C + 3 tokens for the
+largest constant C sees it); a mask that is neither stays explicit. Skipped when lt2c is not built."""
 
 import json
 import subprocess
@@ -103,8 +103,34 @@ def test_causal_mask_is_recognised_and_decodes_like_the_forward(tmp_path, loop):
 
 
 @pytest.mark.parametrize("window,loop", [(3, False), (100, False), (100, True)])
-def test_sliding_window_mask_is_not_taken_for_causal(tmp_path, window, loop):
+def test_sliding_window_mask_is_recognised_with_its_width(tmp_path, window, loop):
+    # A 100-token window looks causal at every length up to 100: only the check at 2C + 3 sees it.
     bin_path, log = _compile(tmp_path, window, loop)
-    assert "is the causal mask" not in log
-    r = _generate(bin_path, [1, 2, 3], 2, tmp_path / "l.npz")
+    assert f"causal mask of a {window}-token sliding window" in log, log
+    prompt = list(range(1, 9))
+    r = _generate(bin_path, prompt, 6, tmp_path / "l.npz")
+    assert r.returncode == 0, r.stderr
+    tokens = json.loads(r.stdout)["tokens"]
+    ids = np.array([prompt + tokens], np.int64)
+    np.savez(tmp_path / "in.npz", input_ids=ids)
+    r = subprocess.run([str(LT2C), "run", str(bin_path), "--inputs", str(tmp_path / "in.npz"), "--outputs", str(tmp_path / "out.npz"),
+                        "--device", "cpu"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    full = np.load(tmp_path / "out.npz")["logits"][0, len(prompt) - 1:-1]
+    assert rel_err(np.load(tmp_path / "l.npz")["logits"], full) <= 1e-5
+
+
+def test_a_mask_that_is_no_band_stays_explicit(tmp_path):
+    # Each query also sees the next key: not causal, so not decodable.
+    path = tmp_path / "m.onnx"
+    m = _model(None)
+    for n in m.graph.node:
+        if n.op_type == "LessOrEqual":
+            n.input[1] = "q_next"
+    m.graph.node.insert(7, helper.make_node("Add", ["q_pos", "one"], ["q_next"]))
+    onnx.save(m, path)
+    r = subprocess.run([str(LT2C), str(path), "-o", str(tmp_path / "m.bin")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "causal mask" not in r.stderr
+    r = _generate(tmp_path / "m.bin", [1, 2, 3], 2, tmp_path / "l.npz")
     assert r.returncode != 0 and "explicit attention mask" in r.stderr

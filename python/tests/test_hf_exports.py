@@ -1,9 +1,9 @@
 """Hugging Face models as users export them (``torch.onnx.export(dynamo=True)`` of transformers'
-Llama and Qwen3, made by ``python -m lt2.hf_export``): lt2c compiles them and its CPU backend
-reproduces torch's logits, recorded at export time, at two (batch, seq) shapes, with a
-left-padded attention mask in the masked export; `generate` reproduces torch's greedy tokens. onnxruntime is a second oracle where it runs
-the file (batch 1: it refuses the [1, S, R/2] rotary tables for batch > 1). Skipped when lt2c is
-not built."""
+Llama, Qwen3 and Mistral with a sliding window, made by ``python -m lt2.hf_export``): lt2c
+compiles them and its CPU backend reproduces torch's logits, recorded at export time, at two
+(batch, seq) shapes, with a left-padded attention mask in the masked export; `generate`
+reproduces torch's greedy tokens. onnxruntime is a second oracle where it runs the file (batch
+1: it refuses the [1, S, R/2] rotary tables for batch > 1). Skipped when lt2c is not built."""
 
 import json
 import subprocess
@@ -17,7 +17,7 @@ from lt2.oracles import rel_err
 from test_generate import LT2C
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "hf"
-MODELS = ["llama_ids", "llama_mask", "qwen3_ids", "qwen3_mask"]
+MODELS = sorted(p.stem for p in FIXTURES.glob("*.onnx"))
 TOL = 1e-5  # float32 against torch's float32 eager forward
 pytestmark = pytest.mark.skipif(not LT2C.exists(), reason="target/release/lt2c is not built")
 
