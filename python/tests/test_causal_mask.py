@@ -83,17 +83,13 @@ def _generate(bin_path, prompt, n, logits_out):
                            "--device", "cpu", "--json", "--logits-out", str(logits_out)], capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("loop", [False, True])
-def test_causal_mask_is_recognised_and_decodes_like_the_forward(tmp_path, loop):
-    bin_path, log = _compile(tmp_path, None, loop)
-    assert "is the causal mask" in log
-    prompt = [3, 1, 4, 1, 5]
-    r = _generate(bin_path, prompt, 6, tmp_path / "l.npz")
+def _decodes_like_the_forward(tmp_path, bin_path, prompt, n):
+    """generate's tokens and logits against the full forward (`run`) of prompt + tokens, whose
+    logits at positions P-1.. chose them."""
+    r = _generate(bin_path, prompt, n, tmp_path / "l.npz")
     assert r.returncode == 0, r.stderr
     tokens = json.loads(r.stdout)["tokens"]
-    # Oracle: the full forward of prompt + tokens (run), whose logits at positions P-1.. chose them.
-    ids = np.array([prompt + tokens], np.int64)
-    np.savez(tmp_path / "in.npz", input_ids=ids)
+    np.savez(tmp_path / "in.npz", input_ids=np.array([prompt + tokens], np.int64))
     r = subprocess.run([str(LT2C), "run", str(bin_path), "--inputs", str(tmp_path / "in.npz"), "--outputs", str(tmp_path / "out.npz"),
                         "--device", "cpu"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -102,22 +98,19 @@ def test_causal_mask_is_recognised_and_decodes_like_the_forward(tmp_path, loop):
     assert full.argmax(-1).tolist() == tokens
 
 
+@pytest.mark.parametrize("loop", [False, True])
+def test_causal_mask_is_recognised_and_decodes_like_the_forward(tmp_path, loop):
+    bin_path, log = _compile(tmp_path, None, loop)
+    assert "is the causal mask" in log
+    _decodes_like_the_forward(tmp_path, bin_path, [3, 1, 4, 1, 5], 6)
+
+
 @pytest.mark.parametrize("window,loop", [(3, False), (100, False), (100, True)])
 def test_sliding_window_mask_is_recognised_with_its_width(tmp_path, window, loop):
     # A 100-token window looks causal at every length up to 100: only the check at 2C + 3 sees it.
     bin_path, log = _compile(tmp_path, window, loop)
     assert f"causal mask of a {window}-token sliding window" in log, log
-    prompt = list(range(1, 9))
-    r = _generate(bin_path, prompt, 6, tmp_path / "l.npz")
-    assert r.returncode == 0, r.stderr
-    tokens = json.loads(r.stdout)["tokens"]
-    ids = np.array([prompt + tokens], np.int64)
-    np.savez(tmp_path / "in.npz", input_ids=ids)
-    r = subprocess.run([str(LT2C), "run", str(bin_path), "--inputs", str(tmp_path / "in.npz"), "--outputs", str(tmp_path / "out.npz"),
-                        "--device", "cpu"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    full = np.load(tmp_path / "out.npz")["logits"][0, len(prompt) - 1:-1]
-    assert rel_err(np.load(tmp_path / "l.npz")["logits"], full) <= 1e-5
+    _decodes_like_the_forward(tmp_path, bin_path, list(range(1, 9)), 6)
 
 
 def test_a_mask_that_is_no_band_stays_explicit(tmp_path):
