@@ -113,6 +113,13 @@ def test_sliding_window_mask_is_recognised_with_its_width(tmp_path, window, loop
     _decodes_like_the_forward(tmp_path, bin_path, list(range(1, 9)), 6)
 
 
+def test_a_window_too_wide_to_check_stays_explicit(tmp_path):
+    bin_path, log = _compile(tmp_path, 5000)
+    assert "stays explicit: checking it would take sequences of 10003 tokens" in log, log
+    r = _generate(bin_path, [1, 2, 3], 2, tmp_path / "l.npz")
+    assert r.returncode != 0 and "explicit attention mask" in r.stderr
+
+
 def test_a_mask_that_is_no_band_stays_explicit(tmp_path):
     # Each query also sees the next key: not causal, so not decodable.
     path = tmp_path / "m.onnx"
