@@ -10,6 +10,7 @@ use crate::fuse_silu_mul::FuseSiluMul;
 use crate::raise_attention::RaiseAttention;
 use crate::raise_l2_norm::RaiseL2Norm;
 use crate::raise_rms_norm::RaiseRmsNorm;
+use crate::raise_sdpa::RaiseSdpa;
 use crate::reroll_loops::RerollLoops;
 use crate::sink_into_loop::SinkIntoLoop;
 use crate::hoist_loop_invariants::HoistLoopInvariants;
@@ -35,6 +36,10 @@ pub static PASSES: &[&(dyn Pass + Sync)] = &[
     // MatMul/Softmax attention with a causal mask → lt2.attention (what decode needs); reads
     // the reshapes that canonicalize left in place; the next canonicalize drops the dead chain.
     &RaiseAttention,
+    // What raise-attention leaves: torch's SDPA decomposition (exports below opset 23) with
+    // the mask the model built, as a fused attention taking that mask (codegen's causal-mask
+    // check then decides whether it decodes); before fold-kv-repeat, which reads its K / V.
+    &RaiseSdpa,
     // Fused attention fed K / V heads copied for GQA (torch's repeat_kv) reads the heads once;
     // after raise-attention, which makes fused attention of its own.
     &FoldKvRepeat,

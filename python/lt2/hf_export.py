@@ -15,7 +15,10 @@ What these files hold that the zoo's exports don't (transformers 5.x, torch 2.11
 - ``RotaryEmbedding``-23 with cos / sin tables [1, S, R/2] shared by the batch (onnxruntime
   1.31 refuses these for batch > 1; lt2c broadcasts them);
 - grouped-query attention by ``Expand`` of K / V (repeat_kv), RMSNormalization-23, for
-  Qwen3 the per-head q / k norms, and for Mistral a sliding-window mask (window 4).
+  Qwen3 the per-head q / k norms, and for Mistral a sliding-window mask (window 4);
+- ``llama_opset18``: the same Llama at torch's default opset 18, where SDPA, RMSNorm and RoPE
+  are decomposed (MatMul / Softmax with the mask added, ``IsNaN`` guarding fully masked rows,
+  Pow / ReduceMean / Sqrt / Reciprocal, rotate-half by Slice / Neg / Concat).
 
 Each model is exported twice: with ``input_ids`` only (``<name>_ids.onnx``) and with
 ``input_ids`` + ``attention_mask`` (``<name>_mask.onnx``). ``<file>.npz`` holds cases
@@ -45,7 +48,7 @@ def _model(kind: str):
     torch.manual_seed(0)
     common = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=256, use_cache=False)
-    if kind == "llama":
+    if kind in ("llama", "llama_opset18"):
         return LlamaForCausalLM(LlamaConfig(**common)).eval()
     if kind == "qwen3":
         return Qwen3ForCausalLM(Qwen3Config(head_dim=8, **common)).eval()
@@ -76,7 +79,7 @@ def export(kind: str, out: Path) -> None:
             args, names = (ids, torch.ones_like(ids)), names + ["attention_mask"]
             dyn["attention_mask"] = {0: batch, 1: seq}
         torch.onnx.export(w, args, str(name) + ".onnx", input_names=names, output_names=["logits"], dynamic_shapes=dyn,
-                          dynamo=True, opset_version=23, external_data=False)
+                          dynamo=True, opset_version=18 if kind.endswith("_opset18") else 23, external_data=False)
         cases = {}
         for i, (b, s) in enumerate(SHAPES):
             ids = torch.randint(0, 128, (b, s), generator=gen)
@@ -101,7 +104,7 @@ def export(kind: str, out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--models", default="llama,qwen3,mistral_sw")
+    ap.add_argument("--models", default="llama,qwen3,mistral_sw,llama_opset18")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     for kind in a.models.split(","):

@@ -2,7 +2,8 @@
 //! ONNX spec's function bodies do: LeakyRelu, PRelu, ThresholdedRelu, Elu, Selu, Celu,
 //! HardSigmoid, HardSwish, Softsign, Mish, LogSoftmax (x - max - log(sum(exp(x - max)))), and
 //! ArgMax / ArgMin (TopK with k = 1: ties to the lower index, ONNX's default; with
-//! select_last_index, the last position equal to the extreme). The branches of a piecewise function are both computed and one is
+//! select_last_index, the last position equal to the extreme), IsNaN (x != x: torch's
+//! decomposed SDPA guards fully masked rows with it) and IsInf (x == +inf / x == -inf). The branches of a piecewise function are both computed and one is
 //! picked with Where, so an overflow in the branch not taken (exp of a large x) never shows.
 
 use tract_onnx::pb::NodeProto;
@@ -38,6 +39,8 @@ pub(super) fn lookup(domain: &str, op: &str) -> Option<ImportFn> {
         "LogSoftmax" => log_softmax,
         "ArgMax" => |i, n| arg_extreme(i, n, true),
         "ArgMin" => |i, n| arg_extreme(i, n, false),
+        "IsNaN" => is_nan,
+        "IsInf" => is_inf,
         _ => return None,
     })
 }
@@ -218,5 +221,38 @@ fn arg_extreme(imp: &mut Importer, node: &NodeProto, largest: bool) -> Result<Ve
         let axes = b.ints(imp, &[a]);
         y = b.op(imp, "Squeeze", &[&y, &axes], vec![])?;
     }
+    Ok(vec![value(imp, node, &y)?])
+}
+
+/// not(x == x): true exactly for NaN.
+fn is_nan(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let mut b = Body::new(node);
+    let x = input(node, 0)?;
+    let eq = b.op(imp, "Equal", &[x, x], vec![])?;
+    let y = b.op(imp, "Not", &[&eq], vec![])?;
+    Ok(vec![value(imp, node, &y)?])
+}
+
+/// x == +inf (detect_positive), x == -inf (detect_negative), or either.
+fn is_inf(imp: &mut Importer, node: &NodeProto) -> Result<Vec<Value>, FrontendError> {
+    let mut b = Body::new(node);
+    let x = input(node, 0)?;
+    let (pos, neg) = (attrs::int(node, "detect_positive", 1) != 0, attrs::int(node, "detect_negative", 1) != 0);
+    let y = match (pos, neg) {
+        (true, true) => {
+            let a = b.op(imp, "Abs", &[x], vec![])?;
+            let inf = b.scalar(imp, f32::INFINITY);
+            b.op(imp, "Equal", &[&a, &inf], vec![])?
+        }
+        (true, false) | (false, true) => {
+            let inf = b.scalar(imp, if pos { f32::INFINITY } else { f32::NEG_INFINITY });
+            b.op(imp, "Equal", &[x, &inf], vec![])?
+        }
+        (false, false) => {
+            // Nothing is detected: false everywhere, shaped like x.
+            let inf = b.scalar(imp, f32::NAN);
+            b.op(imp, "Equal", &[x, &inf], vec![])?
+        }
+    };
     Ok(vec![value(imp, node, &y)?])
 }
