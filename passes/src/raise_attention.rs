@@ -32,7 +32,7 @@ use crate::{Pass, PassError};
 pub struct RaiseAttention;
 
 /// Values at or below this in a mask are "minus infinity".
-const MASKED: f64 = -1e30;
+pub(crate) const MASKED: f64 = -1e30;
 
 impl Pass for RaiseAttention {
     fn name(&self) -> &'static str {

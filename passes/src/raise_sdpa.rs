@@ -23,14 +23,12 @@
 use melior::ir::Module;
 use mlir_sys::{MlirOperation, MlirValue};
 
+use crate::raise_attention::MASKED;
 use crate::raw;
 use crate::{Pass, PassError};
 
 /// The raise-sdpa pass.
 pub struct RaiseSdpa;
-
-/// Values at or below this in a `where` fill are "minus infinity".
-const MASKED: f64 = -1e30;
 
 impl Pass for RaiseSdpa {
     fn name(&self) -> &'static str {
