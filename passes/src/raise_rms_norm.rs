@@ -1,7 +1,8 @@
 //! raise-rms-norm: the decomposed RMSNorm exporters emit → one `lt2.rms_norm`.
 //!
 //! Matches `mul(div(x, sqrt(add(reduce_mean(pow(x, 2) | mul(x, x), axes = [last], keepdims),
-//! eps))), w)` where eps is a scalar `lt2.constant` and w a rank-1 scale. Emits
+//! eps))), w)` where eps is a scalar `lt2.constant` and w a rank-1 scale, and the same with
+//! `mul(x, reciprocal(sqrt(..)))` for the division (torch's opset-18 export). Emits
 //! `lt2.rms_norm(x, w)` with that epsilon over the last axis. A chain without the scale is left
 //! alone (`lt2.rms_norm` needs one). Run canonicalize after it to drop the dead chain.
 //! Before: verified IR. After: the same outputs up to rounding (the fused op accumulates the
@@ -29,15 +30,13 @@ impl Pass for RaiseRmsNorm {
             if raw::name(op) != "lt2.mul" {
                 continue;
             }
-            // mul(div(...), w) in either order
+            // mul(x / sqrt(..), w) in either order
             let (a, b) = (raw::operand(op, 0), raw::operand(op, 1));
-            let (div, w) = match (raw::def(a, "lt2.div"), raw::def(b, "lt2.div")) {
-                (Some(d), _) => (d, b),
-                (_, Some(d)) => (d, a),
+            let ((x, sqrt), w) = match (normalized(a), normalized(b)) {
+                (Some(n), _) => (n, b),
+                (_, Some(n)) => (n, a),
                 _ => continue,
             };
-            let x = raw::operand(div, 0);
-            let Some(sqrt) = raw::def(raw::operand(div, 1), "lt2.sqrt") else { continue };
             let Some(add) = raw::def(raw::operand(sqrt, 0), "lt2.add") else { continue };
             let (mean_v, eps) = match (raw::const_scalar(raw::operand(add, 1)), raw::const_scalar(raw::operand(add, 0))) {
                 (Some(e), _) => (raw::operand(add, 0), e),
@@ -67,5 +66,21 @@ impl Pass for RaiseRmsNorm {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+/// (x, the sqrt) when `v` is div(x, sqrt(..)) or mul(x, reciprocal(sqrt(..))) in either order
+/// (torch's opset-18 RMSNorm multiplies by rsqrt).
+fn normalized(v: mlir_sys::MlirValue) -> Option<(mlir_sys::MlirValue, mlir_sys::MlirOperation)> {
+    if let Some(div) = raw::def(v, "lt2.div") {
+        return Some((raw::operand(div, 0), raw::def(raw::operand(div, 1), "lt2.sqrt")?));
+    }
+    let m = raw::def(v, "lt2.mul")?;
+    let rsqrt = |u| raw::def(u, "lt2.reciprocal").and_then(|r| raw::def(raw::operand(r, 0), "lt2.sqrt"));
+    let (a, b) = (raw::operand(m, 0), raw::operand(m, 1));
+    match (rsqrt(a), rsqrt(b)) {
+        (_, Some(s)) => Some((a, s)),
+        (Some(s), _) => Some((b, s)),
+        _ => None,
     }
 }
