@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod raise_attention;
 pub mod raise_l2_norm;
 pub mod raise_rms_norm;
+pub mod raise_rope;
 pub mod raise_sdpa;
 pub mod reroll_loops;
 pub mod sink_into_loop;

@@ -10,6 +10,7 @@ use crate::fuse_silu_mul::FuseSiluMul;
 use crate::raise_attention::RaiseAttention;
 use crate::raise_l2_norm::RaiseL2Norm;
 use crate::raise_rms_norm::RaiseRmsNorm;
+use crate::raise_rope::RaiseRope;
 use crate::raise_sdpa::RaiseSdpa;
 use crate::reroll_loops::RerollLoops;
 use crate::sink_into_loop::SinkIntoLoop;
@@ -33,6 +34,8 @@ pub static PASSES: &[&(dyn Pass + Sync)] = &[
     &RaiseRmsNorm,
     // GDN's q/k L2 norms → lt2.rms_norm with a 1/sqrt(D) scale; same preconditions.
     &RaiseL2Norm,
+    // HF's rotate_half RoPE below opset 23 → lt2.rope; same preconditions.
+    &RaiseRope,
     // MatMul/Softmax attention with a causal mask → lt2.attention (what decode needs); reads
     // the reshapes that canonicalize left in place; the next canonicalize drops the dead chain.
     &RaiseAttention,
