@@ -23,6 +23,11 @@ use lt2_runtime::dim::Dim;
 use lt2_runtime::plan::{self, DType, Graph, Manifest, Op};
 use lt2_runtime::tensor::{Data, Tensor};
 
+/// Additive mask values at or below this mask the key: fp16 exports fill with -65504 (fp16's
+/// lowest), bf16 / fp32 ones with about -3.4e38. With scores in f32, such a key's softmax weight
+/// is exp(-6e4 + its score - the row's best), 0 in f32 unless its score beats the best by 6e4.
+const MASKED_AT: f32 = -6.0e4;
+
 /// The longest sequence a mask is checked at; masks with larger constants stay explicit. 8195
 /// covers 4096-token windows (Mistral 7B v0.1); the check then takes about 12 s and 1.5 GB.
 const MAX_CHECK_SEQ: i64 = 8195;
@@ -192,7 +197,8 @@ fn largest_constant(g: &Graph, steps: &[usize]) -> i64 {
     let mut c = 1i64;
     for &i in steps {
         let vals: Vec<i64> = match &g.steps[i].op {
-            Some(Op::Constant(k)) => k.i64s.iter().copied().chain(k.f32s.iter().filter(|x| x.fract() == 0.0 && x.abs() < 1e9).map(|&x| x as i64)).collect(),
+            // Float constants at or beyond MASKED_AT are mask fills (fp16's lowest, -65504), not sizes.
+            Some(Op::Constant(k)) => k.i64s.iter().copied().chain(k.f32s.iter().filter(|x| x.fract() == 0.0 && x.abs() < -MASKED_AT).map(|&x| x as i64)).collect(),
             Some(Op::Range(r)) => [r.start, r.delta].into_iter().chain(literals(&r.size)).collect(),
             Some(Op::Slice(s)) => s.starts.iter().chain(&s.ends).chain(&s.steps).copied().collect(),
             Some(Op::Trilu(t)) => vec![t.k],
@@ -246,10 +252,9 @@ fn band_of(t: &Tensor, l: usize) -> Option<Band> {
     if r < 2 || t.shape[r - 2] != l || t.shape[r - 1] != l {
         return None;
     }
-    // Masked scores must vanish in softmax: -1e9 and below underflow exp() in f32.
     let seen: Vec<Option<bool>> = match &t.data {
         Data::Bool(v) => v.iter().map(|&x| Some(x)).collect(),
-        Data::F32(v) => v.iter().map(|&x| if x == 0.0 { Some(true) } else if x <= -1e9 { Some(false) } else { None }).collect(),
+        Data::F32(v) => v.iter().map(|&x| if x == 0.0 { Some(true) } else if x <= MASKED_AT { Some(false) } else { None }).collect(),
         Data::I64(_) => return None,
     };
     // The last row sees the most keys the band has room for: its width is the window.
@@ -304,6 +309,9 @@ mod tests {
         assert_eq!(band_of(&Tensor { shape: vec![1, l, l], data: Data::Bool(off) }, l), None);
         let add: Vec<f32> = tri.iter().map(|&a| if a { 0.0 } else { f32::MIN }).collect();
         assert_eq!(band_of(&Tensor { shape: vec![l, l], data: Data::F32(add) }, l), Some(Band::Causal));
+        // fp16 exports fill with fp16's lowest.
+        let add16: Vec<f32> = tri.iter().map(|&a| if a { 0.0 } else { -65504.0 }).collect();
+        assert_eq!(band_of(&Tensor { shape: vec![l, l], data: Data::F32(add16) }, l), Some(Band::Causal));
         let weak: Vec<f32> = tri.iter().map(|&a| if a { 0.0 } else { -100.0 }).collect();
         assert_eq!(band_of(&Tensor { shape: vec![l, l], data: Data::F32(weak) }, l), None);
         assert_eq!(band_of(&Tensor { shape: vec![1, 1, 2, 3], data: Data::Bool(vec![true; 6]) }, l), None);
