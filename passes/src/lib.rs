@@ -14,6 +14,7 @@ pub mod raise_rms_norm;
 pub mod raise_rope;
 pub mod raise_sdpa;
 pub mod reroll_loops;
+pub mod rope_token_layout;
 pub mod sink_into_loop;
 mod raw;
 

@@ -13,6 +13,7 @@ use crate::raise_rms_norm::RaiseRmsNorm;
 use crate::raise_rope::RaiseRope;
 use crate::raise_sdpa::RaiseSdpa;
 use crate::reroll_loops::RerollLoops;
+use crate::rope_token_layout::RopeTokenLayout;
 use crate::sink_into_loop::SinkIntoLoop;
 use crate::hoist_loop_invariants::HoistLoopInvariants;
 use crate::matmul_weight_precision::MatmulWeightPrecision;
@@ -36,6 +37,9 @@ pub static PASSES: &[&(dyn Pass + Sync)] = &[
     &RaiseL2Norm,
     // HF's rotate_half RoPE below opset 23 → lt2.rope; same preconditions.
     &RaiseRope,
+    // Heads-first RoPE over a transpose runs on the token layout; the final canonicalize
+    // cancels the moved transpose against attention's packing.
+    &RopeTokenLayout,
     // MatMul/Softmax attention with a causal mask → lt2.attention (what decode needs); reads
     // the reshapes that canonicalize left in place; the next canonicalize drops the dead chain.
     &RaiseAttention,
