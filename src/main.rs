@@ -638,5 +638,10 @@ fn inspect(path: &Path) -> Result<()> {
             }
         }
     }
+    if let Some(d) = &m.decode {
+        for n in &d.notes {
+            println!("note:           {n}");
+        }
+    }
     Ok(())
 }
