@@ -85,9 +85,11 @@ pub fn fold_causal_masks(m: &mut Manifest) -> Vec<String> {
             names.push(format!("`{}`", step.origin));
         }
         names.dedup();
+        // A deep model's masks are read by dozens of attentions: name two, count the rest.
+        let readers = if names.len() > 3 { format!("{}, {} and {} more attentions", names[0], names[1], names.len() - 2) } else { names.join(", ") };
         notes.push(format!(
             "the attention mask of {} is the {} (computed from shapes only; checked at batch 1 and 2, seq 1..=8{}): decoded as {}",
-            names.join(", "),
+            readers,
             match band {
                 Band::Causal => "causal mask".to_string(),
                 Band::Window(w) => format!("causal mask of a {w}-token sliding window"),
