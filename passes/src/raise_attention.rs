@@ -73,11 +73,7 @@ impl Pass for RaiseAttention {
             ];
             let att = raw::create_before(before, "lt2.attention", &[q, k, v], &[out_t], &attrs).ok_or_else(|| fail("could not create lt2.attention".into()))?;
             let o4 = reshape(raw::result(att, 0), vec![b.clone(), l.clone(), m.hq.to_string(), m.dv.to_string()], &format!("?x?x{}x{}", m.hq, m.dv))?;
-            let old = raw::result(m.out_transpose, 0);
-            if !raw::same_type(old, o4) {
-                return Err(fail(format!("the raised attention's type {} differs from {}", raw::type_text(raw::value_type(o4)), raw::type_text(raw::value_type(old)))));
-            }
-            raw::replace_all_uses(old, o4);
+            raw::replace_same_type(raw::result(m.out_transpose, 0), o4).map_err(fail)?;
             n += 1;
         }
         Ok(n)

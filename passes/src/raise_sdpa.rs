@@ -80,11 +80,7 @@ impl Pass for RaiseSdpa {
             let att = create("lt2.attention", &operands, &[sb, sl, Some(m.h * m.dv)], &attrs)?;
             let o4 = create("lt2.reshape", &[att], &[sb, sl, Some(m.h), Some(m.dv)], &[("shape", shape(&[b.clone(), l.clone(), m.h.to_string(), m.dv.to_string()]))])?;
             let o = create("lt2.transpose", &[o4], &[sb, Some(m.h), sl, Some(m.dv)], &[("perm", perm("0, 2, 1, 3"))])?;
-            let old = raw::result(m.pv, 0);
-            if !raw::same_type(old, o) {
-                return Err(fail(format!("the raised attention's type {} differs from {}", raw::type_text(raw::value_type(o)), raw::type_text(raw::value_type(old)))));
-            }
-            raw::replace_all_uses(old, o);
+            raw::replace_same_type(raw::result(m.pv, 0), o).map_err(fail)?;
             n += 1;
         }
         Ok(n)

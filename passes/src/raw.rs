@@ -194,6 +194,16 @@ pub fn set_attr(op: MlirOperation, attr: &str, text: &str) -> bool {
     }
 }
 
+/// Replaces every use of `old` with `new` when they have one type; else says both types (a
+/// raising pass built a result that does not stand in for the one it replaces).
+pub fn replace_same_type(old: MlirValue, new: MlirValue) -> Result<(), String> {
+    if !same_type(old, new) {
+        return Err(format!("the raised result's type {} differs from {}", type_text(value_type(new)), type_text(value_type(old))));
+    }
+    replace_all_uses(old, new);
+    Ok(())
+}
+
 /// Makes operand `i` of `op` read `v`.
 pub fn set_operand(op: MlirOperation, i: usize, v: MlirValue) {
     // SAFETY: live op and value of the same context; `i` is below the operand count (callers

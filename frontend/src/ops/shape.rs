@@ -723,7 +723,9 @@ fn gather_nd_tuples(imp: &mut Importer, node: &NodeProto, k: usize, rank: usize)
             Some(r) => b.op(imp, "Mul", &[&r, &dj], vec![])?,
         });
     }
-    let (linear, rows) = (linear.expect("k > 1"), rows.expect("k > 1"));
+    let (Some(linear), Some(rows)) = (linear, rows) else {
+        return Err(node_err(node, "internal: GatherND over tuples of length 0"));
+    };
     let axes = b.ints(imp, &[0]);
     let rows = b.op(imp, "Unsqueeze", &[&rows, &axes], vec![])?;
     let target = if k < rank {
